@@ -1,0 +1,7 @@
+"""``python -m dbos``: the same command line as the ``dbos`` script."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

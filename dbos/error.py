@@ -1,0 +1,288 @@
+"""Every exception the library raises.
+
+``DBOSException`` is the one base class for failures a user may handle;
+``DBOSBaseException`` derives from ``BaseException`` for the few control-flow
+signals that user code must not swallow with a bare ``except Exception``.
+Each class pickles, because recorded errors are checkpointed.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any, List, Optional
+
+
+class DBOSErrorCode(IntEnum):
+    ConflictingIDError = 1
+    RecoveryError = 2
+    InitializationError = 3
+    WorkflowFunctionNotFound = 4
+    NonExistentWorkflowError = 5
+    MaxRecoveryAttemptsExceeded = 6
+    MaxStepRetriesExceeded = 7
+    NotAuthorized = 8
+    ConflictingWorkflowError = 9
+    WorkflowCancelled = 10
+    UnexpectedStep = 11
+    QueueDeduplicated = 12
+    AwaitedWorkflowCancelled = 13
+    AwaitedWorkflowMaxRecoveryAttemptsExceeded = 14
+    PatchNondeterminism = 15
+    StreamTimeout = 16
+    StreamNondeterminism = 17
+    StepTimeout = 18
+    ConflictingRegistrationError = 25
+    SystemDatabaseError = 40
+    NotLaunched = 41
+
+
+def _render(message: str, code: Optional[int]) -> str:
+    if code is None:
+        return f"DBOS Error: {message}"
+    return f"DBOS Error {int(code)}: {message}"
+
+
+class DBOSException(Exception):
+    """Base class of every error a DBOS application may want to handle."""
+
+    status_code: Optional[int] = None
+
+    def __init__(self, message: str, dbos_error_code: Optional[int] = None) -> None:
+        self.message = message
+        self.dbos_error_code = dbos_error_code
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return _render(self.message, self.dbos_error_code)
+
+    def __reduce__(self) -> Any:
+        return (_rebuild, (type(self), self.__dict__.copy(), self.args))
+
+
+class DBOSBaseException(BaseException):
+    """Control-flow signal that ordinary ``except Exception`` must not catch."""
+
+    status_code: Optional[int] = None
+
+    def __init__(self, message: str, dbos_error_code: Optional[int] = None) -> None:
+        self.message = message
+        self.dbos_error_code = dbos_error_code
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return _render(self.message, self.dbos_error_code)
+
+    def __reduce__(self) -> Any:
+        return (_rebuild, (type(self), self.__dict__.copy(), self.args))
+
+
+def _rebuild(cls: "type[BaseException]", state: dict[str, Any], args: tuple[Any, ...]) -> BaseException:
+    # Subclasses take different constructor arguments; rebuilding from the
+    # instance dictionary avoids guessing them when a recorded error is loaded.
+    exc: BaseException = cls.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
+class DBOSWorkflowConflictIDError(DBOSBaseException):
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(
+            f"Conflicting workflow ID {workflow_id}",
+            DBOSErrorCode.ConflictingIDError,
+        )
+        self.workflow_id = workflow_id
+
+
+class DBOSRecoveryError(DBOSException):
+    def __init__(self, workflow_id: str, message: Optional[str] = None) -> None:
+        super().__init__(
+            f"Recovery error for workflow ID {workflow_id}: {message}",
+            DBOSErrorCode.RecoveryError,
+        )
+        self.workflow_id = workflow_id
+
+
+class DBOSInitializationError(DBOSException):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, DBOSErrorCode.InitializationError)
+
+
+class DBOSConfigError(DBOSInitializationError):
+    """The configuration breaks a rule; ``path`` names the offending field."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        where = path or "(top level)"
+        super().__init__(f"Invalid DBOS configuration at '{where}': {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class DBOSMigrationRequiredError(DBOSInitializationError):
+    """The system database is behind the code and migrations are disabled."""
+
+    def __init__(self, current: int, required: int, command: str) -> None:
+        super().__init__(
+            f"The system database schema is at version {current} but this "
+            f"version of DBOS needs {required}, and run_migrations is false. "
+            f"Run `{command}` to migrate it, then launch again."
+        )
+        self.current = current
+        self.required = required
+
+
+class DBOSSystemDatabaseError(DBOSException):
+    """A database operation failed; wraps the driver's error."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, DBOSErrorCode.SystemDatabaseError)
+
+
+class DBOSNotLaunchedError(DBOSException):
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"{what} before DBOS was launched: call DBOS.launch() first",
+            DBOSErrorCode.NotLaunched,
+        )
+
+
+class DBOSWorkflowFunctionNotFoundError(DBOSException):
+    def __init__(self, workflow_id: str, message: Optional[str] = None) -> None:
+        super().__init__(
+            f"Workflow function not found for workflow ID {workflow_id}: {message}",
+            DBOSErrorCode.WorkflowFunctionNotFound,
+        )
+        self.workflow_id = workflow_id
+
+
+class DBOSNonExistentWorkflowError(DBOSException):
+    def __init__(self, destination: str, destination_id: str) -> None:
+        super().__init__(
+            f"{destination} {destination_id} does not exist",
+            DBOSErrorCode.NonExistentWorkflowError,
+        )
+        self.destination_id = destination_id
+
+
+class MaxRecoveryAttemptsExceededError(DBOSException):
+    def __init__(self, wf_id: str, max_retries: Optional[int] = None) -> None:
+        super().__init__(
+            f"Workflow {wf_id} has exceeded its maximum of {max_retries} "
+            "execution or recovery attempts. Further attempts to execute or "
+            "recover it will fail.",
+            DBOSErrorCode.MaxRecoveryAttemptsExceeded,
+        )
+        self.workflow_id = wf_id
+        self.max_retries = max_retries
+
+
+class DBOSMaxStepRetriesExceeded(DBOSException):
+    def __init__(
+        self, step_name: str, max_retries: int, errors: Optional[List[Exception]] = None
+    ) -> None:
+        super().__init__(
+            f"Step {step_name} has exceeded its maximum of {max_retries} retries",
+            DBOSErrorCode.MaxStepRetriesExceeded,
+        )
+        self.step_name = step_name
+        self.max_retries = max_retries
+        self.errors = list(errors or [])
+
+
+class DBOSNotAuthorizedError(DBOSException):
+    status_code = 403
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, DBOSErrorCode.NotAuthorized)
+
+
+class DBOSConflictingWorkflowError(DBOSException):
+    def __init__(self, workflow_id: str, message: Optional[str] = None) -> None:
+        super().__init__(
+            f"Conflicting workflow invocation with the same ID ({workflow_id}): {message}",
+            DBOSErrorCode.ConflictingWorkflowError,
+        )
+        self.workflow_id = workflow_id
+
+
+class DBOSWorkflowCancelledError(DBOSBaseException):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, DBOSErrorCode.WorkflowCancelled)
+
+
+class DBOSUnexpectedStepError(DBOSException):
+    def __init__(
+        self, workflow_id: str, step_id: int, expected_name: str, recorded_name: str
+    ) -> None:
+        super().__init__(
+            f"During execution of workflow {workflow_id} step {step_id}, function "
+            f"{recorded_name} was recorded when {expected_name} was expected. "
+            "Check that your workflow is deterministic.",
+            DBOSErrorCode.UnexpectedStep,
+        )
+        self.workflow_id = workflow_id
+        self.step_id = step_id
+        self.expected_name = expected_name
+        self.recorded_name = recorded_name
+
+
+class DBOSQueueDeduplicatedError(DBOSException):
+    def __init__(self, workflow_id: str, queue_name: str, deduplication_id: str) -> None:
+        super().__init__(
+            f"Workflow {workflow_id} was deduplicated: a workflow with "
+            f"deduplication ID {deduplication_id} is already in queue {queue_name}",
+            DBOSErrorCode.QueueDeduplicated,
+        )
+        self.workflow_id = workflow_id
+        self.queue_name = queue_name
+        self.deduplication_id = deduplication_id
+
+
+class DBOSAwaitedWorkflowCancelledError(DBOSException):
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(
+            f"Awaited workflow {workflow_id} was cancelled",
+            DBOSErrorCode.AwaitedWorkflowCancelled,
+        )
+        self.workflow_id = workflow_id
+
+
+class DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded(DBOSException):
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(
+            f"Awaited workflow {workflow_id} exceeded its maximum recovery attempts",
+            DBOSErrorCode.AwaitedWorkflowMaxRecoveryAttemptsExceeded,
+        )
+        self.workflow_id = workflow_id
+
+
+class DBOSStreamTimeoutError(DBOSException):
+    def __init__(
+        self, workflow_id: str, key: str, timeout_seconds: Optional[float] = None
+    ) -> None:
+        super().__init__(
+            f"Reading stream {key} of workflow {workflow_id} timed out "
+            f"after {timeout_seconds} seconds",
+            DBOSErrorCode.StreamTimeout,
+        )
+        self.workflow_id = workflow_id
+        self.key = key
+
+
+class DBOSStepTimeoutError(DBOSException):
+    def __init__(self, step_name: str, timeout_seconds: float) -> None:
+        super().__init__(
+            f"Step {step_name} timed out after {timeout_seconds} seconds",
+            DBOSErrorCode.StepTimeout,
+        )
+        self.step_name = step_name
+        self.timeout_seconds = timeout_seconds
+
+
+class DBOSConflictingRegistrationError(DBOSException):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"Operation (Name: {name}) is already registered with a conflicting function type",
+            DBOSErrorCode.ConflictingRegistrationError,
+        )
+        self.name = name

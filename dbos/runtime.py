@@ -1,0 +1,321 @@
+"""The ``DBOS`` class: a process-wide singleton and its lifecycle.
+
+``DBOS(config=...)`` validates the configuration; ``DBOS.launch()`` migrates
+(or verifies) the system database and starts background work;
+``DBOS.destroy()`` stops it all so a new instance can be built.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable, List, Optional, Set
+
+from .config import (
+    CONFIG_FILENAMES,
+    DBOSConfig,
+    Settings,
+    config_from_yaml,
+    default_config,
+    find_config_file,
+    load_config_file,
+    resolve,
+)
+from .error import DBOSException, DBOSInitializationError, DBOSNotLaunchedError
+from .logger import configure_logging, dbos_logger
+from .registry import clear_registry, get_registry
+from .schema import migrate_command
+from .sysdb import SystemDatabase
+from .version import VersionInfo, compute_application_version
+
+_instance: Optional["DBOS"] = None
+_instance_lock = threading.RLock()
+
+
+class _GlobalParams:
+    """Identity of this process, reset from the environment by ``destroy``."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.app_version: str = os.environ.get("DBOS__APPVERSION", "")
+        self.executor_id: str = os.environ.get("DBOS__VMID", "local")
+        self.app_name: Optional[str] = None
+
+
+GlobalParams = _GlobalParams()
+
+
+class classproperty:
+    """A read-only property of the class itself (``DBOS.logger``)."""
+
+    def __init__(self, getter: Callable[[Any], Any]) -> None:
+        self.getter = getter
+
+    def __get__(self, obj: Any, owner: Any) -> Any:
+        return self.getter(owner)
+
+
+class DBOS:
+    """The durable-execution runtime of this process (one instance at a time)."""
+
+    _initialized: bool
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "DBOS":
+        global _instance
+        with _instance_lock:
+            if _instance is None:
+                created = super().__new__(cls)
+                created._initialized = False
+                _instance = created
+            return _instance
+
+    def __init__(
+        self,
+        *,
+        config: Optional[DBOSConfig] = None,
+        fastapi: Optional[Any] = None,
+        flask: Optional[Any] = None,
+        conductor_url: Optional[str] = None,
+        conductor_key: Optional[str] = None,
+    ) -> None:
+        # A second construction returns the first instance untouched, as in
+        # DBOS Transact: the new config is ignored.
+        if self._initialized:
+            return
+        try:
+            self._setup(config, fastapi, flask)
+        except BaseException:
+            _forget_instance(self)
+            raise
+
+    def _setup(self, config: Optional[DBOSConfig], fastapi: Any, flask: Any) -> None:
+        yaml_data = None
+        if config is None and find_config_file() is not None:
+            yaml_data = load_config_file()
+            config = config_from_yaml(yaml_data)
+        elif config is None:
+            config = default_config()
+            dbos_logger.info(f"No {CONFIG_FILENAMES[0]} here; running as app '{config['name']}'")
+        settings = resolve(config, yaml_data)
+        if fastapi is not None or flask is not None:
+            raise DBOSInitializationError(
+                "Web framework integration (fastapi=, flask=) is not available yet"
+            )
+        self._settings: Settings = settings
+        self._config: DBOSConfig = config
+        self._sys_db: Optional[SystemDatabase] = None
+        self._launched = False
+        self._stop_event = threading.Event()
+        self._background: List[threading.Thread] = []
+        self._active_workflows: Set[str] = set()
+        self._active_lock = threading.Lock()
+        configure_logging(settings.log_level, settings.console_log_level)
+        if settings.application_version:
+            GlobalParams.app_version = settings.application_version
+        if settings.executor_id:
+            GlobalParams.executor_id = settings.executor_id
+        self._initialized = True
+
+    # ------------------------------------------------------------------
+    # Lifecycle
+    # ------------------------------------------------------------------
+
+    @classmethod
+    def launch(cls) -> None:
+        """Migrate (or verify) the system database, then start background work."""
+        with _instance_lock:  # two threads launching at once must not both migrate
+            inst = _instance
+            if inst is None or not inst._initialized:
+                return
+            if inst._launched:
+                dbos_logger.warning("DBOS.launch() was called again; DBOS is already launched")
+                return
+            try:
+                inst._launch()
+            except Exception:
+                dbos_logger.error("DBOS failed to launch", exc_info=True)
+                raise
+
+    def _launch(self) -> None:
+        settings = self._settings
+        GlobalParams.app_name = settings.name
+        sysdb = _open_system_database(settings)
+        try:
+            _prepare_schema(sysdb, settings)
+            if not GlobalParams.app_version:
+                GlobalParams.app_version = compute_application_version(
+                    get_registry().workflow_functions(), settings.name
+                )
+            _register_version(sysdb, GlobalParams.app_version, settings.name)
+        except BaseException:
+            sysdb.close()
+            raise
+        self._sys_db = sysdb
+        self._launched = True
+        dbos_logger.info("DBOS launched!")
+
+    @classmethod
+    def destroy(
+        cls, *, destroy_registry: bool = False, workflow_completion_timeout_sec: int = 0
+    ) -> None:
+        """Stop background work, close the system database, forget the instance."""
+        inst = _instance
+        if inst is not None and inst._initialized:
+            inst._shutdown(workflow_completion_timeout_sec)
+        with _instance_lock:
+            _forget_instance(inst)
+        if destroy_registry:
+            clear_registry()
+        GlobalParams.reset()
+        dbos_logger.info("DBOS successfully shut down")
+
+    def _shutdown(self, workflow_completion_timeout_sec: float) -> None:
+        self._initialized = False
+        self._stop_event.set()
+        if workflow_completion_timeout_sec > 0:
+            self._wait_for_active(workflow_completion_timeout_sec)
+        for thread in self._background:
+            thread.join(timeout=10)
+            if thread.is_alive():
+                dbos_logger.warning(f"Background thread {thread.name} did not stop in 10 s")
+        if self._sys_db is not None:
+            self._sys_db.close()
+            self._sys_db = None
+        self._launched = False
+
+    def _wait_for_active(self, timeout_sec: float) -> None:
+        deadline = time.monotonic() + timeout_sec
+        while time.monotonic() < deadline:
+            with self._active_lock:
+                if not self._active_workflows:
+                    return
+            self._stop_event.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+        with self._active_lock:
+            remaining = sorted(self._active_workflows)
+        if remaining:
+            dbos_logger.warning(f"Workflows still running at shutdown: {remaining}")
+
+    @classmethod
+    def reset_system_database(
+        cls,
+        *,
+        system_database_url: Optional[str] = None,
+        schema: Optional[str] = None,
+        truncate: bool = False,
+    ) -> None:
+        """Drop the system database (or empty its tables); only before launch."""
+        inst = _instance
+        if inst is not None and inst._initialized:
+            if inst._launched:
+                raise AssertionError(
+                    "DBOS.reset_system_database() must be called before DBOS.launch(); "
+                    "call DBOS.destroy() first to reset a launched application"
+                )
+            system_database_url = system_database_url or inst._settings.system_database_url.render()
+            schema = schema or inst._settings.system_schema
+        if not system_database_url:
+            dbos_logger.warning("reset_system_database: no system database URL; nothing to do")
+            return
+        sysdb = SystemDatabase(system_database_url, schema=schema or "dbos", pool_size=2)
+        try:
+            if not truncate:
+                sysdb.drop()
+            elif sysdb.exists():
+                sysdb.truncate()
+        finally:
+            sysdb.close()
+
+    # ------------------------------------------------------------------
+    # Access to the running instance
+    # ------------------------------------------------------------------
+
+    @classmethod
+    def _system_database(cls, what: str) -> SystemDatabase:
+        inst = _instance
+        if inst is None or not inst._initialized:
+            raise DBOSException(
+                f"{what} was called before DBOS was initialized: construct "
+                "DBOS(config=...) and call DBOS.launch() first"
+            )
+        if inst._sys_db is None:
+            raise DBOSNotLaunchedError(f"{what} was called")
+        return inst._sys_db
+
+    @classproperty
+    def logger(cls) -> logging.Logger:
+        return dbos_logger
+
+    @classproperty
+    def application_version(cls) -> str:
+        return GlobalParams.app_version
+
+    @classproperty
+    def executor_id(cls) -> str:
+        return GlobalParams.executor_id
+
+    @classproperty
+    def config(cls) -> Optional[DBOSConfig]:
+        inst = _instance
+        return inst._config if inst is not None and inst._initialized else None
+
+    # ------------------------------------------------------------------
+    # Application versions
+    # ------------------------------------------------------------------
+
+    @classmethod
+    def list_application_versions(cls) -> List[VersionInfo]:
+        """Registered application versions, newest first."""
+        return cls._system_database("DBOS.list_application_versions()").list_application_versions()
+
+    @classmethod
+    def get_latest_application_version(cls) -> VersionInfo:
+        versions = cls._system_database(
+            "DBOS.get_latest_application_version()"
+        ).list_application_versions()
+        if not versions:
+            raise DBOSException("No application versions found")
+        return versions[0]
+
+    @classmethod
+    def set_latest_application_version(cls, version_name: str) -> None:
+        sysdb = cls._system_database("DBOS.set_latest_application_version()")
+        sysdb.set_latest_application_version(version_name)
+
+
+def _forget_instance(inst: Optional[DBOS]) -> None:
+    global _instance
+    if _instance is inst:
+        _instance = None
+
+
+def _open_system_database(settings: Settings) -> SystemDatabase:
+    return SystemDatabase(
+        settings.system_database_url,
+        schema=settings.system_schema,
+        pool_size=settings.sys_db_pool_size,
+        pool_timeout=settings.pool_timeout,
+        connect_args=settings.connect_args,
+    )
+
+
+def _prepare_schema(sysdb: SystemDatabase, settings: Settings) -> None:
+    if settings.run_migrations:
+        applied = sysdb.migrate()
+        if applied:
+            dbos_logger.info(f"System database migrated to version {applied[-1]}")
+    else:
+        sysdb.verify_schema(migrate_command(sysdb.url, sysdb.schema))
+
+
+def _register_version(sysdb: SystemDatabase, version: str, app_name: str) -> None:
+    sysdb.register_application_version(version, app_name)
+    versions = sysdb.list_application_versions()
+    if versions and versions[0].version_name != version:
+        dbos_logger.warning(
+            f"Application version {version} is not the latest registered version "
+            f"({versions[0].version_name}); DBOS.set_latest_application_version() changes that"
+        )

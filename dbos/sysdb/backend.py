@@ -1,0 +1,354 @@
+"""What differs between SQLite and PostgreSQL, and nothing else.
+
+A ``Backend`` opens pooled Peewee databases, creates and drops the database
+itself, runs migration scripts, serialises migrators, and recognises a lost
+connection. The storage interface and the migration runner call only these
+methods, so no dialect detail reaches the workflow engine.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from abc import ABC, abstractmethod
+from contextlib import closing, contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+import peewee as pw
+from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
+
+from .url import DatabaseURL
+
+# The key DBOS Transact also uses, so its migrator and ours never overlap.
+MIGRATION_LOCK_KEY = 1234567890
+BUSY_TIMEOUT_MS = 30_000
+
+
+# Peewee's own translation of driver errors into ``pw.DatabaseError`` and kin.
+_PEEWEE_ERRORS: Any = getattr(pw, "__exception_wrapper__")
+
+
+def driver_error(exc: BaseException) -> BaseException:
+    """The driver's own exception behind a Peewee wrapper; ``exc`` if none."""
+    if not isinstance(exc, pw.PeeweeException):
+        return exc
+    if exc.args and isinstance(exc.args[0], BaseException):
+        return exc.args[0]
+    # Peewee's own complaint (e.g. rollback on a closed connection) hides the cause.
+    return exc.__context__ or exc
+
+
+class Backend(ABC):
+    """One kind of database server, addressed by one URL."""
+
+    name: str
+
+    def __init__(self, url: DatabaseURL, schema: Optional[str]) -> None:
+        self.url = url
+        self.schema = schema
+
+    @abstractmethod
+    def open(self, pool_size: int, pool_timeout: float, connect_args: Dict[str, Any]) -> pw.Database:
+        """A pooled Peewee database; each thread borrows a connection per operation."""
+
+    @abstractmethod
+    def database_exists(self) -> bool: ...
+
+    @abstractmethod
+    def create_database(self) -> None:
+        """Create the database if it is missing; safe when others race to do it."""
+
+    @abstractmethod
+    def drop_database(self) -> None: ...
+
+    @abstractmethod
+    def migration_lock(self, db: pw.Database) -> Any:
+        """A context manager held while migrations are read and applied."""
+
+    @abstractmethod
+    def bootstrap_sql(self) -> List[str]:
+        """Statements that create the schema and the version table if missing."""
+
+    @abstractmethod
+    def run_script(self, db: pw.Database, sql: str) -> None:
+        """Execute a migration's statements inside the current transaction."""
+
+    @abstractmethod
+    def truncate(self, db: pw.Database, tables: Sequence[str]) -> None: ...
+
+    @abstractmethod
+    def is_disconnect(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the connection is gone and should be replaced."""
+
+    def is_missing_database(self, exc: BaseException) -> bool:
+        return False
+
+    # Expressions a shared migration names as {{token}}, in this dialect.
+    sql_tokens: Dict[str, str] = {}
+
+    def render_shared_sql(self, sql: str) -> str:
+        """A migration written for every backend, in this backend's dialect."""
+        for token, expression in self.sql_tokens.items():
+            sql = sql.replace("{{" + token + "}}", expression)
+        return sql
+
+    def grant_sql(self, role: str) -> List[str]:
+        """Statements giving ``role`` what the application needs; none for SQLite."""
+        return []
+
+    def qualified(self, table: str) -> str:
+        return f'"{self.schema}"."{table}"' if self.schema else f'"{table}"'
+
+    def table_names(self, db: pw.Database) -> List[str]:
+        names: List[str] = db.get_tables(schema=self.schema)
+        return names
+
+
+class SqliteBackend(Backend):
+    name = "sqlite"
+    sql_tokens = {
+        "now_ms": "(CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))",
+        "random_id": "(lower(hex(randomblob(16))))",
+        "boolean": "INTEGER",
+    }
+
+    def __init__(self, url: DatabaseURL, schema: Optional[str] = None) -> None:
+        super().__init__(url, None)
+
+    @property
+    def path(self) -> str:
+        return self.url.sqlite_path
+
+    def open(self, pool_size: int, pool_timeout: float, connect_args: Dict[str, Any]) -> pw.Database:
+        return PooledSqliteDatabase(
+            self.path,
+            max_connections=pool_size,
+            timeout=pool_timeout,
+            lock_type="IMMEDIATE",
+            check_same_thread=False,
+            # journal_mode is a no-op once create_database has set WAL.
+            pragmas={
+                "busy_timeout": BUSY_TIMEOUT_MS,
+                "journal_mode": "wal",
+                "foreign_keys": 1,
+                "synchronous": "full",
+            },
+            **connect_args,
+        )
+
+    def database_exists(self) -> bool:
+        return os.path.exists(self.path)
+
+    def create_database(self) -> None:
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        self._switch_to_wal()
+
+    def _switch_to_wal(self) -> None:
+        """Put the file in WAL mode, which persists, before the pool opens it.
+
+        Two processes converting one new file at once get "database is
+        locked" at once, without the busy handler, so retry until the timeout.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                with closing(sqlite3.connect(self.path, isolation_level=None)) as conn:
+                    conn.execute("PRAGMA journal_mode = wal")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    def drop_database(self) -> None:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            try:
+                os.remove(self.path + suffix)
+            except FileNotFoundError:
+                pass
+
+    @contextmanager
+    def migration_lock(self, db: pw.Database) -> Iterator[None]:
+        # Each migration takes SQLite's write lock (BEGIN IMMEDIATE) and
+        # re-reads the version inside it, which is all the exclusion needed.
+        yield
+
+    def bootstrap_sql(self) -> List[str]:
+        return ["CREATE TABLE IF NOT EXISTS dbos_migrations (version BIGINT NOT NULL PRIMARY KEY)"]
+
+    def run_script(self, db: pw.Database, sql: str) -> None:
+        cursor = db.cursor()
+        for statement in split_sqlite_script(sql):
+            with _PEEWEE_ERRORS:
+                cursor.execute(statement)
+
+    def truncate(self, db: pw.Database, tables: Sequence[str]) -> None:
+        for table in tables:
+            db.execute_sql(f'DELETE FROM "{table}"')
+
+    def is_disconnect(self, exc: BaseException) -> bool:
+        # A SQLite file has no connection to lose.
+        return False
+
+
+def split_sqlite_script(sql: str) -> List[str]:
+    """Complete statements of ``sql``, so triggers with inner ``;`` stay whole."""
+    statements, buffer = [], ""
+    for line in sql.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if _strip_comments(buffer):
+        statements.append(buffer.strip())
+    return statements
+
+
+def _strip_comments(sql: str) -> str:
+    return "\n".join(l for l in sql.splitlines() if not l.strip().startswith("--")).strip()
+
+
+class PostgresBackend(Backend):
+    name = "postgres"
+    sql_tokens = {
+        "now_ms": "((EXTRACT(EPOCH FROM now()) * 1000.0)::BIGINT)",
+        "random_id": "(gen_random_uuid()::TEXT)",
+        "boolean": "BOOLEAN",
+    }
+
+    def open(self, pool_size: int, pool_timeout: float, connect_args: Dict[str, Any]) -> pw.Database:
+        kwargs = {**self.url.connect_kwargs(), **connect_args}
+        return PooledPostgresqlDatabase(
+            self.url.database,
+            max_connections=pool_size,
+            timeout=pool_timeout,
+            autorollback=False,
+            **kwargs,
+        )
+
+    def _maintenance_connection(self) -> Any:
+        import psycopg2
+
+        last: Optional[Exception] = None
+        for dbname in ("postgres", "template1"):
+            try:
+                conn = psycopg2.connect(dbname=dbname, **self.url.connect_kwargs())
+                conn.autocommit = True
+                return conn
+            except psycopg2.OperationalError as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    def database_exists(self) -> bool:
+        """Whether the database exists, asking the maintenance database only if needed.
+
+        An application role may connect to its own database but not to
+        ``postgres`` or ``template1``; then connecting is the only way to know.
+        """
+        import psycopg2
+
+        try:
+            psycopg2.connect(dbname=self.url.database, **self.url.connect_kwargs()).close()
+            return True
+        except psycopg2.OperationalError as exc:
+            if self.is_missing_database(exc):
+                return False
+        return self._listed_in_pg_database()
+
+    def _listed_in_pg_database(self) -> bool:
+        conn = self._maintenance_connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.url.database,))
+                return cur.fetchone() is not None
+        finally:
+            conn.close()
+
+    def create_database(self) -> None:
+        import psycopg2
+        from psycopg2 import sql
+
+        if self.database_exists():
+            return
+        conn = self._maintenance_connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.url.database)))
+        except (psycopg2.errors.DuplicateDatabase, psycopg2.errors.UniqueViolation):
+            pass  # another process created it first
+        finally:
+            conn.close()
+
+    def drop_database(self) -> None:
+        from psycopg2 import sql
+
+        conn = self._maintenance_connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(self.url.database)
+                    )
+                )
+        finally:
+            conn.close()
+
+    @contextmanager
+    def migration_lock(self, db: pw.Database) -> Iterator[None]:
+        db.execute_sql("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            db.execute_sql("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+
+    def bootstrap_sql(self) -> List[str]:
+        return [
+            f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"',
+            f"CREATE TABLE IF NOT EXISTS {self.qualified('dbos_migrations')} "
+            "(version BIGINT NOT NULL PRIMARY KEY)",
+        ]
+
+    def run_script(self, db: pw.Database, sql: str) -> None:
+        cursor = db.cursor()
+        with _PEEWEE_ERRORS:
+            cursor.execute(f'SET LOCAL search_path TO "{self.schema}", public')
+            # No parameters, so the driver sends the script as written, '%' included.
+            cursor.execute(sql)
+
+    def truncate(self, db: pw.Database, tables: Sequence[str]) -> None:
+        if tables:
+            names = ", ".join(self.qualified(t) for t in tables)
+            db.execute_sql(f"TRUNCATE TABLE {names} CASCADE")
+
+    def is_disconnect(self, exc: BaseException) -> bool:
+        import psycopg2
+
+        inner = driver_error(exc)
+        if not isinstance(inner, (psycopg2.OperationalError, psycopg2.InterfaceError)):
+            return False
+        code = getattr(inner, "pgcode", None)
+        return code is None or code.startswith("08") or code.startswith("57P")
+
+    def grant_sql(self, role: str) -> List[str]:
+        schema, who = f'"{self.schema}"', '"' + role.replace('"', '""') + '"'
+        return [
+            f"GRANT USAGE ON SCHEMA {schema} TO {who}",
+            f"GRANT ALL PRIVILEGES ON ALL TABLES IN SCHEMA {schema} TO {who}",
+            f"GRANT ALL PRIVILEGES ON ALL SEQUENCES IN SCHEMA {schema} TO {who}",
+            f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {schema} TO {who}",
+            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT ALL ON TABLES TO {who}",
+        ]
+
+    def is_missing_database(self, exc: BaseException) -> bool:
+        inner = driver_error(exc)
+        missing = f'database "{self.url.database}" does not exist'
+        return getattr(inner, "pgcode", None) == "3D000" or missing in str(inner)
+
+
+def backend_for(url: DatabaseURL, schema: Optional[str] = "dbos") -> Backend:
+    if url.is_sqlite:
+        return SqliteBackend(url)
+    return PostgresBackend(url, schema or "dbos")

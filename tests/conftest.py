@@ -1,0 +1,91 @@
+"""Fixtures shared by every test.
+
+``--backend sqlite|postgres`` (or DBOS_TEST_BACKEND) picks the system database
+for integration tests. PostgreSQL tests each get a fresh database on the
+server at DBOS_TEST_POSTGRES_URL, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Iterator
+
+import pytest
+
+from dbos import DBOS, DBOSConfig
+from dbos.sysdb import DatabaseURL, SystemDatabase
+
+POSTGRES_SERVER = os.environ.get("DBOS_TEST_POSTGRES_URL", "postgresql://postgres@localhost:5432/postgres")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        choices=["sqlite", "postgres"],
+        default=os.environ.get("DBOS_TEST_BACKEND", "sqlite"),
+        help="system database backend for integration tests",
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"dbos backend: {config.getoption('--backend')}"
+
+
+@pytest.fixture(scope="session")
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.config.getoption("--backend"))
+
+
+def postgres_url(database: str) -> str:
+    return DatabaseURL.parse(POSTGRES_SERVER).with_database(database).render()
+
+
+@pytest.fixture
+def fresh_postgres_url() -> Iterator[str]:
+    """A URL naming a PostgreSQL database that does not exist yet."""
+    url = postgres_url(f"dbos_test_{uuid.uuid4().hex[:12]}")
+    yield url
+    SystemDatabase(url, pool_size=1).drop()
+
+
+@pytest.fixture
+def fresh_sqlite_url(tmp_path: "os.PathLike[str]") -> str:
+    return f"sqlite:///{os.path.join(str(tmp_path), 'system.sqlite')}"
+
+
+@pytest.fixture
+def sys_db_url(backend: str, request: pytest.FixtureRequest) -> str:
+    """A system database URL on the chosen backend; the database does not exist yet."""
+    name = "fresh_postgres_url" if backend == "postgres" else "fresh_sqlite_url"
+    return str(request.getfixturevalue(name))
+
+
+@pytest.fixture
+def config(sys_db_url: str) -> DBOSConfig:
+    return DBOSConfig(name="test-app", system_database_url=sys_db_url)
+
+
+@pytest.fixture
+def sysdb(sys_db_url: str) -> Iterator[SystemDatabase]:
+    """A migrated system database on the chosen backend."""
+    db = SystemDatabase(sys_db_url)
+    db.migrate()
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def dbos(config: DBOSConfig) -> Iterator[type[DBOS]]:
+    """A launched DBOS on a fresh system database."""
+    DBOS(config=config)
+    DBOS.launch()
+    yield DBOS
+    DBOS.destroy(destroy_registry=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_instance() -> Iterator[None]:
+    # A test that fails half-way must not leave its instance to the next one.
+    yield
+    DBOS.destroy(destroy_registry=True)

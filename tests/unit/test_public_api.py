@@ -1,0 +1,44 @@
+import pickle
+
+import dbos
+from dbos import error
+
+
+def test_public_names_are_pinned() -> None:
+    assert sorted(dbos.__all__) == sorted(
+        ["DBOS", "DBOSConfig", "VersionInfo", "error", "run_dbos_database_migrations"]
+    )
+    for name in dbos.__all__:
+        assert hasattr(dbos, name), name
+
+
+def test_errors_share_one_base_and_pickle() -> None:
+    samples = [
+        error.DBOSInitializationError("bad"),
+        error.DBOSConfigError("database.migrate[0]", "must be a string"),
+        error.DBOSMigrationRequiredError(0, 1, "dbos migrate"),
+        error.DBOSNonExistentWorkflowError("workflow", "wf-1"),
+        error.DBOSMaxStepRetriesExceeded("step", 3, [ValueError("x")]),
+        error.DBOSUnexpectedStepError("wf", 2, "a", "b"),
+        error.DBOSWorkflowCancelledError("cancelled"),
+        error.DBOSWorkflowConflictIDError("wf"),
+    ]
+    for exc in samples:
+        assert isinstance(exc, (error.DBOSException, error.DBOSBaseException))
+        copy = pickle.loads(pickle.dumps(exc))
+        assert type(copy) is type(exc)
+        assert str(copy) == str(exc)
+        assert copy.__dict__.keys() == exc.__dict__.keys()
+
+
+def test_error_string_carries_code() -> None:
+    exc = error.DBOSInitializationError("Invalid name")
+    assert str(exc) == "DBOS Error 3: Invalid name"
+    assert exc.dbos_error_code == 3
+    assert str(error.DBOSException("plain")) == "DBOS Error: plain"
+
+
+def test_private_error_module_alias() -> None:
+    from dbos._error import DBOSException
+
+    assert DBOSException is error.DBOSException
