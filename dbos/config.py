@@ -55,6 +55,7 @@ class DBOSConfig(TypedDict, total=False):
     executor_id: Optional[str]
     enable_patching: Optional[bool]
     serializer: Optional[Any]
+    application_datasource: Optional[Any]
     enable_otlp: Optional[bool]
     otlp_traces_endpoints: Optional[List[str]]
     otlp_logs_endpoints: Optional[List[str]]
@@ -252,6 +253,7 @@ def validate_config(config: Any) -> None:
     _check_numbers(config, "")
     _check_urls(config)
     _check_serializer(config.get("serializer"))
+    _check_datasource(config.get("application_datasource"))
     _check_json(config, "conductor_executor_metadata")
 
 
@@ -389,6 +391,16 @@ def _check_urls(config: Dict[str, Any]) -> None:
                 raise DBOSConfigError(key, str(exc))
 
 
+def _check_datasource(datasource: Any) -> None:
+    from .datasource import Datasource
+
+    if datasource is not None and not isinstance(datasource, Datasource):
+        raise DBOSConfigError(
+            "application_datasource",
+            f"must be a dbos.Datasource (such as PeeweeDatasource(db)), got {datasource!r}",
+        )
+
+
 def _check_serializer(serializer: Any) -> None:
     if serializer is None:
         return
@@ -437,6 +449,7 @@ class Settings:
     admin_host: str = "127.0.0.1"
     migrate_commands: List[str] = field(default_factory=list)
     serializer: Any = None
+    application_datasource: Any = None
 
 
 def default_app_name(directory: Optional[str] = None) -> str:
@@ -505,6 +518,7 @@ def resolve(config: DBOSConfig, yaml_data: Optional[Dict[str, Any]] = None) -> S
         admin_host=config.get("admin_host") or "127.0.0.1",
         migrate_commands=list(sections.get("database", {}).get("migrate", [])),
         serializer=config.get("serializer"),
+        application_datasource=config.get("application_datasource"),
     )
 
 

@@ -34,6 +34,8 @@ class DBOSErrorCode(IntEnum):
     ConflictingRegistrationError = 25
     SystemDatabaseError = 40
     NotLaunched = 41
+    SerializationError = 42
+    RecordedError = 43
 
 
 def _render(message: str, code: Optional[int]) -> str:
@@ -286,3 +288,29 @@ class DBOSConflictingRegistrationError(DBOSException):
             DBOSErrorCode.ConflictingRegistrationError,
         )
         self.name = name
+
+
+class DBOSSerializationError(DBOSException):
+    """A value cannot be serialized; ``what`` names it (an argument, an output)."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(
+            f"Cannot serialize {what}: {reason}. Pass values that pickle can "
+            "store, or configure a serializer that handles them",
+            DBOSErrorCode.SerializationError,
+        )
+        self.what = what
+        self.reason = reason
+
+
+class DBOSRecordedError(DBOSException):
+    """Stands in for a recorded exception that could not be stored or restored."""
+
+    def __init__(self, type_name: str, error_message: str) -> None:
+        super().__init__(
+            f"{type_name}: {error_message} (the original exception could not be "
+            "pickled or unpickled, so it is returned as this DBOS error)",
+            DBOSErrorCode.RecordedError,
+        )
+        self.type_name = type_name
+        self.error_message = error_message

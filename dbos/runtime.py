@@ -11,7 +11,8 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable, List, Optional, Set
+import asyncio
+from typing import Any, Awaitable, Callable, List, Optional, TypeVar
 
 from .config import (
     CONFIG_FILENAMES,
@@ -23,12 +24,26 @@ from .config import (
     load_config_file,
     resolve,
 )
+from . import decorators, start
+from .context import DBOSContext, get_context
+from .datasource import IsolationLevel, PeeweeDatasource
+from .engine import Engine, Identity, get_engine, set_engine
+from .handle import WorkflowHandle, WorkflowHandleAsync
+from .introspection import workflow_status
 from .error import DBOSException, DBOSInitializationError, DBOSNotLaunchedError
 from .logger import configure_logging, dbos_logger
+from .recovery import recover_pending
 from .registry import clear_registry, get_registry
+from .serialization import Codec
+from .status import StepStatus, WorkflowStatus
+from .step import RetryPolicy
 from .schema import migrate_command
 from .sysdb import SystemDatabase
 from .version import VersionInfo, compute_application_version
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+R = TypeVar("R")
 
 _instance: Optional["DBOS"] = None
 _instance_lock = threading.RLock()
@@ -111,8 +126,7 @@ class DBOS:
         self._launched = False
         self._stop_event = threading.Event()
         self._background: List[threading.Thread] = []
-        self._active_workflows: Set[str] = set()
-        self._active_lock = threading.Lock()
+        self._engine: Optional[Engine] = None
         configure_logging(settings.log_level, settings.console_log_level)
         if settings.application_version:
             GlobalParams.app_version = settings.application_version
@@ -151,12 +165,22 @@ class DBOS:
                     get_registry().workflow_functions(), settings.name
                 )
             _register_version(sysdb, GlobalParams.app_version, settings.name)
+            engine = _build_engine(sysdb, settings)
         except BaseException:
             sysdb.close()
             raise
-        self._sys_db = sysdb
+        self._sys_db, self._engine = sysdb, engine
+        set_engine(engine)
         self._launched = True
+        self._start_background(engine)
         dbos_logger.info("DBOS launched!")
+
+    def _start_background(self, engine: Engine) -> None:
+        recovery = threading.Thread(
+            target=_recover_quietly, args=(engine,), name="dbos-recovery", daemon=True
+        )
+        recovery.start()
+        self._background.append(recovery)
 
     @classmethod
     def destroy(
@@ -176,26 +200,26 @@ class DBOS:
     def _shutdown(self, workflow_completion_timeout_sec: float) -> None:
         self._initialized = False
         self._stop_event.set()
-        if workflow_completion_timeout_sec > 0:
-            self._wait_for_active(workflow_completion_timeout_sec)
+        engine, self._engine = self._engine, None
+        if engine is not None and workflow_completion_timeout_sec > 0:
+            self._wait_for_active(engine, workflow_completion_timeout_sec)
         for thread in self._background:
             thread.join(timeout=10)
             if thread.is_alive():
                 dbos_logger.warning(f"Background thread {thread.name} did not stop in 10 s")
+        set_engine(None)
+        if engine is not None:
+            engine.close()
         if self._sys_db is not None:
             self._sys_db.close()
             self._sys_db = None
         self._launched = False
 
-    def _wait_for_active(self, timeout_sec: float) -> None:
+    def _wait_for_active(self, engine: Engine, timeout_sec: float) -> None:
         deadline = time.monotonic() + timeout_sec
-        while time.monotonic() < deadline:
-            with self._active_lock:
-                if not self._active_workflows:
-                    return
+        while engine.active_workflows() and time.monotonic() < deadline:
             self._stop_event.wait(min(0.1, max(0.0, deadline - time.monotonic())))
-        with self._active_lock:
-            remaining = sorted(self._active_workflows)
+        remaining = engine.active_workflows()
         if remaining:
             dbos_logger.warning(f"Workflows still running at shutdown: {remaining}")
 
@@ -284,6 +308,198 @@ class DBOS:
     def set_latest_application_version(cls, version_name: str) -> None:
         sysdb = cls._system_database("DBOS.set_latest_application_version()")
         sysdb.set_latest_application_version(version_name)
+
+    # ------------------------------------------------------------------
+    # Decorators
+    # ------------------------------------------------------------------
+
+    @classmethod
+    def workflow(
+        cls, *, name: Optional[str] = None, max_recovery_attempts: Optional[int] = 100
+    ) -> Callable[[F], F]:
+        """Make a function durable: each step's outcome is checkpointed."""
+        return lambda func: decorators.make_workflow(func, name, max_recovery_attempts)
+
+    @classmethod
+    def step(
+        cls,
+        *,
+        name: Optional[str] = None,
+        retries_allowed: bool = False,
+        interval_seconds: float = 1.0,
+        max_attempts: int = 3,
+        backoff_rate: float = 2.0,
+        should_retry: Optional[Callable[[BaseException], Any]] = None,
+    ) -> Callable[[F], F]:
+        """A step of a workflow: run once, its outcome checkpointed."""
+        policy = RetryPolicy(retries_allowed, interval_seconds, max_attempts, backoff_rate, should_retry)
+        return lambda func: decorators.make_step(func, name, policy)
+
+    @classmethod
+    def transaction(
+        cls, isolation_level: IsolationLevel = "SERIALIZABLE", *, name: Optional[str] = None
+    ) -> Callable[[F], F]:
+        """A step that runs in an application-database transaction, exactly once."""
+        return lambda func: decorators.make_transaction(func, isolation_level, name)
+
+    @classmethod
+    def dbos_class(cls, class_name: Optional[str] = None) -> Callable[[T], T]:
+        return lambda klass: decorators.register_class(klass, class_name)  # type: ignore[return-value, arg-type]
+
+    @classmethod
+    def required_roles(cls, roles: List[str]) -> Callable[[F], F]:
+        return decorators.required_roles(roles)
+
+    @classmethod
+    def default_required_roles(cls, roles: List[str]) -> Callable[[T], T]:
+        return decorators.default_required_roles(roles)  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------
+    # Starting and observing workflows
+    # ------------------------------------------------------------------
+
+    @classmethod
+    def start_workflow(cls, func: Callable[..., R], *args: Any, **kwargs: Any) -> WorkflowHandle[R]:
+        return start.start_workflow(func, args, kwargs)
+
+    @classmethod
+    async def start_workflow_async(
+        cls, func: Callable[..., Awaitable[R]], *args: Any, **kwargs: Any
+    ) -> WorkflowHandleAsync[R]:
+        return await start.start_workflow_async(func, args, kwargs)
+
+    @classmethod
+    def retrieve_workflow(cls, workflow_id: str, existing_workflow: bool = True) -> WorkflowHandle[Any]:
+        return start.retrieve_workflow(workflow_id, existing_workflow)
+
+    @classmethod
+    async def retrieve_workflow_async(
+        cls, workflow_id: str, existing_workflow: bool = True
+    ) -> WorkflowHandleAsync[Any]:
+        await asyncio.to_thread(start.retrieve_workflow, workflow_id, existing_workflow)
+        return WorkflowHandleAsync(workflow_id)
+
+    @classmethod
+    def get_result(cls, workflow_id: str) -> Any:
+        return start.get_result(workflow_id)
+
+    @classmethod
+    async def get_result_async(cls, workflow_id: str) -> Any:
+        return await asyncio.to_thread(start.get_result, workflow_id)
+
+    @classmethod
+    def get_workflow_status(cls, workflow_id: str) -> Optional[WorkflowStatus]:
+        return workflow_status(get_engine("DBOS.get_workflow_status()"), workflow_id)
+
+    @classmethod
+    async def get_workflow_status_async(cls, workflow_id: str) -> Optional[WorkflowStatus]:
+        return await asyncio.to_thread(cls.get_workflow_status, workflow_id)
+
+    @classmethod
+    def wait_first(
+        cls, handles: List[WorkflowHandle[Any]], *, polling_interval_sec: float = 1.0
+    ) -> WorkflowHandle[Any]:
+        winner: WorkflowHandle[Any] = start.wait_first(handles, polling_interval_sec)
+        return winner
+
+    @classmethod
+    async def wait_first_async(
+        cls, handles: List[WorkflowHandleAsync[Any]], *, polling_interval_sec: float = 1.0
+    ) -> WorkflowHandleAsync[Any]:
+        winner: WorkflowHandleAsync[Any] = await asyncio.to_thread(
+            start.wait_first, handles, polling_interval_sec
+        )
+        return winner
+
+    # ------------------------------------------------------------------
+    # The running context
+    # ------------------------------------------------------------------
+
+    @classproperty
+    def app_datasource(cls) -> Any:
+        """The application database's datasource (``.database`` for Peewee)."""
+        engine = get_engine("DBOS.app_datasource")
+        if engine.datasource is None:
+            raise DBOSException(
+                "No application database: set application_database_url or "
+                "application_datasource in the configuration"
+            )
+        return engine.datasource
+
+    @classproperty
+    def workflow_id(cls) -> Optional[str]:
+        ctx = get_context()
+        return ctx.run.workflow_id if ctx is not None and ctx.run is not None else None
+
+    @classproperty
+    def step_id(cls) -> Optional[int]:
+        ctx = get_context()
+        return ctx.step_id if ctx is not None else None
+
+    @classproperty
+    def step_status(cls) -> Optional[StepStatus]:
+        ctx = get_context()
+        return ctx.step_status if ctx is not None else None
+
+    @classproperty
+    def sql_session(cls) -> Any:
+        """The session of the running transaction (a Peewee database, a DB-API connection...)."""
+        ctx = get_context()
+        if ctx is None or not ctx.in_transaction:
+            raise AssertionError("DBOS.sql_session is only available inside a @DBOS.transaction()")
+        return ctx.sql_session
+
+    @classproperty
+    def authenticated_user(cls) -> Optional[str]:
+        return _require_context("DBOS.authenticated_user").authenticated_user
+
+    @classproperty
+    def authenticated_roles(cls) -> Optional[List[str]]:
+        return _require_context("DBOS.authenticated_roles").authenticated_roles
+
+    @classproperty
+    def assumed_role(cls) -> Optional[str]:
+        return _require_context("DBOS.assumed_role").assumed_role
+
+    @classmethod
+    def set_authentication(cls, authenticated_user: Optional[str],
+                           authenticated_roles: Optional[List[str]]) -> None:
+        ctx = _require_context("DBOS.set_authentication()")
+        ctx.authenticated_user = authenticated_user
+        ctx.authenticated_roles = authenticated_roles
+
+
+def _require_context(what: str) -> DBOSContext:
+    ctx = get_context()
+    if ctx is None:
+        raise AssertionError(
+            f"{what} needs a DBOS context: use it inside a workflow, step or "
+            "transaction, or in a `with DBOSContextEnsure():` block"
+        )
+    return ctx
+
+
+def is_initialized() -> bool:
+    return _instance is not None and _instance._initialized
+
+
+def _build_engine(sysdb: SystemDatabase, settings: Settings) -> Engine:
+    datasource = settings.application_datasource
+    if datasource is None and settings.application_database_url is not None:
+        datasource = PeeweeDatasource.from_url(settings.application_database_url.render())
+    if datasource is not None:
+        datasource.ensure_schema()
+    identity = Identity(settings.name, GlobalParams.app_version, GlobalParams.executor_id)
+    owned = settings.application_datasource is None  # a user's datasource stays open
+    return Engine(sysdb, Codec(settings.serializer), identity,
+                  settings.max_executor_threads, datasource, owned)
+
+
+def _recover_quietly(engine: Engine) -> None:
+    try:
+        recover_pending(engine)
+    except Exception:
+        dbos_logger.error("Recovery of pending workflows failed", exc_info=True)
 
 
 def _forget_instance(inst: Optional[DBOS]) -> None:

@@ -72,3 +72,17 @@ def qualified(url: str, table: str, schema: str = "dbos") -> str:
 def migration_version(url: str, schema: str = "dbos") -> int:
     rows = query(url, f"SELECT MAX(version) FROM {qualified(url, 'dbos_migrations', schema)}")
     return int(rows[0][0])
+
+
+def execute(url: str, sql: str, params: tuple[Any, ...] = ()) -> None:
+    """Change the database behind the library's back (to stage a crash, say)."""
+    path = sqlite_path(url)
+    if path is not None:
+        with closing(sqlite3.connect(path)) as conn:
+            conn.execute(sql.replace("%s", "?"), params)
+            conn.commit()
+        return
+    with closing(psycopg2.connect(url)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql, params)

@@ -43,6 +43,7 @@ class Backend(ABC):
     """One kind of database server, addressed by one URL."""
 
     name: str
+    placeholder: str  # the driver's parameter marker
 
     def __init__(self, url: DatabaseURL, schema: Optional[str]) -> None:
         self.url = url
@@ -107,6 +108,7 @@ class Backend(ABC):
 
 class SqliteBackend(Backend):
     name = "sqlite"
+    placeholder = "?"
     sql_tokens = {
         "now_ms": "(CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))",
         "random_id": "(lower(hex(randomblob(16))))",
@@ -212,6 +214,7 @@ def _strip_comments(sql: str) -> str:
 
 class PostgresBackend(Backend):
     name = "postgres"
+    placeholder = "%s"
     sql_tokens = {
         "now_ms": "((EXTRACT(EPOCH FROM now()) * 1000.0)::BIGINT)",
         "random_id": "(gen_random_uuid()::TEXT)",

@@ -23,6 +23,7 @@ from .backend import Backend, backend_for, driver_error
 from .migrator import Migration, Migrator, latest_version
 from .models import BoundModels
 from .url import DatabaseURL
+from .workflows import WorkflowStore
 
 logger = logging.getLogger("dbos")
 
@@ -52,6 +53,7 @@ class SystemDatabase:
         # A Peewee pooled database: Database plus the pool's methods.
         self._db: Any = self.backend.open(pool_size, pool_timeout, dict(connect_args or {}))
         self.models = BoundModels(self._db, self.backend.schema)
+        self.workflows = WorkflowStore(self)
 
     @property
     def schema(self) -> Optional[str]:
@@ -102,6 +104,10 @@ class SystemDatabase:
             except (pw.PeeweeException, MaxConnectionsExceeded) as exc:
                 raise self._wrap(exc) from exc
         raise AssertionError("unreachable")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement on this thread's connection; only inside ``run``."""
+        return self._db.execute_sql(sql, params)
 
     def _wrap(self, exc: BaseException) -> DBOSSystemDatabaseError:
         inner = driver_error(exc)

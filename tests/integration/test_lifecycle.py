@@ -293,10 +293,11 @@ def test_computed_version_depends_on_registered_workflows(config: DBOSConfig) ->
     empty_registry_version = DBOS.application_version
     DBOS.destroy(destroy_registry=True)
 
+    @DBOS.workflow()
     def some_workflow() -> int:
         return 1
 
-    get_registry().workflows["some_workflow"] = some_workflow
+    assert list(get_registry().workflows) == [some_workflow.__qualname__]
     DBOS(config=config)
     DBOS.launch()
     assert DBOS.application_version != empty_registry_version
@@ -401,14 +402,14 @@ def test_destroy_without_environment_restores_defaults(
 
 
 def test_destroy_registry_clears_the_registry_only_when_asked(config: DBOSConfig) -> None:
+    @DBOS.workflow(name="registered")
     def registered() -> None:
         pass
 
-    get_registry().workflows["registered"] = registered
     DBOS(config=config)
     DBOS.launch()
     DBOS.destroy(workflow_completion_timeout_sec=0, destroy_registry=False)
-    assert get_registry().workflows == {"registered": registered}
+    assert list(get_registry().workflows) == ["registered"]
     DBOS(config=config)
     DBOS.destroy(destroy_registry=True)
     assert get_registry().workflows == {}

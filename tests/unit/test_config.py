@@ -414,6 +414,7 @@ def test_every_key_accepts_a_valid_value(workdir: Path, warnings_log: pytest.Log
         "executor_id": "exec-1",
         "enable_patching": True,
         "serializer": FullSerializer(),
+        "application_datasource": None,
         "enable_otlp": False,
         "otlp_traces_endpoints": ["http://localhost:4318/v1/traces"],
         "otlp_logs_endpoints": [],

@@ -6,7 +6,27 @@ from dbos import error
 
 def test_public_names_are_pinned() -> None:
     assert sorted(dbos.__all__) == sorted(
-        ["DBOS", "DBOSConfig", "VersionInfo", "error", "run_dbos_database_migrations"]
+        [
+            "DBAPIDatasource",
+            "DBOS",
+            "DBOSConfig",
+            "DBOSConfiguredInstance",
+            "DBOSContextEnsure",
+            "DBOSContextSetAuth",
+            "Datasource",
+            "DefaultSerializer",
+            "PeeweeDatasource",
+            "Serializer",
+            "SetWorkflowID",
+            "StepStatus",
+            "VersionInfo",
+            "WorkflowHandle",
+            "WorkflowHandleAsync",
+            "WorkflowStatus",
+            "WorkflowStatusString",
+            "error",
+            "run_dbos_database_migrations",
+        ]
     )
     for name in dbos.__all__:
         assert hasattr(dbos, name), name

@@ -1,0 +1,156 @@
+"""The running engine: system database, serializer, threads and wake-ups.
+
+``DBOS.launch()`` builds one ``Engine``; decorated functions reach it through
+``get_engine``. Nothing here knows SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Coroutine, Dict, List, Optional, Set, TypeVar
+
+from .error import DBOSException, DBOSNotLaunchedError
+from .serialization import Codec
+from .sysdb import SystemDatabase
+
+logger = logging.getLogger("dbos")
+
+T = TypeVar("T")
+
+
+class BackgroundLoop:
+    """An asyncio loop on its own thread, for async workflows started from sync code."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="dbos-event-loop", daemon=True
+        )
+        self._thread.start()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> "Future[T]":
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def stop(self) -> None:
+        def cancel_all() -> None:
+            for task in asyncio.all_tasks(self.loop):
+                task.cancel()
+            self.loop.stop()
+
+        self.loop.call_soon_threadsafe(cancel_all)
+        self._thread.join(timeout=10)
+
+
+class Waiters:
+    """Wakes local waiters the moment a local execution records an outcome."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: Dict[str, List[threading.Event]] = {}
+
+    def register(self, key: str, event: Optional[threading.Event] = None) -> threading.Event:
+        """Wake ``event`` (a new one by default) when ``key`` is notified."""
+        event = event or threading.Event()
+        with self._lock:
+            self._events.setdefault(key, []).append(event)
+        return event
+
+    def unregister(self, key: str, event: threading.Event) -> None:
+        with self._lock:
+            events = self._events.get(key, [])
+            if event in events:
+                events.remove(event)
+            if not events:
+                self._events.pop(key, None)
+
+    def notify(self, key: str) -> None:
+        with self._lock:
+            events = list(self._events.get(key, []))
+        for event in events:
+            event.set()
+
+
+@dataclass
+class Identity:
+    app_name: str
+    app_version: str
+    executor_id: str
+
+
+class Engine:
+    def __init__(
+        self,
+        sysdb: SystemDatabase,
+        codec: Codec,
+        identity: Identity,
+        max_threads: Optional[int] = None,
+        datasource: Any = None,
+        owns_datasource: bool = True,
+    ) -> None:
+        self.sysdb = sysdb
+        self.codec = codec
+        self.identity = identity
+        self.datasource = datasource
+        self._owns_datasource = owns_datasource
+        self.pool = ThreadPoolExecutor(
+            max_workers=max_threads or sys.maxsize, thread_name_prefix="dbos-executor-"
+        )
+        self.background = BackgroundLoop()
+        self.waiters = Waiters()
+        self._active: Set[str] = set()
+        self._active_lock = threading.Lock()
+        # Strong references: the loop itself only keeps weak ones to tasks.
+        self.tasks: Set["asyncio.Future[Any]"] = set()
+
+    def keep(self, task: "asyncio.Future[Any]") -> None:
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def track(self, workflow_id: str) -> None:
+        with self._active_lock:
+            self._active.add(workflow_id)
+
+    def untrack(self, workflow_id: str) -> None:
+        with self._active_lock:
+            self._active.discard(workflow_id)
+
+    def active_workflows(self) -> List[str]:
+        with self._active_lock:
+            return sorted(self._active)
+
+    def close(self) -> None:
+        self.background.stop()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.datasource is not None and self._owns_datasource:
+            self.datasource.close()
+
+
+_engine: Optional[Engine] = None
+
+
+def set_engine(engine: Optional[Engine]) -> None:
+    global _engine
+    _engine = engine
+
+
+def get_engine(what: str) -> Engine:
+    """The launched engine, or a clear error naming what was used too early."""
+    if _engine is not None:
+        return _engine
+    from .runtime import is_initialized
+
+    if not is_initialized():
+        raise DBOSException(
+            f"{what} was invoked before DBOS was initialized: construct "
+            "DBOS(config=...) and call DBOS.launch() first"
+        )
+    raise DBOSNotLaunchedError(f"{what} was invoked")
+
+
+def peek_engine() -> Optional[Engine]:
+    return _engine

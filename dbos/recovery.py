@@ -1,0 +1,114 @@
+"""Recovery: resume this executor's PENDING workflows from their last step.
+
+Each recovered workflow counts a recovery attempt; past its
+``max_recovery_attempts`` it is moved to MAX_RECOVERY_ATTEMPTS_EXCEEDED
+instead of running. Completed steps replay from their checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Dict, List, Optional, Tuple
+
+from .context import DBOSContext, WorkflowRun
+from .engine import Engine
+from .error import DBOSWorkflowFunctionNotFoundError
+from .handle import WorkflowHandle, WorkflowHandleFuture
+from .registry import FunctionInfo, get_registry
+from .workflow import Launch, execute_async, execute_sync
+
+logger = logging.getLogger("dbos")
+
+
+def recover_pending(engine: Engine) -> List[WorkflowHandle[Any]]:
+    """Claim and resume every PENDING workflow of this executor and version."""
+    identity = engine.identity
+    ids = engine.sysdb.workflows.pending(identity.executor_id, identity.app_version)
+    if ids:
+        logger.info(f"Recovering {len(ids)} pending workflow(s)")
+    handles: List[WorkflowHandle[Any]] = []
+    for workflow_id in ids:
+        try:
+            handles.append(recover_one(engine, workflow_id))
+        except Exception as exc:
+            logger.error(f"Could not recover workflow {workflow_id}: {exc}")
+    return handles
+
+
+def recover_one(engine: Engine, workflow_id: str) -> WorkflowHandle[Any]:
+    row = engine.sysdb.workflows.claim_for_recovery(workflow_id, engine.identity.executor_id)
+    if row is None:
+        return WorkflowHandle(workflow_id)
+    info = _function(workflow_id, row["name"])
+    limit = info.max_recovery_attempts
+    if limit is not None and int(row["recovery_attempts"]) > limit + 1:
+        engine.sysdb.workflows.dead_letter(workflow_id)
+        engine.waiters.notify(workflow_id)
+        logger.warning(
+            f"Workflow {workflow_id} exceeded its {limit} recovery attempts and was moved "
+            "to MAX_RECOVERY_ATTEMPTS_EXCEEDED"
+        )
+        return WorkflowHandle(workflow_id)
+    launch = _launch(engine, info, workflow_id, row)
+    run = WorkflowRun(workflow_id, info.name, engine.sysdb.workflows.load_steps(workflow_id))
+    return submit(engine, launch, run)
+
+
+def submit(engine: Engine, launch: Launch, run: WorkflowRun) -> WorkflowHandle[Any]:
+    """Run a workflow body in the background: the pool (sync) or the loop (async)."""
+    if launch.info.is_async:
+        future = engine.background.submit(execute_async(engine, launch, run))
+    else:
+        future = engine.pool.submit(execute_sync, engine, launch, run)
+    return WorkflowHandleFuture(run.workflow_id, future)
+
+
+def _function(workflow_id: str, name: str) -> FunctionInfo:
+    info = get_registry().functions.get(name)
+    if info is None or info.kind != "workflow":
+        raise DBOSWorkflowFunctionNotFoundError(
+            workflow_id, f"no workflow named {name!r} is registered in this process"
+        )
+    return info
+
+
+def _launch(engine: Engine, info: FunctionInfo, workflow_id: str, row: Dict[str, Any]) -> Launch:
+    args, kwargs = engine.codec.load_inputs(row["inputs"])
+    target = _target(workflow_id, info, row.get("class_name"), row.get("config_name"))
+    if target is not None:
+        args = (target, *args)
+    caller = DBOSContext(
+        authenticated_user=row.get("authenticated_user"),
+        authenticated_roles=_roles(row.get("authenticated_roles")),
+        assumed_role=row.get("assumed_role"),
+    )
+    return Launch(info, workflow_id, args, kwargs, caller)
+
+
+def _roles(text: Optional[str]) -> Optional[List[str]]:
+    return json.loads(text) if text else None
+
+
+def _target(workflow_id: str, info: FunctionInfo, class_name: Optional[str],
+            config_name: Optional[str]) -> Any:
+    """The class or configured instance a recovered method runs on."""
+    registry = get_registry()
+    if info.method_kind == "instance":
+        key = f"{class_name}/{config_name}"
+        if key not in registry.instances:
+            raise DBOSWorkflowFunctionNotFoundError(
+                workflow_id, f"no configured instance {key!r} is registered in this process"
+            )
+        return registry.instances[key]
+    if info.method_kind == "class":
+        return registry.classes[class_name or ""]
+    return None
+
+
+def split_bound(func: Any) -> Tuple[Any, Tuple[Any, ...]]:
+    """A bound method's function and the object it is bound to."""
+    target = getattr(func, "__self__", None)
+    if target is None:
+        return func, ()
+    return func.__func__, (target,)

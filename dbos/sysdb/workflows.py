@@ -1,0 +1,217 @@
+"""Workflow rows and step checkpoints: the engine's hot path.
+
+The three statements every workflow runs (start, checkpoint a step, record
+the outcome) are SQL text prepared once per database and sent as single
+autocommit statements: one round trip and one commit each. The cancellation
+check rides on the checkpoint: its RETURNING clause reads the workflow's status.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+
+from ..error import DBOSWorkflowConflictIDError
+from .records import Outcome, StartResult, StepRecord, StepWrite
+
+if TYPE_CHECKING:
+    from .storage import SystemDatabase
+
+_STEP_COLUMNS = (
+    "workflow_uuid, function_id, function_name, output, error, "
+    "child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms"
+)
+_RECOVERY_FIELDS = (
+    "name, class_name, config_name, inputs, recovery_attempts, workflow_deadline_epoch_ms, "
+    "authenticated_user, authenticated_roles, assumed_role"
+)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class WorkflowStore:
+    def __init__(self, sysdb: "SystemDatabase") -> None:
+        self._sysdb = sysdb
+        p = sysdb.backend.placeholder
+        self._p = p
+        self._status = sysdb.backend.qualified("workflow_status")
+        self._steps = sysdb.backend.qualified("operation_outputs")
+        self._insert_sql: Dict[Tuple[str, ...], str] = {}
+        self._checkpoint_sql = (
+            f"INSERT INTO {self._steps} ({_STEP_COLUMNS}) VALUES ({', '.join([p] * 8)}) "
+            "ON CONFLICT (workflow_uuid, function_id) DO NOTHING "
+            f"RETURNING (SELECT status FROM {self._status} WHERE workflow_uuid = {p})"
+        )
+        self._finish_sql = (
+            f"UPDATE {self._status} SET status = {p}, output = {p}, error = {p}, "
+            f"completed_at = {p}, updated_at = {p}, deduplication_id = NULL "
+            f"WHERE workflow_uuid = {p} AND status = 'PENDING'"
+        )
+
+    # ------------------------------------------------------------------
+    # Starting
+    # ------------------------------------------------------------------
+
+    def _start_sql(self, columns: Tuple[str, ...]) -> str:
+        sql = self._insert_sql.get(columns)
+        if sql is None:
+            sql = (
+                f"INSERT INTO {self._status} ({', '.join(columns)}) "
+                f"VALUES ({', '.join([self._p] * len(columns))}) "
+                "ON CONFLICT (workflow_uuid) DO UPDATE SET updated_at = EXCLUDED.updated_at "
+                "RETURNING status, name, class_name, config_name, owner_xid, queue_name, "
+                "workflow_deadline_epoch_ms"
+            )
+            self._insert_sql[columns] = sql
+        return sql
+
+    def start(self, row: Dict[str, Any], link: Optional[StepWrite] = None) -> StartResult:
+        """Insert the workflow's row, or find the one already there.
+
+        ``link`` checkpoints the start in the parent workflow, in the same
+        transaction, so a child is never started without its parent knowing.
+        """
+        sql, params = self._start_sql(tuple(row)), list(row.values())
+
+        def work() -> Any:
+            found = self._sysdb.execute(sql, params).fetchone()
+            if link is not None:
+                self._link_child(link)
+            return found
+
+        found = self._sysdb.run(work, transaction=link is not None)
+        status, name, class_name, config_name, owner, queue, deadline = found
+        return StartResult(
+            created=owner == row.get("owner_xid"),
+            status=status,
+            name=name,
+            class_name=class_name,
+            config_name=config_name,
+            queue_name=queue,
+            deadline_epoch_ms=deadline,
+        )
+
+    def _link_child(self, link: StepWrite) -> None:
+        if self._insert_step(link) is not None:
+            return
+        existing = self._sysdb.execute(
+            f"SELECT child_workflow_id FROM {self._steps} "
+            f"WHERE workflow_uuid = {self._p} AND function_id = {self._p}",
+            [link.workflow_id, link.function_id],
+        ).fetchone()
+        if existing is None or existing[0] != link.child_workflow_id:
+            raise DBOSWorkflowConflictIDError(link.workflow_id)
+
+    # ------------------------------------------------------------------
+    # Steps
+    # ------------------------------------------------------------------
+
+    def _insert_step(self, step: StepWrite) -> Optional[Tuple[Any, ...]]:
+        params = [
+            step.workflow_id, step.function_id, step.function_name, step.output,
+            step.error, step.child_workflow_id, step.started_at_ms,
+            step.completed_at_ms or now_ms(), step.workflow_id,
+        ]
+        row: Optional[Tuple[Any, ...]] = self._sysdb.execute(self._checkpoint_sql, params).fetchone()
+        return row
+
+    def checkpoint(self, step: StepWrite) -> str:
+        """Record a step; return the workflow's status as of that write.
+
+        Raises ``DBOSWorkflowConflictIDError`` when another execution of the
+        same workflow recorded this step first.
+        """
+        row = self._sysdb.run(lambda: self._insert_step(step), transaction=False)
+        if row is None:
+            raise DBOSWorkflowConflictIDError(step.workflow_id)
+        return str(row[0])
+
+    def load_steps(self, workflow_id: str) -> Dict[int, StepRecord]:
+        """Every step an earlier execution recorded, read once at recovery."""
+        sql = (
+            "SELECT function_id, function_name, output, error, child_workflow_id "
+            f"FROM {self._steps} WHERE workflow_uuid = {self._p}"
+        )
+        rows = self._sysdb.run(
+            lambda: self._sysdb.execute(sql, [workflow_id]).fetchall(), transaction=False
+        )
+        return {int(r[0]): StepRecord(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows}
+
+    # ------------------------------------------------------------------
+    # Outcomes
+    # ------------------------------------------------------------------
+
+    def finish(self, workflow_id: str, status: str, output: Optional[str], error: Optional[str]) -> bool:
+        """Record the outcome if the workflow is still PENDING; False if it was not."""
+        stamp = now_ms()
+        params = [status, output, error, stamp, stamp, workflow_id]
+        cursor = self._sysdb.run(
+            lambda: self._sysdb.execute(self._finish_sql, params), transaction=False
+        )
+        return bool(cursor.rowcount == 1)
+
+    def outcome(self, workflow_id: str) -> Optional[Outcome]:
+        sql = f"SELECT status, output, error FROM {self._status} WHERE workflow_uuid = {self._p}"
+        row = self._sysdb.run(
+            lambda: self._sysdb.execute(sql, [workflow_id]).fetchone(), transaction=False
+        )
+        return Outcome(row[0], row[1], row[2]) if row else None
+
+    def statuses(self, workflow_ids: Sequence[str]) -> Dict[str, str]:
+        marks = ", ".join([self._p] * len(workflow_ids))
+        sql = f"SELECT workflow_uuid, status FROM {self._status} WHERE workflow_uuid IN ({marks})"
+        rows = self._sysdb.run(
+            lambda: self._sysdb.execute(sql, list(workflow_ids)).fetchall(), transaction=False
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def get(self, workflow_id: str) -> Optional[Dict[str, Any]]:
+        """The whole row, for status queries."""
+        model = self._sysdb.models.workflow_status
+        query = model.select().where(model.workflow_uuid == workflow_id).dicts()
+        rows: List[Dict[str, Any]] = self._sysdb.run(lambda: list(query.execute()), transaction=False)
+        return rows[0] if rows else None
+
+    # ------------------------------------------------------------------
+    # Recovery
+    # ------------------------------------------------------------------
+
+    def pending(self, executor_id: str, application_version: str) -> List[str]:
+        sql = (
+            f"SELECT workflow_uuid FROM {self._status} WHERE status = 'PENDING' "
+            f"AND executor_id = {self._p} AND application_version = {self._p} ORDER BY created_at"
+        )
+        rows = self._sysdb.run(
+            lambda: self._sysdb.execute(sql, [executor_id, application_version]).fetchall(),
+            transaction=False,
+        )
+        return [r[0] for r in rows]
+
+    def claim_for_recovery(self, workflow_id: str, executor_id: str) -> Optional[Dict[str, Any]]:
+        """Count a recovery attempt on a PENDING row and return what running it needs."""
+        p = self._p
+        sql = (
+            f"UPDATE {self._status} SET recovery_attempts = recovery_attempts + 1, "
+            f"executor_id = {p}, updated_at = {p} "
+            f"WHERE workflow_uuid = {p} AND status = 'PENDING' RETURNING {_RECOVERY_FIELDS}"
+        )
+        params = [executor_id, now_ms(), workflow_id]
+        row = self._sysdb.run(
+            lambda: self._sysdb.execute(sql, params).fetchone(), transaction=False
+        )
+        return dict(zip(_RECOVERY_FIELDS.split(", "), row)) if row else None
+
+    def dead_letter(self, workflow_id: str) -> bool:
+        """Move a workflow that exhausted its recovery attempts out of PENDING."""
+        stamp, p = now_ms(), self._p
+        sql = (
+            f"UPDATE {self._status} SET status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED', "
+            f"deduplication_id = NULL, queue_name = NULL, started_at_epoch_ms = NULL, "
+            f"completed_at = {p}, updated_at = {p} WHERE workflow_uuid = {p} AND status = 'PENDING'"
+        )
+        cursor = self._sysdb.run(
+            lambda: self._sysdb.execute(sql, [stamp, stamp, workflow_id]), transaction=False
+        )
+        return bool(cursor.rowcount == 1)

@@ -1,0 +1,385 @@
+"""Running workflows durably: start as an upsert, run the body, record the outcome.
+
+A start is one statement that inserts the workflow's row or finds the one
+already there. Only the call that inserted it runs the body; every other
+caller waits for the recorded outcome. A body that finds its row no longer
+PENDING when it finishes (cancelled, taken over) "parks": it returns whatever
+outcome the row eventually records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from .context import (
+    DBOSContext,
+    WorkflowRun,
+    get_context,
+    reset_context,
+    set_context,
+)
+from .engine import Engine
+from .error import (
+    DBOSAwaitedWorkflowCancelledError,
+    DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded,
+    DBOSConflictingWorkflowError,
+    DBOSException,
+    DBOSNotAuthorizedError,
+    DBOSSerializationError,
+    DBOSWorkflowCancelledError,
+    DBOSWorkflowConflictIDError,
+)
+from .registry import FunctionInfo, get_registry
+from .status import ACTIVE_STATUSES
+from .sysdb.records import Outcome, StartResult, StepRecord, StepWrite
+from .sysdb.workflows import now_ms
+
+GET_RESULT = "DBOS.getResult"
+PARK = (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError)
+
+
+@dataclass
+class Launch:
+    """Everything known about a workflow before its row is written."""
+
+    info: FunctionInfo
+    workflow_id: str
+    args: Tuple[Any, ...]
+    kwargs: Dict[str, Any]
+    caller: DBOSContext
+    row: Dict[str, Any] = field(default_factory=dict)
+    parent: Optional[WorkflowRun] = None
+    link: Optional[StepWrite] = None
+    result_id: Optional[int] = None
+    replayed_result: Optional[StepRecord] = None
+
+
+# ----------------------------------------------------------------------
+# Preparing a start
+# ----------------------------------------------------------------------
+
+
+def prepare(engine: Engine, info: FunctionInfo, args: Tuple[Any, ...], kwargs: Dict[str, Any],
+            *, direct: bool) -> Launch:
+    """Choose the ID, checkpoint bookkeeping in a parent, and build the row.
+
+    Nothing is written here; a value that cannot be serialized fails now.
+    """
+    caller = get_context() or DBOSContext()
+    if caller.step_id is not None:
+        raise DBOSException(
+            f"Workflow {info.name} cannot be started from inside a step or transaction; "
+            "call it from the workflow instead"
+        )
+    check_roles(info, caller)
+    parent = caller.run
+    launch = Launch(info, "", args, kwargs, caller, parent=parent)
+    recorded_child = _parent_bookkeeping(launch, direct) if parent else None
+    chosen = caller.take_workflow_id()
+    launch.workflow_id = recorded_child or chosen or _default_id(launch)
+    if launch.link is not None:
+        launch.link = _with_child(launch.link, launch.workflow_id)
+    launch.row = _status_row(engine, launch)
+    return launch
+
+
+def _parent_bookkeeping(launch: Launch, direct: bool) -> Optional[str]:
+    parent = launch.parent
+    assert parent is not None
+    start_id = parent.next_function_id()
+    launch.result_id = parent.next_function_id() if direct else None
+    record = parent.recorded_step(start_id, launch.info.name)
+    if launch.result_id is not None:
+        launch.replayed_result = parent.recorded_step(launch.result_id, GET_RESULT)
+    if record is None:
+        launch.link = StepWrite(parent.workflow_id, start_id, launch.info.name)
+        return None
+    return record.child_workflow_id
+
+
+def _with_child(link: StepWrite, child_id: str) -> StepWrite:
+    return StepWrite(link.workflow_id, link.function_id, link.function_name,
+                     child_workflow_id=child_id, started_at_ms=now_ms())
+
+
+def _default_id(launch: Launch) -> str:
+    if launch.parent is not None and launch.link is not None:
+        return f"{launch.parent.workflow_id}-{launch.link.function_id}"
+    return str(uuid.uuid4())
+
+
+def _status_row(engine: Engine, launch: Launch) -> Dict[str, Any]:
+    info, caller, stamp = launch.info, launch.caller, now_ms()
+    class_name, config_name, args = split_target(info, launch.args)
+    roles = caller.authenticated_roles
+    return {
+        "workflow_uuid": launch.workflow_id,
+        "status": "PENDING",
+        "name": info.name,
+        "class_name": class_name,
+        "config_name": config_name,
+        "authenticated_user": caller.authenticated_user,
+        "assumed_role": caller.assumed_role,
+        "authenticated_roles": json.dumps(roles) if roles is not None else None,
+        "inputs": engine.codec.dump_inputs(args, launch.kwargs, workflow_name=info.name),
+        "executor_id": engine.identity.executor_id,
+        "application_version": engine.identity.app_version,
+        "application_name": engine.identity.app_name,
+        "created_at": stamp,
+        "updated_at": stamp,
+        "recovery_attempts": 1,
+        "owner_xid": uuid.uuid4().hex,
+        "parent_workflow_id": launch.parent.workflow_id if launch.parent else None,
+    }
+
+
+def split_target(info: FunctionInfo, args: Tuple[Any, ...]) -> Tuple[Optional[str], Optional[str], Tuple[Any, ...]]:
+    """The class and instance a method runs on, and the arguments that get stored."""
+    if info.method_kind == "instance":
+        config_name = getattr(args[0], "config_name", None)
+        return info.class_name, config_name, args[1:]
+    if info.method_kind == "class":
+        return info.class_name, None, args[1:]
+    if info.method_kind is None and _looks_like_method(info, args):
+        raise DBOSException(
+            f"Function {info.name} appears to be a method of an instance that is not "
+            "registered: decorate its class with @DBOS.dbos_class() and derive it from "
+            "DBOSConfiguredInstance"
+        )
+    return None, None, args
+
+
+def _looks_like_method(info: FunctionInfo, args: Tuple[Any, ...]) -> bool:
+    try:
+        params = list(inspect.signature(info.func).parameters)
+    except (TypeError, ValueError):
+        return False
+    return bool(params) and params[0] == "self" and bool(args)
+
+
+def check_roles(info: FunctionInfo, caller: DBOSContext) -> None:
+    """Enforce ``@DBOS.required_roles``; the first matching role is assumed."""
+    required = info.required_roles or _class_default_roles(info)
+    if not required:
+        return
+    held = caller.authenticated_roles or []
+    for role in required:
+        if role in held:
+            caller.assumed_role = role
+            return
+    raise DBOSNotAuthorizedError(
+        f"Function {info.name} requires one of the roles {required}, but the caller "
+        f"({caller.authenticated_user or 'anonymous'}) has {held}"
+    )
+
+
+def _class_default_roles(info: FunctionInfo) -> Optional[List[str]]:
+    cls = get_registry().classes.get(info.class_name or "")
+    roles: Optional[List[str]] = getattr(cls, "dbos_default_required_roles", None)
+    return roles
+
+
+# ----------------------------------------------------------------------
+# Outcomes
+# ----------------------------------------------------------------------
+
+
+def check_same_function(launch: Launch, found: StartResult) -> None:
+    expected = (launch.row["name"], launch.row["class_name"], launch.row["config_name"])
+    actual = (found.name, found.class_name, found.config_name)
+    if expected != actual:
+        raise DBOSConflictingWorkflowError(
+            launch.workflow_id,
+            f"it was started as {_describe(actual)}, not {_describe(expected)}",
+        )
+
+
+def _describe(target: Tuple[Optional[str], Optional[str], Optional[str]]) -> str:
+    name, class_name, config_name = target
+    where = f" of {class_name}" if class_name else ""
+    where += f" (instance {config_name})" if config_name else ""
+    return f"{name}{where}"
+
+
+def wait_outcome(engine: Engine, workflow_id: str, polling_interval_sec: float = 1.0) -> Outcome:
+    """Block until the workflow has a final outcome (woken at once by local runs)."""
+    while True:
+        event = engine.waiters.register(workflow_id)
+        try:
+            outcome = engine.sysdb.workflows.outcome(workflow_id)
+            if outcome is not None and outcome.status not in ACTIVE_STATUSES:
+                return outcome
+            event.wait(polling_interval_sec)
+        finally:
+            engine.waiters.unregister(workflow_id, event)
+
+
+async def wait_outcome_async(engine: Engine, workflow_id: str,
+                             polling_interval_sec: float = 1.0) -> Outcome:
+    return await asyncio.to_thread(wait_outcome, engine, workflow_id, polling_interval_sec)
+
+
+def outcome_value(engine: Engine, workflow_id: str, outcome: Outcome) -> Any:
+    """The recorded result, or the recorded error raised."""
+    if outcome.status == "SUCCESS":
+        return engine.codec.load_value(outcome.output)
+    if outcome.status == "ERROR":
+        raise engine.codec.load_error(outcome.error or "")
+    if outcome.status == "CANCELLED":
+        raise DBOSAwaitedWorkflowCancelledError(workflow_id)
+    raise DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded(workflow_id)
+
+
+def record_value(engine: Engine, run: WorkflowRun, value: Any) -> Tuple[str, Optional[str], Optional[str]]:
+    """Serialize the body's return value; a value that cannot be stored is an error."""
+    try:
+        text = engine.codec.dump_value(value, what=f"the output of workflow {run.name!r} ({run.workflow_id})")
+        return "SUCCESS", text, None
+    except DBOSSerializationError as exc:
+        return "ERROR", None, engine.codec.dump_error(exc)
+
+
+def finish_or_park(engine: Engine, run: WorkflowRun, status: str, output: Optional[str],
+                   error: Optional[str]) -> Outcome:
+    """Record the outcome; if the row left PENDING meanwhile, adopt its outcome."""
+    if engine.sysdb.workflows.finish(run.workflow_id, status, output, error):
+        outcome = Outcome(status, output, error)
+    else:
+        outcome = wait_outcome(engine, run.workflow_id)
+    engine.waiters.notify(run.workflow_id)
+    return outcome
+
+
+# ----------------------------------------------------------------------
+# Running the body
+# ----------------------------------------------------------------------
+
+
+def body_context(caller: DBOSContext, run: WorkflowRun) -> DBOSContext:
+    return caller.workflow_child(run)
+
+
+def execute_sync(engine: Engine, launch: Launch, run: WorkflowRun) -> Any:
+    """Run a sync workflow body here and return its recorded outcome's value."""
+    token = set_context(body_context(launch.caller, run))
+    engine.track(run.workflow_id)
+    try:
+        outcome = _run_sync(engine, launch, run)
+    finally:
+        engine.untrack(run.workflow_id)
+        reset_context(token)
+    return outcome_value(engine, run.workflow_id, outcome)
+
+
+def _run_sync(engine: Engine, launch: Launch, run: WorkflowRun) -> Outcome:
+    try:
+        value = launch.info.func(*launch.args, **launch.kwargs)
+    except PARK:
+        return wait_outcome(engine, run.workflow_id)
+    except Exception as exc:
+        return finish_or_park(engine, run, "ERROR", None, engine.codec.dump_error(exc))
+    return finish_or_park(engine, run, *record_value(engine, run, value))
+
+
+async def execute_async(engine: Engine, launch: Launch, run: WorkflowRun) -> Any:
+    token = set_context(body_context(launch.caller, run))
+    engine.track(run.workflow_id)
+    try:
+        outcome = await _run_async(engine, launch, run)
+    finally:
+        engine.untrack(run.workflow_id)
+        reset_context(token)
+    return outcome_value(engine, run.workflow_id, outcome)
+
+
+async def _run_async(engine: Engine, launch: Launch, run: WorkflowRun) -> Outcome:
+    try:
+        value = await launch.info.func(*launch.args, **launch.kwargs)
+    except PARK:
+        return await wait_outcome_async(engine, run.workflow_id)
+    except Exception as exc:
+        error = engine.codec.dump_error(exc)
+        return await asyncio.to_thread(finish_or_park, engine, run, "ERROR", None, error)
+    recorded = record_value(engine, run, value)
+    return await asyncio.to_thread(finish_or_park, engine, run, *recorded)
+
+
+# ----------------------------------------------------------------------
+# Direct calls of a decorated workflow
+# ----------------------------------------------------------------------
+
+
+def call_sync(engine: Engine, info: FunctionInfo, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
+    launch = prepare(engine, info, args, kwargs, direct=True)
+    if launch.replayed_result is not None:
+        return replayed(engine, launch.replayed_result)
+    found = engine.sysdb.workflows.start(launch.row, launch.link)
+    try:
+        if found.created:
+            result = execute_sync(engine, launch, WorkflowRun(launch.workflow_id, info.name))
+        else:
+            check_same_function(launch, found)
+            result = outcome_value(engine, launch.workflow_id, wait_outcome(engine, launch.workflow_id))
+    except Exception as exc:
+        record_result_in_parent(engine, launch, None, exc)
+        raise
+    record_result_in_parent(engine, launch, result, None)
+    return result
+
+
+async def call_async(engine: Engine, info: FunctionInfo, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
+    launch = prepare(engine, info, args, kwargs, direct=True)
+    if launch.replayed_result is not None:
+        return replayed(engine, launch.replayed_result)
+    found = await asyncio.to_thread(engine.sysdb.workflows.start, launch.row, launch.link)
+    try:
+        if found.created:
+            result = await execute_async(engine, launch, WorkflowRun(launch.workflow_id, info.name))
+        else:
+            check_same_function(launch, found)
+            outcome = await wait_outcome_async(engine, launch.workflow_id)
+            result = outcome_value(engine, launch.workflow_id, outcome)
+    except Exception as exc:
+        await asyncio.to_thread(record_result_in_parent, engine, launch, None, exc)
+        raise
+    await asyncio.to_thread(record_result_in_parent, engine, launch, result, None)
+    return result
+
+
+def replayed(engine: Engine, record: StepRecord) -> Any:
+    if record.error is not None:
+        raise engine.codec.load_error(record.error)
+    return engine.codec.load_value(record.output)
+
+
+def record_result_in_parent(engine: Engine, launch: Launch, result: Any,
+                            error: Optional[BaseException]) -> None:
+    """Checkpoint a child's result in the parent, so replay need not wait for it."""
+    if launch.parent is None or launch.result_id is None:
+        return
+    write = StepWrite(
+        launch.parent.workflow_id, launch.result_id, GET_RESULT,
+        output=None if error else engine.codec.dump_value(result, what="a child workflow's result"),
+        error=engine.codec.dump_error(error) if error else None,
+        child_workflow_id=launch.workflow_id,
+    )
+    raise_if_cancelled(launch.parent, engine.sysdb.workflows.checkpoint(write))
+
+
+def raise_if_cancelled(run: WorkflowRun, status: str) -> None:
+    """The cancellation check that rides on every checkpoint."""
+    if status == "CANCELLED":
+        raise DBOSWorkflowCancelledError(f"Workflow {run.workflow_id} was cancelled")
+
+
+def wrapper_for(info: FunctionInfo, call: Callable[..., Any]) -> Callable[..., Any]:
+    """Attach the registry record to a decorated function."""
+    setattr(call, "dbos_function_name", info.name)
+    setattr(call, "__dbos_info__", info)
+    info.wrapper = call
+    return call

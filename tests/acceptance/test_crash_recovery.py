@@ -1,0 +1,88 @@
+"""Crash recovery with real processes killed by SIGKILL, on the chosen backend."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import IO, Iterator, List
+
+import pytest
+
+from ..conftest import postgres_url
+from dbos.sysdb import SystemDatabase
+
+pytestmark = pytest.mark.acceptance
+
+APP = str(Path(__file__).with_name("crash_app.py"))
+STEPS = 5
+
+
+def start(*args: str) -> "subprocess.Popen[str]":
+    return subprocess.Popen(
+        [sys.executable, APP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def read_until(stream: "IO[str]", prefix: str) -> str:
+    """The first line starting with ``prefix`` (blocks on the child's output)."""
+    for line in stream:
+        if line.startswith(prefix):
+            return line.strip()
+    raise AssertionError(f"the child ended without printing {prefix!r}")
+
+
+def finish(proc: "subprocess.Popen[str]") -> List[str]:
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    return out.splitlines()
+
+
+@pytest.fixture
+def app_db_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'app.sqlite'}"
+        return
+    url = postgres_url(f"dbos_test_app_{uuid.uuid4().hex[:12]}")
+    yield url
+    SystemDatabase(url, pool_size=1).drop()
+
+
+@pytest.mark.parametrize("kill_in_step", [1, 3, STEPS])
+def test_workflow_killed_in_a_step_resumes_and_completed_steps_never_rerun(
+    sys_db_url: str, tmp_path: Path, kill_in_step: int
+) -> None:
+    counts = tmp_path / "counts.txt"
+    workflow_id = f"wf-{uuid.uuid4().hex[:8]}"
+    first = start("steps", sys_db_url, str(counts), workflow_id, str(kill_in_step))
+    assert first.stdout is not None
+    assert read_until(first.stdout, "IN_STEP") == f"IN_STEP {kill_in_step}"
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+
+    lines = finish(start("steps", sys_db_url, str(counts), workflow_id, "0"))
+    assert f"RESULT {sum(n * n for n in range(1, STEPS + 1))}" in lines
+    runs = Counter(int(line) for line in counts.read_text().split())
+    # Steps completed before the kill ran once; the interrupted one ran again.
+    assert {n: runs[n] for n in range(1, kill_in_step)} == {n: 1 for n in range(1, kill_in_step)}
+    assert runs[kill_in_step] == 2
+    assert all(runs[n] == 1 for n in range(kill_in_step + 1, STEPS + 1))
+
+
+def test_transaction_killed_between_commit_and_checkpoint_applies_once(
+    sys_db_url: str, app_db_url: str
+) -> None:
+    workflow_id = f"txn-{uuid.uuid4().hex[:8]}"
+    first = start("txn", sys_db_url, app_db_url, workflow_id, "1")
+    assert first.stdout is not None
+    assert read_until(first.stdout, "COMMITTED") == "COMMITTED"
+    first.wait(timeout=30)
+    assert first.returncode == -signal.SIGKILL
+
+    lines = finish(start("txn", sys_db_url, app_db_url, workflow_id, "0"))
+    assert "RESULT 1" in lines
+    assert "COUNTER 1" in lines

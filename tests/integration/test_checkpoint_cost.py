@@ -1,0 +1,95 @@
+"""A fresh workflow writes without reading: one statement, one commit per step."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+from typing import Any, Iterator, List, Sequence, Tuple
+
+import pytest
+
+from dbos import DBOS, SetWorkflowID
+from dbos.sysdb.storage import SystemDatabase
+
+Statement = Tuple[str, bool]  # (SQL, sent inside an explicit transaction)
+_TARGET = re.compile(r'(?:INTO|UPDATE|FROM)\s+(?:"[^"]+"\.)?"?(\w+)"?')
+
+
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[List[Statement]]:
+    """Every statement the storage layer sends, as it reaches the driver."""
+    log: List[Statement] = []
+    original = SystemDatabase.execute
+
+    def execute(self: SystemDatabase, sql: str, params: Sequence[Any] = ()) -> Any:
+        # The launch's recovery thread may still be looking for pending work.
+        if threading.current_thread().name != "dbos-recovery":
+            log.append((sql, bool(self._db.in_transaction())))
+        return original(self, sql, params)
+
+    monkeypatch.setattr(SystemDatabase, "execute", execute)
+    yield log
+
+
+def kinds(log: List[Statement]) -> List[str]:
+    """Each statement as "VERB table"."""
+    out = []
+    for sql, _ in log:
+        target = _TARGET.search(sql)
+        out.append(f"{sql.split()[0]} {target.group(1) if target else '?'}")
+    return out
+
+
+def test_fresh_workflow_costs_one_autocommit_write_per_step(
+    dbos: type[DBOS], statements: List[Statement]
+) -> None:
+    @DBOS.step()
+    def step(n: int) -> int:
+        return n
+
+    @DBOS.workflow()
+    def three_steps() -> int:
+        return step(1) + step(2) + step(3)
+
+    statements.clear()
+    with SetWorkflowID("cheap"):
+        assert three_steps() == 6
+    assert kinds(statements) == [
+        "INSERT workflow_status",
+        "INSERT operation_outputs",
+        "INSERT operation_outputs",
+        "INSERT operation_outputs",
+        "UPDATE workflow_status",
+    ]
+    assert not any(in_txn for _, in_txn in statements), "each write commits by itself"
+
+
+def test_recovered_workflow_reads_its_steps_once(dbos: type[DBOS], statements: List[Statement]) -> None:
+    from dbos.engine import peek_engine
+    from dbos.recovery import recover_one
+    from tests.probe import execute, qualified
+
+    @DBOS.step()
+    def step(n: int) -> int:
+        return n
+
+    @DBOS.workflow()
+    def three_steps() -> int:
+        return step(1) + step(2) + step(3)
+
+    with SetWorkflowID("again"):
+        three_steps()
+    engine = peek_engine()
+    assert engine is not None
+    url = engine.sysdb.url.render()
+    execute(url, f"UPDATE {qualified(url, 'workflow_status')} SET status = 'PENDING' WHERE workflow_uuid = 'again'")
+    execute(url, f"DELETE FROM {qualified(url, 'operation_outputs')} WHERE workflow_uuid = 'again' AND function_id = 3")
+    statements.clear()
+    assert recover_one(engine, "again").get_result() == 6
+    assert kinds(statements) == [
+        "UPDATE workflow_status",  # claim: count the recovery attempt
+        "SELECT operation_outputs",  # the recorded steps, once
+        "INSERT operation_outputs",  # only step 3 runs again
+        "UPDATE workflow_status",
+    ]
