@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, List, Optional, TypeVar
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any, Callable, Iterator, List, Optional, TypeVar
 
-from .context import get_context
+from .context import DBOSContext, get_context, reset_context, set_context
 from .engine import get_engine
 from .error import DBOSException
 from .registry import TEMP_PREFIX, FunctionInfo, get_registry
 from .step import RetryPolicy, call_step_async, call_step_sync
 from .transaction import call_transaction
-from .workflow import call_async, call_sync, wrapper_for
+from .workflow import call_async, call_sync, check_roles, wrapper_for
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,19 +66,21 @@ def make_step(func: F, name: Optional[str], policy: RetryPolicy) -> F:
 
         @functools.wraps(func)
         async def step_async(*args: Any, **kwargs: Any) -> Any:
-            if not _in_workflow():
-                return await func(*args, **kwargs)
-            engine = get_engine(f"Step {info.name}")
-            return await call_step_async(engine, info, policy, args, kwargs)
+            with _assumed_role(info):
+                if not _in_workflow():
+                    return await func(*args, **kwargs)
+                engine = get_engine(f"Step {info.name}")
+                return await call_step_async(engine, info, policy, args, kwargs)
 
         wrapper: Callable[..., Any] = step_async
     else:
 
         @functools.wraps(func)
         def step(*args: Any, **kwargs: Any) -> Any:
-            if not _in_workflow():
-                return func(*args, **kwargs)
-            return call_step_sync(get_engine(f"Step {info.name}"), info, policy, args, kwargs)
+            with _assumed_role(info):
+                if not _in_workflow():
+                    return func(*args, **kwargs)
+                return call_step_sync(get_engine(f"Step {info.name}"), info, policy, args, kwargs)
 
         wrapper = step
     _temp_workflow(info, wrapper)
@@ -99,12 +103,32 @@ def make_transaction(func: F, isolation_level: str, name: Optional[str]) -> F:
     @functools.wraps(func)
     def transaction(*args: Any, **kwargs: Any) -> Any:
         engine = get_engine(f"Transaction {info.name}")
-        ctx = get_context()
-        if ctx is None or ctx.run is None:
-            return call_sync(engine, temp, args, kwargs)
-        return call_transaction(engine, info, args, kwargs)
+        with _assumed_role(info):
+            ctx = get_context()
+            if ctx is None or ctx.run is None:
+                return call_sync(engine, temp, args, kwargs)
+            return call_transaction(engine, info, args, kwargs)
 
     return wrapper_for(info, transaction)  # type: ignore[return-value]
+
+
+@contextmanager
+def _assumed_role(info: FunctionInfo) -> Iterator[None]:
+    """Enforce a step's or transaction's own ``@DBOS.required_roles`` for the call.
+
+    The role it assumes holds for the call only, not in the caller's context.
+    """
+    if not info.required_roles:
+        yield
+        return
+    current = get_context()
+    ctx = replace(current) if current is not None else DBOSContext()
+    check_roles(info, ctx)
+    token = set_context(ctx)
+    try:
+        yield
+    finally:
+        reset_context(token)
 
 
 def _temp_workflow(info: FunctionInfo, body: Callable[..., Any]) -> FunctionInfo:

@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Coroutine, Dict, List, Optional, Set, TypeVar
+from typing import Any, Callable, Coroutine, Dict, List, Optional, Set, TypeVar
 
 from .error import DBOSException, DBOSNotLaunchedError
 from .serialization import Codec
@@ -91,6 +93,8 @@ class Engine:
         max_threads: Optional[int] = None,
         datasource: Any = None,
         owns_datasource: bool = True,
+        poll_interval: float = 1.0,
+        listen: bool = True,
     ) -> None:
         self.sysdb = sysdb
         self.codec = codec
@@ -104,8 +108,20 @@ class Engine:
         self.waiters = Waiters()
         self._active: Set[str] = set()
         self._active_lock = threading.Lock()
+        self._cancelled: Set[str] = set()
+        self.listener = sysdb.listen(self.on_notification) if listen else None
+        # With a listener, waiters re-check now and then in case a notification
+        # was lost with a connection; without one they poll.
+        self.poll_interval = 5.0 if self.listener is not None else poll_interval
         # Strong references: the loop itself only keeps weak ones to tasks.
         self.tasks: Set["asyncio.Future[Any]"] = set()
+
+    async def in_pool(self, func: Callable[..., T], *args: Any) -> T:
+        """Run blocking ``func`` on DBOS's pool (not the loop's small default
+        executor), with the caller's context."""
+        loop = asyncio.get_running_loop()
+        call = functools.partial(contextvars.copy_context().run, func, *args)
+        return await loop.run_in_executor(self.pool, call)
 
     def keep(self, task: "asyncio.Future[Any]") -> None:
         self.tasks.add(task)
@@ -118,12 +134,38 @@ class Engine:
     def untrack(self, workflow_id: str) -> None:
         with self._active_lock:
             self._active.discard(workflow_id)
+            self._cancelled.discard(workflow_id)
+
+    def on_notification(self, key: str) -> None:
+        """A key another process notified (from the PostgreSQL listener)."""
+        if key.startswith("cancel::"):
+            self.mark_cancelled(key[len("cancel::"):])
+        self.waiters.notify(key)
+
+    def mark_cancelled(self, workflow_id: str) -> None:
+        with self._active_lock:
+            if workflow_id in self._active:
+                self._cancelled.add(workflow_id)
+        self.waiters.notify(f"cancel::{workflow_id}")
+        self.waiters.notify(workflow_id)
+
+    def is_cancelled(self, workflow_id: str) -> bool:
+        """Whether a workflow running here was cancelled (a read where nothing tells us)."""
+        with self._active_lock:
+            if workflow_id in self._cancelled:
+                return True
+        if self.listener is not None:
+            return False
+        outcome = self.sysdb.workflows.outcome(workflow_id)
+        return outcome is not None and outcome.status == "CANCELLED"
 
     def active_workflows(self) -> List[str]:
         with self._active_lock:
             return sorted(self._active)
 
     def close(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
         self.background.stop()
         self.pool.shutdown(wait=False, cancel_futures=True)
         if self.datasource is not None and self._owns_datasource:

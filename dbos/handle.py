@@ -7,14 +7,17 @@ checkpointed (as ``DBOS.getResult``) so a replay returns the same outcome.
 from __future__ import annotations
 
 import asyncio
+import functools
 from concurrent.futures import Future
-from typing import Any, Generic, Optional, TypeVar
+from dataclasses import replace
+from typing import Any, Callable, Generic, Optional, Tuple, TypeVar
 
-from .context import current_run
+from .context import WorkflowRun, current_run
 from .engine import Engine, get_engine
 from .error import DBOSNonExistentWorkflowError
+from .introspection import workflow_status, workflow_status_async
 from .status import WorkflowStatus
-from .sysdb.records import StepWrite
+from .sysdb.records import StepRecord, StepWrite
 from .workflow import GET_RESULT, outcome_value, raise_if_cancelled, replayed, wait_outcome
 
 R = TypeVar("R")
@@ -24,36 +27,68 @@ def _engine() -> Engine:
     return get_engine("A workflow handle")
 
 
-def checkpointed_result(workflow_id: str, wait: Any) -> Any:
+def polled_result(workflow_id: str, polling_interval_sec: float = 1.0) -> Any:
+    """Wait for the workflow's recorded outcome; return or raise it."""
+    engine = _engine()
+    outcome = wait_outcome(engine, workflow_id, polling_interval_sec)
+    return outcome_value(engine, workflow_id, outcome)
+
+
+def checkpointed_result(workflow_id: str, wait: Callable[[], Any]) -> Any:
     """Run ``wait()`` for a result; inside a workflow, record (or replay) it."""
     run = current_run()
     if run is None:
         return wait()
+    function_id, record = _reserve(run)
+    if record is not None:
+        return replayed(_engine(), record)
+    return _wait_and_record(run, function_id, workflow_id, wait)
+
+
+async def checkpointed_result_async(workflow_id: str, wait: Callable[[], Any]) -> Any:
+    """``checkpointed_result`` for async code: the function ID is taken before
+    the first ``await``, so concurrent operations number in the order they begin."""
+    run = current_run()
     engine = _engine()
-    function_id = run.next_function_id()
-    record = run.recorded_step(function_id, GET_RESULT)
+    if run is None:
+        return await engine.in_pool(wait)
+    function_id, record = _reserve(run)
     if record is not None:
         return replayed(engine, record)
+    return await engine.in_pool(_wait_and_record, run, function_id, workflow_id, wait)
+
+
+def _reserve(run: WorkflowRun) -> Tuple[int, Optional[StepRecord]]:
+    function_id = run.next_function_id()
+    return function_id, run.recorded_step(function_id, GET_RESULT)
+
+
+def _wait_and_record(run: WorkflowRun, function_id: int, workflow_id: str,
+                     wait: Callable[[], Any]) -> Any:
+    engine = _engine()
     write = StepWrite(run.workflow_id, function_id, GET_RESULT, child_workflow_id=workflow_id)
     try:
         value = wait()
     except Exception as exc:
-        error = engine.codec.dump_error(exc)
-        _checkpoint(engine, run, StepWrite(**{**write.__dict__, "error": error}))
+        _checkpoint(engine, run, replace(write, error=engine.codec.dump_error(exc)))
         raise
     output = engine.codec.dump_value(value, what=f"the result of workflow {workflow_id}")
-    _checkpoint(engine, run, StepWrite(**{**write.__dict__, "output": output}))
+    _checkpoint(engine, run, replace(write, output=output))
     return value
 
 
-def _checkpoint(engine: Engine, run: Any, write: StepWrite) -> None:
+def _checkpoint(engine: Engine, run: WorkflowRun, write: StepWrite) -> None:
     raise_if_cancelled(run, engine.sysdb.workflows.checkpoint(write))
 
 
 def read_status(workflow_id: str) -> Optional[WorkflowStatus]:
-    from .introspection import workflow_status
-
     return workflow_status(_engine(), workflow_id)
+
+
+def _existing(workflow_id: str, status: Optional[WorkflowStatus]) -> WorkflowStatus:
+    if status is None:
+        raise DBOSNonExistentWorkflowError("workflow", workflow_id)
+    return status
 
 
 class WorkflowHandle(Generic[R]):
@@ -66,19 +101,12 @@ class WorkflowHandle(Generic[R]):
         return self.workflow_id
 
     def get_result(self, *, polling_interval_sec: float = 1.0) -> R:
-        def wait() -> Any:
-            engine = _engine()
-            outcome = wait_outcome(engine, self.workflow_id, polling_interval_sec)
-            return outcome_value(engine, self.workflow_id, outcome)
-
+        wait = functools.partial(polled_result, self.workflow_id, polling_interval_sec)
         result: R = checkpointed_result(self.workflow_id, wait)
         return result
 
     def get_status(self) -> WorkflowStatus:
-        status = read_status(self.workflow_id)
-        if status is None:
-            raise DBOSNonExistentWorkflowError("workflow", self.workflow_id)
-        return status
+        return _existing(self.workflow_id, read_status(self.workflow_id))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.workflow_id!r})"
@@ -107,18 +135,15 @@ class WorkflowHandleAsync(Generic[R]):
         return self.workflow_id
 
     async def get_result(self, *, polling_interval_sec: float = 1.0) -> R:
-        if current_run() is not None or self._task is None:
-            return await asyncio.to_thread(self._polling_result, polling_interval_sec)
-        return await asyncio.shield(self._task)
-
-    def _polling_result(self, polling_interval_sec: float) -> R:
-        result: R = WorkflowHandle[R](self.workflow_id).get_result(
-            polling_interval_sec=polling_interval_sec
-        )
+        if current_run() is None and self._task is not None:
+            return await asyncio.shield(self._task)
+        wait = functools.partial(polled_result, self.workflow_id, polling_interval_sec)
+        result: R = await checkpointed_result_async(self.workflow_id, wait)
         return result
 
     async def get_status(self) -> WorkflowStatus:
-        return await asyncio.to_thread(WorkflowHandle[R](self.workflow_id).get_status)
+        status = await workflow_status_async(_engine(), self.workflow_id)
+        return _existing(self.workflow_id, status)
 
     def __repr__(self) -> str:
         return f"WorkflowHandleAsync({self.workflow_id!r})"

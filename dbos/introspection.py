@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
-from .context import current_run
+from .context import WorkflowRun, current_run
 from .engine import Engine
 from .serialization import Codec
 from .status import WorkflowStatus
-from .sysdb.records import StepWrite
+from .sysdb.records import StepRecord, StepWrite
 from .workflow import raise_if_cancelled, replayed
 
 logger = logging.getLogger("dbos")
@@ -64,11 +64,35 @@ def workflow_status(engine: Engine, workflow_id: str) -> Optional[WorkflowStatus
     run = current_run()
     if run is None:
         return _read(engine, workflow_id)
-    function_id = run.next_function_id()
-    record = run.recorded_step(function_id, GET_STATUS)
+    function_id, record = _reserve(run)
     if record is not None:
-        result: Optional[WorkflowStatus] = replayed(engine, record)
-        return result
+        return _replayed(engine, record)
+    return _read_and_record(engine, run, function_id, workflow_id)
+
+
+async def workflow_status_async(engine: Engine, workflow_id: str) -> Optional[WorkflowStatus]:
+    """``workflow_status`` for async code: the function ID is taken before the first ``await``."""
+    run = current_run()
+    if run is None:
+        return await engine.in_pool(_read, engine, workflow_id)
+    function_id, record = _reserve(run)
+    if record is not None:
+        return _replayed(engine, record)
+    return await engine.in_pool(_read_and_record, engine, run, function_id, workflow_id)
+
+
+def _reserve(run: WorkflowRun) -> Tuple[int, Optional[StepRecord]]:
+    function_id = run.next_function_id()
+    return function_id, run.recorded_step(function_id, GET_STATUS)
+
+
+def _replayed(engine: Engine, record: StepRecord) -> Optional[WorkflowStatus]:
+    result: Optional[WorkflowStatus] = replayed(engine, record)
+    return result
+
+
+def _read_and_record(engine: Engine, run: WorkflowRun, function_id: int,
+                     workflow_id: str) -> Optional[WorkflowStatus]:
     status = _read(engine, workflow_id)
     output = engine.codec.dump_value(status, what=f"the status of workflow {workflow_id}")
     write = StepWrite(run.workflow_id, function_id, GET_STATUS, output=output)

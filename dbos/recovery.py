@@ -21,10 +21,13 @@ from .workflow import Launch, execute_async, execute_sync
 logger = logging.getLogger("dbos")
 
 
-def recover_pending(engine: Engine) -> List[WorkflowHandle[Any]]:
-    """Claim and resume every PENDING workflow of this executor and version."""
+def recover_pending(engine: Engine, workflow_ids: Optional[List[str]] = None) -> List[WorkflowHandle[Any]]:
+    """Claim and resume PENDING workflows of this executor and version
+    (``workflow_ids``, looked up now when not given)."""
     identity = engine.identity
-    ids = engine.sysdb.workflows.pending(identity.executor_id, identity.app_version)
+    ids = workflow_ids
+    if ids is None:
+        ids = engine.sysdb.workflows.pending(identity.executor_id, identity.app_version)
     if ids:
         logger.info(f"Recovering {len(ids)} pending workflow(s)")
     handles: List[WorkflowHandle[Any]] = []

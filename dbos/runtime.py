@@ -11,8 +11,7 @@ import logging
 import os
 import threading
 import time
-import asyncio
-from typing import Any, Awaitable, Callable, List, Optional, TypeVar
+from typing import Any, AsyncGenerator, Awaitable, Callable, Dict, Generator, List, Optional, TypeVar
 
 from .config import (
     CONFIG_FILENAMES,
@@ -24,7 +23,9 @@ from .config import (
     load_config_file,
     resolve,
 )
-from . import decorators, start
+from . import communication as comm
+from . import decorators, introspection, start, streams
+from .communication import SendMessage
 from .context import DBOSContext, get_context
 from .datasource import IsolationLevel, PeeweeDatasource
 from .engine import Engine, Identity, get_engine, set_engine
@@ -176,8 +177,12 @@ class DBOS:
         dbos_logger.info("DBOS launched!")
 
     def _start_background(self, engine: Engine) -> None:
+        # Find the pending workflows now, before this process starts any of its
+        # own, so recovery never picks up a workflow that is running here.
+        identity = engine.identity
+        pending = engine.sysdb.workflows.pending(identity.executor_id, identity.app_version)
         recovery = threading.Thread(
-            target=_recover_quietly, args=(engine,), name="dbos-recovery", daemon=True
+            target=_recover_quietly, args=(engine, pending), name="dbos-recovery", daemon=True
         )
         recovery.start()
         self._background.append(recovery)
@@ -376,8 +381,7 @@ class DBOS:
     async def retrieve_workflow_async(
         cls, workflow_id: str, existing_workflow: bool = True
     ) -> WorkflowHandleAsync[Any]:
-        await asyncio.to_thread(start.retrieve_workflow, workflow_id, existing_workflow)
-        return WorkflowHandleAsync(workflow_id)
+        return await start.retrieve_workflow_async(workflow_id, existing_workflow)
 
     @classmethod
     def get_result(cls, workflow_id: str) -> Any:
@@ -385,7 +389,7 @@ class DBOS:
 
     @classmethod
     async def get_result_async(cls, workflow_id: str) -> Any:
-        return await asyncio.to_thread(start.get_result, workflow_id)
+        return await start.get_result_async(workflow_id)
 
     @classmethod
     def get_workflow_status(cls, workflow_id: str) -> Optional[WorkflowStatus]:
@@ -393,7 +397,8 @@ class DBOS:
 
     @classmethod
     async def get_workflow_status_async(cls, workflow_id: str) -> Optional[WorkflowStatus]:
-        return await asyncio.to_thread(cls.get_workflow_status, workflow_id)
+        engine = get_engine("DBOS.get_workflow_status_async()")
+        return await introspection.workflow_status_async(engine, workflow_id)
 
     @classmethod
     def wait_first(
@@ -406,10 +411,129 @@ class DBOS:
     async def wait_first_async(
         cls, handles: List[WorkflowHandleAsync[Any]], *, polling_interval_sec: float = 1.0
     ) -> WorkflowHandleAsync[Any]:
-        winner: WorkflowHandleAsync[Any] = await asyncio.to_thread(
-            start.wait_first, handles, polling_interval_sec
-        )
+        winner: WorkflowHandleAsync[Any] = await start.wait_first_async(handles, polling_interval_sec)
         return winner
+
+    # ------------------------------------------------------------------
+    # Messages, events, streams, sleep
+    # ------------------------------------------------------------------
+
+    @classmethod
+    def send(cls, destination_id: str, message: Any, topic: Optional[str] = None, *,
+             idempotency_key: Optional[str] = None) -> None:
+        engine = get_engine("DBOS.send()")
+        reserved = comm.reserve_step(comm.SEND)
+        note = comm.SendMessage(destination_id, message, topic, idempotency_key)
+        comm.send(engine, reserved, [note], comm.SEND)
+
+    @classmethod
+    async def send_async(cls, destination_id: str, message: Any, topic: Optional[str] = None, *,
+                         idempotency_key: Optional[str] = None) -> None:
+        engine = get_engine("DBOS.send_async()")
+        reserved = comm.reserve_step(comm.SEND)
+        note = comm.SendMessage(destination_id, message, topic, idempotency_key)
+        await engine.in_pool(comm.send, engine, reserved, [note], comm.SEND)
+
+    @classmethod
+    def send_bulk(cls, messages: List[SendMessage]) -> None:
+        engine = get_engine("DBOS.send_bulk()")
+        comm.send(engine, comm.reserve_step(comm.SEND_BULK), list(messages), comm.SEND_BULK)
+
+    @classmethod
+    async def send_bulk_async(cls, messages: List[SendMessage]) -> None:
+        engine = get_engine("DBOS.send_bulk_async()")
+        reserved = comm.reserve_step(comm.SEND_BULK)
+        await engine.in_pool(comm.send, engine, reserved, list(messages), comm.SEND_BULK)
+
+    @classmethod
+    def recv(cls, topic: Optional[str] = None, timeout_seconds: float = 60) -> Any:
+        engine = get_engine("DBOS.recv()")
+        return comm.recv(engine, comm.reserve_recv(), topic, timeout_seconds)
+
+    @classmethod
+    async def recv_async(cls, topic: Optional[str] = None, timeout_seconds: float = 60) -> Any:
+        engine = get_engine("DBOS.recv_async()")
+        return await engine.in_pool(comm.recv, engine, comm.reserve_recv(), topic, timeout_seconds)
+
+    @classmethod
+    def set_event(cls, key: str, value: Any) -> None:
+        comm.set_event(get_engine("DBOS.set_event()"), key, value)
+
+    @classmethod
+    async def set_event_async(cls, key: str, value: Any) -> None:
+        engine = get_engine("DBOS.set_event_async()")
+        await engine.in_pool(comm.set_event, engine, key, value)
+
+    @classmethod
+    def get_event(cls, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+        engine = get_engine("DBOS.get_event()")
+        return comm.get_event(engine, comm.reserve_get_event(), workflow_id, key, timeout_seconds)
+
+    @classmethod
+    async def get_event_async(cls, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+        engine = get_engine("DBOS.get_event_async()")
+        reserved = comm.reserve_get_event()
+        return await engine.in_pool(comm.get_event, engine, reserved, workflow_id, key, timeout_seconds)
+
+    @classmethod
+    def get_all_events(cls, workflow_id: str) -> Dict[str, Any]:
+        engine = get_engine("DBOS.get_all_events()")
+        return comm.get_all_events(engine, comm.reserve_step(comm.GET_EVENTS), workflow_id)
+
+    @classmethod
+    async def get_all_events_async(cls, workflow_id: str) -> Dict[str, Any]:
+        engine = get_engine("DBOS.get_all_events_async()")
+        reserved = comm.reserve_step(comm.GET_EVENTS)
+        return await engine.in_pool(comm.get_all_events, engine, reserved, workflow_id)
+
+    @classmethod
+    def sleep(cls, seconds: float) -> None:
+        reserved = comm.reserve_sleep(seconds)
+        if reserved is not None:
+            comm.sleep(get_engine("DBOS.sleep()"), reserved, seconds)
+
+    @classmethod
+    async def sleep_async(cls, seconds: float) -> None:
+        reserved = comm.reserve_sleep(seconds)
+        if reserved is not None:
+            engine = get_engine("DBOS.sleep_async()")
+            await engine.in_pool(comm.sleep, engine, reserved, seconds)
+
+    @classmethod
+    def write_stream(cls, key: str, value: Any) -> None:
+        streams.write_stream(get_engine("DBOS.write_stream()"), key, value)
+
+    @classmethod
+    async def write_stream_async(cls, key: str, value: Any) -> None:
+        engine = get_engine("DBOS.write_stream_async()")
+        await engine.in_pool(streams.write_stream, engine, key, value)
+
+    @classmethod
+    def close_stream(cls, key: str) -> None:
+        streams.close_stream(get_engine("DBOS.close_stream()"), key)
+
+    @classmethod
+    async def close_stream_async(cls, key: str) -> None:
+        engine = get_engine("DBOS.close_stream_async()")
+        await engine.in_pool(streams.close_stream, engine, key)
+
+    @classmethod
+    def read_stream(cls, workflow_id: str, key: str, *, offset: int = 0,
+                    timeout_seconds: Optional[float] = None) -> Generator[Any, None, None]:
+        engine = get_engine("DBOS.read_stream()")
+        return streams.read_stream(engine, workflow_id, key, offset, timeout_seconds)
+
+    @classmethod
+    async def read_stream_async(cls, workflow_id: str, key: str, *, offset: int = 0,
+                                timeout_seconds: Optional[float] = None) -> AsyncGenerator[Any, None]:
+        engine = get_engine("DBOS.read_stream_async()")
+        values = streams.read_stream(engine, workflow_id, key, offset, timeout_seconds)
+        done = object()
+        while True:
+            value = await engine.in_pool(next, values, done)
+            if value is done:
+                return
+            yield value
 
     # ------------------------------------------------------------------
     # The running context
@@ -492,12 +616,14 @@ def _build_engine(sysdb: SystemDatabase, settings: Settings) -> Engine:
     identity = Identity(settings.name, GlobalParams.app_version, GlobalParams.executor_id)
     owned = settings.application_datasource is None  # a user's datasource stays open
     return Engine(sysdb, Codec(settings.serializer), identity,
-                  settings.max_executor_threads, datasource, owned)
+                  settings.max_executor_threads, datasource, owned,
+                  poll_interval=settings.notification_listener_polling_interval_sec,
+                  listen=settings.use_listen_notify)
 
 
-def _recover_quietly(engine: Engine) -> None:
+def _recover_quietly(engine: Engine, workflow_ids: List[str]) -> None:
     try:
-        recover_pending(engine)
+        recover_pending(engine, workflow_ids)
     except Exception:
         dbos_logger.error("Recovery of pending workflows failed", exc_info=True)
 

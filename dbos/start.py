@@ -4,25 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Callable, Dict, List, Tuple
+from functools import partial
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .context import WorkflowRun, current_run
 from .engine import Engine, get_engine
 from .error import DBOSNonExistentWorkflowError, DBOSWorkflowFunctionNotFoundError
-from .handle import WorkflowHandle, WorkflowHandleAsync, checkpointed_result, read_status
+from .handle import (
+    WorkflowHandle,
+    WorkflowHandleAsync,
+    checkpointed_result,
+    checkpointed_result_async,
+    polled_result,
+    read_status,
+)
+from .introspection import workflow_status_async
 from .recovery import split_bound, submit
 from .registry import FunctionInfo
 from .status import ACTIVE_STATUSES
-from .sysdb.records import StepWrite
+from .sysdb.records import StepRecord, StepWrite
 from .workflow import (
     check_same_function,
     execute_async,
     execute_sync,
-    outcome_value,
     prepare,
     raise_if_cancelled,
     replayed,
-    wait_outcome,
 )
 
 WAIT_FIRST = "DBOS.waitFirst"
@@ -58,7 +65,7 @@ async def start_workflow_async(func: Callable[..., Any], args: Tuple[Any, ...],
     info, bound = resolve(func)
     engine = get_engine("DBOS.start_workflow_async()")
     launch = prepare(engine, info, bound + args, kwargs, direct=False)
-    found = await asyncio.to_thread(engine.sysdb.workflows.start, launch.row, launch.link)
+    found = await engine.in_pool(engine.sysdb.workflows.start, launch.row, launch.link)
     if not found.created:
         check_same_function(launch, found)
         return WorkflowHandleAsync(launch.workflow_id)
@@ -78,35 +85,73 @@ def retrieve_workflow(workflow_id: str, existing_workflow: bool = True) -> Workf
     return WorkflowHandle(workflow_id)
 
 
+async def retrieve_workflow_async(workflow_id: str, existing_workflow: bool = True) -> WorkflowHandleAsync[Any]:
+    engine = get_engine("DBOS.retrieve_workflow_async()")
+    if existing_workflow and await workflow_status_async(engine, workflow_id) is None:
+        raise DBOSNonExistentWorkflowError("target workflow", workflow_id)
+    return WorkflowHandleAsync(workflow_id)
+
+
 def get_result(workflow_id: str, polling_interval_sec: float = 1.0) -> Any:
-    engine = get_engine("DBOS.get_result()")
+    get_engine("DBOS.get_result()")
+    return checkpointed_result(workflow_id, partial(polled_result, workflow_id, polling_interval_sec))
 
-    def wait() -> Any:
-        outcome = wait_outcome(engine, workflow_id, polling_interval_sec)
-        return outcome_value(engine, workflow_id, outcome)
 
-    return checkpointed_result(workflow_id, wait)
+async def get_result_async(workflow_id: str, polling_interval_sec: float = 1.0) -> Any:
+    get_engine("DBOS.get_result_async()")
+    wait = partial(polled_result, workflow_id, polling_interval_sec)
+    return await checkpointed_result_async(workflow_id, wait)
 
 
 def wait_first(handles: List[Any], polling_interval_sec: float = 1.0) -> Any:
     """The first of ``handles`` whose workflow is no longer active."""
+    ids = _distinct_ids(handles)
+    engine = get_engine("DBOS.wait_first()")
+    run = current_run()
+    if run is None:
+        return handles[ids.index(_first_done(engine, ids, polling_interval_sec))]
+    function_id, record = _reserve(run)
+    if record is not None:
+        return handles[ids.index(replayed(engine, record))]
+    return handles[ids.index(_record_first(engine, run, function_id, ids, polling_interval_sec))]
+
+
+async def wait_first_async(handles: List[Any], polling_interval_sec: float = 1.0) -> Any:
+    """``wait_first`` for async code: the function ID is taken before the first ``await``."""
+    ids = _distinct_ids(handles)
+    engine = get_engine("DBOS.wait_first_async()")
+    run = current_run()
+    if run is None:
+        winner = await engine.in_pool(_first_done, engine, ids, polling_interval_sec)
+        return handles[ids.index(winner)]
+    function_id, record = _reserve(run)
+    if record is not None:
+        return handles[ids.index(replayed(engine, record))]
+    winner = await engine.in_pool(_record_first, engine, run, function_id, ids, polling_interval_sec)
+    return handles[ids.index(winner)]
+
+
+def _distinct_ids(handles: List[Any]) -> List[str]:
     ids = [h.workflow_id for h in handles]
     if not ids:
         raise ValueError("DBOS.wait_first() needs at least one handle")
     if len(set(ids)) != len(ids):
         raise ValueError(f"DBOS.wait_first() was given the same workflow twice: {ids}")
-    engine = get_engine("DBOS.wait_first()")
-    run = current_run()
-    if run is None:
-        return handles[ids.index(_first_done(engine, ids, polling_interval_sec))]
+    return ids
+
+
+def _reserve(run: WorkflowRun) -> Tuple[int, Optional[StepRecord]]:
     function_id = run.next_function_id()
-    record = run.recorded_step(function_id, WAIT_FIRST)
-    winner = replayed(engine, record) if record else _first_done(engine, ids, polling_interval_sec)
-    if record is None:
-        output = engine.codec.dump_value(winner, what="the winner of DBOS.wait_first()")
-        write = StepWrite(run.workflow_id, function_id, WAIT_FIRST, output=output)
-        raise_if_cancelled(run, engine.sysdb.workflows.checkpoint(write))
-    return handles[ids.index(winner)]
+    return function_id, run.recorded_step(function_id, WAIT_FIRST)
+
+
+def _record_first(engine: Engine, run: WorkflowRun, function_id: int, ids: List[str],
+                  polling_interval_sec: float) -> str:
+    winner = _first_done(engine, ids, polling_interval_sec)
+    output = engine.codec.dump_value(winner, what="the winner of DBOS.wait_first()")
+    write = StepWrite(run.workflow_id, function_id, WAIT_FIRST, output=output)
+    raise_if_cancelled(run, engine.sysdb.workflows.checkpoint(write))
+    return winner
 
 
 def _first_done(engine: Engine, ids: List[str], polling_interval_sec: float) -> str:

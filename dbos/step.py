@@ -100,6 +100,24 @@ def _exhausted(name: str, policy: RetryPolicy, errors: List[Exception]) -> Excep
     return DBOSMaxStepRetriesExceeded(name, policy.max_attempts, errors)
 
 
+def _keep_storable(engine: Engine, exc: Exception) -> None:
+    """Make a retries-exhausted error record as itself.
+
+    One attempt's error that does not survive the serializer would otherwise
+    turn the whole ``DBOSMaxStepRetriesExceeded`` into a stand-in; only that
+    attempt's error is replaced by its stand-in instead.
+    """
+    if isinstance(exc, DBOSMaxStepRetriesExceeded):
+        exc.errors = [_storable(engine, error) for error in exc.errors]
+
+
+def _storable(engine: Engine, error: Exception) -> Exception:
+    restored = engine.codec.load_error(engine.codec.dump_error(error))
+    if type(restored) is type(error) or not isinstance(restored, Exception):
+        return error
+    return restored
+
+
 def _log_retry(name: str, attempt: int, policy: RetryPolicy, exc: Exception) -> None:
     logger.warning(
         f"Step {name} failed ({type(exc).__name__}: {exc}); retrying "
@@ -152,6 +170,7 @@ def call_step_sync(engine: Engine, info: FunctionInfo, policy: RetryPolicy,
     try:
         value = run_with_retries(info, policy, ctx, args, kwargs)
     except Exception as exc:
+        _keep_storable(engine, exc)
         finish(engine, call, None, engine.codec.dump_error(exc))
         raise
     finally:
@@ -204,6 +223,7 @@ async def call_step_async(engine: Engine, info: FunctionInfo, policy: RetryPolic
     try:
         value = await run_with_retries_async(info, policy, ctx, args, kwargs)
     except Exception as exc:
+        _keep_storable(engine, exc)
         await asyncio.to_thread(finish, engine, call, None, engine.codec.dump_error(exc))
         raise
     finally:

@@ -9,11 +9,10 @@ outcome the row eventually records.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .context import (
@@ -70,17 +69,19 @@ def prepare(engine: Engine, info: FunctionInfo, args: Tuple[Any, ...], kwargs: D
 
     Nothing is written here; a value that cannot be serialized fails now.
     """
-    caller = get_context() or DBOSContext()
-    if caller.step_id is not None:
+    ctx = get_context() or DBOSContext()
+    if ctx.step_id is not None:
         raise DBOSException(
             f"Workflow {info.name} cannot be started from inside a step or transaction; "
             "call it from the workflow instead"
         )
+    # The launch's own copy: a role this workflow assumes must not stay in the caller's context.
+    caller = replace(ctx)
     check_roles(info, caller)
     parent = caller.run
     launch = Launch(info, "", args, kwargs, caller, parent=parent)
     recorded_child = _parent_bookkeeping(launch, direct) if parent else None
-    chosen = caller.take_workflow_id()
+    chosen = ctx.take_workflow_id()
     launch.workflow_id = recorded_child or chosen or _default_id(launch)
     if launch.link is not None:
         launch.link = _with_child(launch.link, launch.workflow_id)
@@ -221,7 +222,7 @@ def wait_outcome(engine: Engine, workflow_id: str, polling_interval_sec: float =
 
 async def wait_outcome_async(engine: Engine, workflow_id: str,
                              polling_interval_sec: float = 1.0) -> Outcome:
-    return await asyncio.to_thread(wait_outcome, engine, workflow_id, polling_interval_sec)
+    return await engine.in_pool(wait_outcome, engine, workflow_id, polling_interval_sec)
 
 
 def outcome_value(engine: Engine, workflow_id: str, outcome: Outcome) -> Any:
@@ -235,24 +236,49 @@ def outcome_value(engine: Engine, workflow_id: str, outcome: Outcome) -> Any:
     raise DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded(workflow_id)
 
 
-def record_value(engine: Engine, run: WorkflowRun, value: Any) -> Tuple[str, Optional[str], Optional[str]]:
-    """Serialize the body's return value; a value that cannot be stored is an error."""
-    try:
-        text = engine.codec.dump_value(value, what=f"the output of workflow {run.name!r} ({run.workflow_id})")
-        return "SUCCESS", text, None
-    except DBOSSerializationError as exc:
-        return "ERROR", None, engine.codec.dump_error(exc)
+@dataclass
+class Ended:
+    """How one execution of a body ended.
+
+    ``own`` is True when this execution recorded the outcome: its caller then
+    gets the body's own value or exception (with its traceback), not a copy
+    read back from the database.
+    """
+
+    outcome: Outcome
+    own: bool = False
+    value: Any = None
+    error: Optional[BaseException] = None
+
+    def result(self, engine: Engine, workflow_id: str) -> Any:
+        if not self.own:
+            return outcome_value(engine, workflow_id, self.outcome)
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
-def finish_or_park(engine: Engine, run: WorkflowRun, status: str, output: Optional[str],
-                   error: Optional[str]) -> Outcome:
+def conclude(engine: Engine, run: WorkflowRun, value: Any, error: Optional[Exception]) -> Ended:
+    """Record the body's outcome; a return value that cannot be stored is an error."""
+    if error is None:
+        what = f"the output of workflow {run.name!r} ({run.workflow_id})"
+        try:
+            output = engine.codec.dump_value(value, what=what)
+        except DBOSSerializationError as exc:
+            error = exc
+        else:
+            return finish_or_park(engine, run, Ended(Outcome("SUCCESS", output, None), True, value))
+    text = engine.codec.dump_error(error)
+    return finish_or_park(engine, run, Ended(Outcome("ERROR", None, text), True, error=error))
+
+
+def finish_or_park(engine: Engine, run: WorkflowRun, ended: Ended) -> Ended:
     """Record the outcome; if the row left PENDING meanwhile, adopt its outcome."""
-    if engine.sysdb.workflows.finish(run.workflow_id, status, output, error):
-        outcome = Outcome(status, output, error)
-    else:
-        outcome = wait_outcome(engine, run.workflow_id)
+    outcome = ended.outcome
+    if not engine.sysdb.workflows.finish(run.workflow_id, outcome.status, outcome.output, outcome.error):
+        ended = Ended(wait_outcome(engine, run.workflow_id))
     engine.waiters.notify(run.workflow_id)
-    return outcome
+    return ended
 
 
 # ----------------------------------------------------------------------
@@ -265,48 +291,46 @@ def body_context(caller: DBOSContext, run: WorkflowRun) -> DBOSContext:
 
 
 def execute_sync(engine: Engine, launch: Launch, run: WorkflowRun) -> Any:
-    """Run a sync workflow body here and return its recorded outcome's value."""
+    """Run a sync workflow body here and return (or raise) its outcome."""
     token = set_context(body_context(launch.caller, run))
     engine.track(run.workflow_id)
     try:
-        outcome = _run_sync(engine, launch, run)
+        ended = _run_sync(engine, launch, run)
     finally:
         engine.untrack(run.workflow_id)
         reset_context(token)
-    return outcome_value(engine, run.workflow_id, outcome)
+    return ended.result(engine, run.workflow_id)
 
 
-def _run_sync(engine: Engine, launch: Launch, run: WorkflowRun) -> Outcome:
+def _run_sync(engine: Engine, launch: Launch, run: WorkflowRun) -> Ended:
     try:
         value = launch.info.func(*launch.args, **launch.kwargs)
     except PARK:
-        return wait_outcome(engine, run.workflow_id)
+        return Ended(wait_outcome(engine, run.workflow_id))
     except Exception as exc:
-        return finish_or_park(engine, run, "ERROR", None, engine.codec.dump_error(exc))
-    return finish_or_park(engine, run, *record_value(engine, run, value))
+        return conclude(engine, run, None, exc)
+    return conclude(engine, run, value, None)
 
 
 async def execute_async(engine: Engine, launch: Launch, run: WorkflowRun) -> Any:
     token = set_context(body_context(launch.caller, run))
     engine.track(run.workflow_id)
     try:
-        outcome = await _run_async(engine, launch, run)
+        ended = await _run_async(engine, launch, run)
     finally:
         engine.untrack(run.workflow_id)
         reset_context(token)
-    return outcome_value(engine, run.workflow_id, outcome)
+    return ended.result(engine, run.workflow_id)
 
 
-async def _run_async(engine: Engine, launch: Launch, run: WorkflowRun) -> Outcome:
+async def _run_async(engine: Engine, launch: Launch, run: WorkflowRun) -> Ended:
     try:
         value = await launch.info.func(*launch.args, **launch.kwargs)
     except PARK:
-        return await wait_outcome_async(engine, run.workflow_id)
+        return Ended(await wait_outcome_async(engine, run.workflow_id))
     except Exception as exc:
-        error = engine.codec.dump_error(exc)
-        return await asyncio.to_thread(finish_or_park, engine, run, "ERROR", None, error)
-    recorded = record_value(engine, run, value)
-    return await asyncio.to_thread(finish_or_park, engine, run, *recorded)
+        return await engine.in_pool(conclude, engine, run, None, exc)
+    return await engine.in_pool(conclude, engine, run, value, None)
 
 
 # ----------------------------------------------------------------------
@@ -336,7 +360,7 @@ async def call_async(engine: Engine, info: FunctionInfo, args: Tuple[Any, ...], 
     launch = prepare(engine, info, args, kwargs, direct=True)
     if launch.replayed_result is not None:
         return replayed(engine, launch.replayed_result)
-    found = await asyncio.to_thread(engine.sysdb.workflows.start, launch.row, launch.link)
+    found = await engine.in_pool(engine.sysdb.workflows.start, launch.row, launch.link)
     try:
         if found.created:
             result = await execute_async(engine, launch, WorkflowRun(launch.workflow_id, info.name))
@@ -345,9 +369,9 @@ async def call_async(engine: Engine, info: FunctionInfo, args: Tuple[Any, ...], 
             outcome = await wait_outcome_async(engine, launch.workflow_id)
             result = outcome_value(engine, launch.workflow_id, outcome)
     except Exception as exc:
-        await asyncio.to_thread(record_result_in_parent, engine, launch, None, exc)
+        await engine.in_pool(record_result_in_parent, engine, launch, None, exc)
         raise
-    await asyncio.to_thread(record_result_in_parent, engine, launch, result, None)
+    await engine.in_pool(record_result_in_parent, engine, launch, result, None)
     return result
 
 

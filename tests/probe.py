@@ -86,3 +86,15 @@ def execute(url: str, sql: str, params: tuple[Any, ...] = ()) -> None:
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute(sql, params)
+
+
+def driver_connection(url: str, timeout: float = 5.0) -> Any:
+    """A new plain driver connection in autocommit mode."""
+    from dbos.sysdb import DatabaseURL
+
+    parsed = DatabaseURL.parse(url)
+    if parsed.is_sqlite:
+        return sqlite3.connect(parsed.sqlite_path, timeout=timeout, isolation_level=None)
+    conn = psycopg2.connect(dbname=parsed.database, **parsed.connect_kwargs())
+    conn.autocommit = True
+    return conn

@@ -44,6 +44,7 @@ class Backend(ABC):
 
     name: str
     placeholder: str  # the driver's parameter marker
+    arrival_order: str  # orders notifications rows as they were inserted
 
     def __init__(self, url: DatabaseURL, schema: Optional[str]) -> None:
         self.url = url
@@ -109,6 +110,7 @@ class Backend(ABC):
 class SqliteBackend(Backend):
     name = "sqlite"
     placeholder = "?"
+    arrival_order = "created_at_epoch_ms, rowid"
     sql_tokens = {
         "now_ms": "(CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))",
         "random_id": "(lower(hex(randomblob(16))))",
@@ -215,6 +217,7 @@ def _strip_comments(sql: str) -> str:
 class PostgresBackend(Backend):
     name = "postgres"
     placeholder = "%s"
+    arrival_order = "seq"
     sql_tokens = {
         "now_ms": "((EXTRACT(EPOCH FROM now()) * 1000.0)::BIGINT)",
         "random_id": "(gen_random_uuid()::TEXT)",

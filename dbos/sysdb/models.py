@@ -87,6 +87,7 @@ class Notification(_Template):
     created_at_epoch_ms = pw.BigIntegerField()
     serialization = pw.TextField(null=True)
     consumed = pw.BooleanField(default=False)
+    seq = pw.BigIntegerField(null=True)
 
     class Meta:
         table_name = "notifications"

@@ -23,6 +23,8 @@ from .backend import Backend, backend_for, driver_error
 from .migrator import Migration, Migrator, latest_version
 from .models import BoundModels
 from .url import DatabaseURL
+from .listener import Listener
+from .messages import MessageStore
 from .workflows import WorkflowStore
 
 logger = logging.getLogger("dbos")
@@ -54,6 +56,7 @@ class SystemDatabase:
         self._db: Any = self.backend.open(pool_size, pool_timeout, dict(connect_args or {}))
         self.models = BoundModels(self._db, self.backend.schema)
         self.workflows = WorkflowStore(self)
+        self.messages = MessageStore(self)
 
     @property
     def schema(self) -> Optional[str]:
@@ -154,6 +157,14 @@ class SystemDatabase:
         current, required = self.schema_version(), latest_version()
         if current < required:
             raise DBOSMigrationRequiredError(current, required, command)
+
+    def listen(self, on_key: Callable[[str], None]) -> Optional["Listener"]:
+        """Start waking ``on_key`` for keys other processes notify (PostgreSQL only)."""
+        if self.is_sqlite:
+            return None
+        listener = Listener(self.url, on_key)
+        listener.start()
+        return listener
 
     def grant(self, role: str) -> None:
         """Give an application role access to the system tables (PostgreSQL)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
-from ..error import DBOSWorkflowConflictIDError
+from ..error import DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError
 from .records import Outcome, StartResult, StepRecord, StepWrite
 
 if TYPE_CHECKING:
@@ -71,7 +71,8 @@ class WorkflowStore:
         """Insert the workflow's row, or find the one already there.
 
         ``link`` checkpoints the start in the parent workflow, in the same
-        transaction, so a child is never started without its parent knowing.
+        transaction, so a child is never started without its parent knowing,
+        nor by a parent that was cancelled (``DBOSWorkflowCancelledError``).
         """
         sql, params = self._start_sql(tuple(row)), list(row.values())
 
@@ -94,7 +95,11 @@ class WorkflowStore:
         )
 
     def _link_child(self, link: StepWrite) -> None:
-        if self._insert_step(link) is not None:
+        """Record the child in its parent; a cancelled parent rolls the start back."""
+        linked = self._insert_step(link)
+        if linked is not None:
+            if linked[0] == "CANCELLED":
+                raise DBOSWorkflowCancelledError(f"Workflow {link.workflow_id} was cancelled")
             return
         existing = self._sysdb.execute(
             f"SELECT child_workflow_id FROM {self._steps} "

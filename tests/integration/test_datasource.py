@@ -22,6 +22,8 @@ import peewee as pw
 import psycopg2
 import pytest
 
+from tests.probe import driver_connection
+
 from dbos.datasource import DBAPIDatasource, Datasource, PeeweeDatasource, is_retryable_error
 from dbos.error import DBOSException
 from dbos.sysdb.backend import backend_for
@@ -50,14 +52,9 @@ def app_db_url(backend: str, tmp_path: Path) -> Iterator[str]:
     backend_for(DatabaseURL.parse(url)).drop_database()
 
 
+
 def raw_connect(url: str) -> Any:
-    """A new plain driver connection in autocommit mode."""
-    parsed = DatabaseURL.parse(url)
-    if parsed.is_sqlite:
-        return sqlite3.connect(parsed.sqlite_path, timeout=WAIT_S, isolation_level=None)
-    conn = psycopg2.connect(dbname=parsed.database, **parsed.connect_kwargs())
-    conn.autocommit = True
-    return conn
+    return driver_connection(url, WAIT_S)
 
 
 def qmark(url: str, sql: str) -> str:

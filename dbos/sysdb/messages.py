@@ -1,0 +1,211 @@
+"""Messages, events and streams in the system database.
+
+Every write that someone may be waiting for also notifies its key. On
+PostgreSQL that is a ``pg_notify`` inside the writing transaction, which the
+server delivers only after the commit; on SQLite there is no server to tell,
+and waiters in other processes poll.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+
+from ..error import DBOSNonExistentWorkflowError, DBOSWorkflowConflictIDError
+from .records import StepWrite
+from .workflows import now_ms
+
+if TYPE_CHECKING:
+    from .storage import SystemDatabase
+
+NULL_TOPIC = "__null__topic__"
+NOTIFY_CHANNEL = "dbos_notify"
+
+
+def message_key(destination_id: str, topic: Optional[str]) -> str:
+    return f"msg::{destination_id}::{topic or NULL_TOPIC}"
+
+
+def event_key(workflow_id: str, key: str) -> str:
+    return f"evt::{workflow_id}::{key}"
+
+
+def stream_key(workflow_id: str, key: str) -> str:
+    return f"stream::{workflow_id}::{key}"
+
+
+def cancel_key(workflow_id: str) -> str:
+    return f"cancel::{workflow_id}"
+
+
+class MessageStore:
+    def __init__(self, sysdb: "SystemDatabase") -> None:
+        self._sysdb = sysdb
+        backend = sysdb.backend
+        self._p = backend.placeholder
+        self._notes = backend.qualified("notifications")
+        self._events = backend.qualified("workflow_events")
+        self._history = backend.qualified("workflow_events_history")
+        self._streams = backend.qualified("streams")
+        self._status = backend.qualified("workflow_status")
+        self._order = backend.arrival_order
+        self._lock_clause = "" if sysdb.is_sqlite else " FOR UPDATE SKIP LOCKED"
+        self._notify = None if sysdb.is_sqlite else f"SELECT pg_notify('{NOTIFY_CHANNEL}', {self._p})"
+
+    def notify(self, keys: Sequence[str]) -> None:
+        """Tell other processes about ``keys``; delivered when the transaction commits."""
+        if self._notify is not None:
+            for key in dict.fromkeys(keys):
+                self._sysdb.execute(self._notify, [key])
+
+    def _checkpoint(self, step: Optional[StepWrite]) -> Optional[str]:
+        if step is None:
+            return None
+        row = self._sysdb.workflows._insert_step(step)
+        if row is None:
+            raise DBOSWorkflowConflictIDError(step.workflow_id)
+        return str(row[0])
+
+    # ------------------------------------------------------------------
+    # Messages
+    # ------------------------------------------------------------------
+
+    def send(self, messages: Sequence[Tuple[str, Optional[str], str, str]],
+             step: Optional[StepWrite] = None) -> Optional[str]:
+        """Insert ``(destination, topic, message, message_uuid)`` rows atomically.
+
+        A message whose UUID exists already (an idempotency key reused) is
+        skipped. Returns the sending workflow's status when ``step`` is given.
+        """
+        sql = (
+            f"INSERT INTO {self._notes} (destination_uuid, topic, message, message_uuid, "
+            f"created_at_epoch_ms) VALUES ({', '.join([self._p] * 5)}) "
+            "ON CONFLICT (message_uuid) DO NOTHING"
+        )
+
+        def work() -> Optional[str]:
+            stamp = now_ms()
+            for destination, topic, text, uuid in messages:
+                self._sysdb.execute(sql, [destination, topic or NULL_TOPIC, text, uuid, stamp])
+            self.notify([message_key(d, t) for d, t, _, _ in messages])
+            return self._checkpoint(step)
+
+        try:
+            return self._sysdb.run(work)
+        except Exception as exc:
+            self._raise_missing_destination(exc, [m[0] for m in messages])
+            raise
+
+    def _raise_missing_destination(self, exc: Exception, destinations: List[str]) -> None:
+        if "FOREIGN KEY" not in str(exc).upper():
+            return
+        found = self._existing(destinations)
+        for destination in destinations:
+            if destination not in found:
+                raise DBOSNonExistentWorkflowError("`send` destination", destination) from exc
+
+    def _existing(self, workflow_ids: List[str]) -> set[str]:
+        marks = ", ".join([self._p] * len(workflow_ids))
+        sql = f"SELECT workflow_uuid FROM {self._status} WHERE workflow_uuid IN ({marks})"
+        rows = self._sysdb.run(lambda: self._sysdb.execute(sql, workflow_ids).fetchall(), transaction=False)
+        return {r[0] for r in rows}
+
+    def consume(self, destination_id: str, topic: Optional[str],
+                step: StepWrite) -> Optional[Tuple[str, str]]:
+        """Take the oldest unread message and checkpoint it as ``step``, atomically.
+
+        Returns ``(message, workflow status)``, or None when there is none.
+        """
+        p = self._p
+        pick = (
+            f"SELECT message_uuid, message FROM {self._notes} WHERE destination_uuid = {p} "
+            f"AND topic = {p} AND NOT consumed ORDER BY {self._order} LIMIT 1{self._lock_clause}"
+        )
+        mark = f"UPDATE {self._notes} SET consumed = TRUE WHERE message_uuid = {p}"
+
+        def work() -> Optional[Tuple[str, str]]:
+            row = self._sysdb.execute(pick, [destination_id, topic or NULL_TOPIC]).fetchone()
+            if row is None:
+                return None
+            self._sysdb.execute(mark, [row[0]])
+            status = self._checkpoint(StepWrite(**{**step.__dict__, "output": row[1]}))
+            return row[1], str(status)
+
+        return self._sysdb.run(work)
+
+    # ------------------------------------------------------------------
+    # Events
+    # ------------------------------------------------------------------
+
+    def set_event(self, workflow_id: str, key: str, value: str, function_id: int,
+                  step: Optional[StepWrite] = None) -> Optional[str]:
+        """Upsert the latest value and its per-step history; checkpoint ``step``."""
+        p = self._p
+        latest = (
+            f"INSERT INTO {self._events} (workflow_uuid, key, value) VALUES ({p}, {p}, {p}) "
+            "ON CONFLICT (workflow_uuid, key) DO UPDATE SET value = EXCLUDED.value"
+        )
+        history = (
+            f"INSERT INTO {self._history} (workflow_uuid, function_id, key, value) "
+            f"VALUES ({p}, {p}, {p}, {p}) ON CONFLICT (workflow_uuid, key, function_id) "
+            "DO UPDATE SET value = EXCLUDED.value"
+        )
+
+        def work() -> Optional[str]:
+            self._sysdb.execute(latest, [workflow_id, key, value])
+            self._sysdb.execute(history, [workflow_id, function_id, key, value])
+            self.notify([event_key(workflow_id, key)])
+            return self._checkpoint(step)
+
+        return self._sysdb.run(work)
+
+    def get_event(self, workflow_id: str, key: str) -> Optional[Tuple[str]]:
+        """``(value,)`` if the event was set, else None."""
+        sql = f"SELECT value FROM {self._events} WHERE workflow_uuid = {self._p} AND key = {self._p}"
+        row = self._sysdb.run(lambda: self._sysdb.execute(sql, [workflow_id, key]).fetchone(),
+                              transaction=False)
+        return (row[0],) if row else None
+
+    def all_events(self, workflow_id: str) -> Dict[str, str]:
+        sql = f"SELECT key, value FROM {self._events} WHERE workflow_uuid = {self._p}"
+        rows = self._sysdb.run(lambda: self._sysdb.execute(sql, [workflow_id]).fetchall(),
+                               transaction=False)
+        return {r[0]: r[1] for r in rows}
+
+    # ------------------------------------------------------------------
+    # Streams
+    # ------------------------------------------------------------------
+
+    def write_stream(self, workflow_id: str, key: str, value: str, function_id: int,
+                     step: Optional[StepWrite] = None) -> Optional[str]:
+        """Append at the next offset (0 first); checkpoint ``step`` with it."""
+        p = self._p
+        sql = (
+            f"INSERT INTO {self._streams} (workflow_uuid, key, value, \"offset\", function_id) "
+            f"SELECT {p}, {p}, {p}, COALESCE(MAX(\"offset\") + 1, 0), {p} FROM {self._streams} "
+            f"WHERE workflow_uuid = {p} AND key = {p}"
+        )
+
+        def work() -> Optional[str]:
+            self._sysdb.execute(sql, [workflow_id, key, value, function_id, workflow_id, key])
+            self.notify([stream_key(workflow_id, key)])
+            return self._checkpoint(step)
+
+        for attempt in range(10):
+            try:
+                return self._sysdb.run(work)
+            except Exception as exc:
+                # Two writers raced for one offset; the loser takes the next.
+                if attempt == 9 or "UNIQUE" not in str(exc).upper() and "DUPLICATE" not in str(exc).upper():
+                    raise
+        return None
+
+    def read_stream(self, workflow_id: str, key: str, offset: int) -> Optional[Tuple[str]]:
+        sql = (
+            f"SELECT value FROM {self._streams} WHERE workflow_uuid = {self._p} "
+            f"AND key = {self._p} AND \"offset\" = {self._p}"
+        )
+        row = self._sysdb.run(
+            lambda: self._sysdb.execute(sql, [workflow_id, key, offset]).fetchone(), transaction=False
+        )
+        return (row[0],) if row else None
+
