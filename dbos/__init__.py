@@ -2,10 +2,13 @@
 
 from . import error
 from .config import DBOSConfig
+from .communication import SendMessage
 from .context import DBOSContextEnsure, DBOSContextSetAuth, SetWorkflowID
 from .datasource import Datasource, DBAPIDatasource, PeeweeDatasource
+from .deadline import SetWorkflowTimeout
 from .decorators import DBOSConfiguredInstance
 from .handle import WorkflowHandle, WorkflowHandleAsync
+from .queue import Queue, QueueRateLimit, SetEnqueueOptions
 from .runtime import DBOS
 from .schema import run_dbos_database_migrations
 from .serialization import DefaultSerializer, Serializer
@@ -22,8 +25,13 @@ __all__ = [
     "Datasource",
     "DefaultSerializer",
     "PeeweeDatasource",
+    "Queue",
+    "QueueRateLimit",
+    "SendMessage",
+    "SetEnqueueOptions",
     "Serializer",
     "SetWorkflowID",
+    "SetWorkflowTimeout",
     "StepStatus",
     "VersionInfo",
     "WorkflowHandle",

@@ -16,13 +16,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Coroutine, Dict, List, Optional, Set, TypeVar
 
+from .deadline import DeadlineTimer
 from .error import DBOSException, DBOSNotLaunchedError
 from .serialization import Codec
 from .sysdb import SystemDatabase
+from .sysdb.listener import LISTENING
 
 logger = logging.getLogger("dbos")
 
 T = TypeVar("T")
+
+# With a listener, how often (at most) a waiter re-checks on its own, in case
+# a notification was lost.
+LISTENER_RECHECK_S = 5.0
 
 
 class BackgroundLoop:
@@ -76,6 +82,13 @@ class Waiters:
         for event in events:
             event.set()
 
+    def notify_all(self) -> None:
+        """Wake every waiter, to look again at what it waits for."""
+        with self._lock:
+            events = [event for events in self._events.values() for event in events]
+        for event in events:
+            event.set()
+
 
 @dataclass
 class Identity:
@@ -109,10 +122,16 @@ class Engine:
         self._active: Set[str] = set()
         self._active_lock = threading.Lock()
         self._cancelled: Set[str] = set()
+        self.deadlines = DeadlineTimer(lambda workflow_id: self.cancel([workflow_id]))
         self.listener = sysdb.listen(self.on_notification) if listen else None
-        # With a listener, waiters re-check now and then in case a notification
-        # was lost with a connection; without one they poll.
-        self.poll_interval = 5.0 if self.listener is not None else poll_interval
+        # Without a listener waiters poll. With one they still re-check now and
+        # then, never more often than polling would.
+        self.poll_interval = (
+            max(LISTENER_RECHECK_S, poll_interval) if self.listener is not None else poll_interval
+        )
+        self.queue_workers: Optional[Any] = None  # set by the runtime at launch
+        self.internal_queue: Any = None
+        self.on_close: List[Callable[[], None]] = []
         # Strong references: the loop itself only keeps weak ones to tasks.
         self.tasks: Set["asyncio.Future[Any]"] = set()
 
@@ -123,13 +142,35 @@ class Engine:
         call = functools.partial(contextvars.copy_context().run, func, *args)
         return await loop.run_in_executor(self.pool, call)
 
+    def queue_work_arrived(self, queue_name: str) -> None:
+        """This process enqueued onto ``queue_name``: let its worker look now."""
+        if self.queue_workers is not None:
+            self.queue_workers.wake(queue_name)
+
     def keep(self, task: "asyncio.Future[Any]") -> None:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def track(self, workflow_id: str) -> None:
+    def track(self, workflow_id: str, deadline_ms: Optional[int] = None) -> None:
+        """A workflow body starts running here; its deadline, if any, is armed."""
         with self._active_lock:
             self._active.add(workflow_id)
+        if deadline_ms is not None:
+            self.deadlines.arm(workflow_id, int(deadline_ms))
+
+    def cancel(self, workflow_ids: List[str]) -> None:
+        """Cancel workflows wherever they run; those running here notice at once."""
+        for workflow_id in self.sysdb.workflows.cancel(workflow_ids):
+            self.mark_cancelled(workflow_id)
+
+    def check_cancelled_here(self, workflow_id: str) -> None:
+        """Raise if this process knows the workflow was cancelled (no database read)."""
+        with self._active_lock:
+            cancelled = workflow_id in self._cancelled
+        if cancelled:
+            from .error import DBOSWorkflowCancelledError
+
+            raise DBOSWorkflowCancelledError(f"Workflow {workflow_id} was cancelled")
 
     def untrack(self, workflow_id: str) -> None:
         with self._active_lock:
@@ -138,9 +179,25 @@ class Engine:
 
     def on_notification(self, key: str) -> None:
         """A key another process notified (from the PostgreSQL listener)."""
+        if key == LISTENING:
+            self.catch_up()
+            return
         if key.startswith("cancel::"):
             self.mark_cancelled(key[len("cancel::"):])
         self.waiters.notify(key)
+
+    def catch_up(self) -> None:
+        """LISTEN is (again) in place: find what was missed while it was not."""
+        try:
+            active = self.active_workflows()
+            statuses = self.sysdb.workflows.statuses(active) if active else {}
+        except Exception:
+            logger.warning("Could not re-read workflow statuses after reconnecting", exc_info=True)
+            statuses = {}
+        for workflow_id, status in statuses.items():
+            if status == "CANCELLED":
+                self.mark_cancelled(workflow_id)
+        self.waiters.notify_all()
 
     def mark_cancelled(self, workflow_id: str) -> None:
         with self._active_lock:
@@ -163,7 +220,17 @@ class Engine:
         with self._active_lock:
             return sorted(self._active)
 
+    def stop_intake(self) -> None:
+        """Stop schedulers and queue workers from starting more workflows."""
+        for stop in self.on_close:
+            stop()
+        self.on_close.clear()
+        if self.queue_workers is not None:
+            self.queue_workers.stop()
+
     def close(self) -> None:
+        self.stop_intake()
+        self.deadlines.stop()
         if self.listener is not None:
             self.listener.stop()
         self.background.stop()

@@ -10,7 +10,7 @@ import asyncio
 import functools
 from concurrent.futures import Future
 from dataclasses import replace
-from typing import Any, Callable, Generic, Optional, Tuple, TypeVar
+from typing import Callable, Any, Callable, Generic, Optional, Tuple, TypeVar
 
 from .context import WorkflowRun, current_run
 from .engine import Engine, get_engine
@@ -118,6 +118,10 @@ class WorkflowHandleFuture(WorkflowHandle[R]):
     def __init__(self, workflow_id: str, future: "Future[R]") -> None:
         super().__init__(workflow_id)
         self._future = future
+
+    def add_done_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on some thread) once the local run has ended."""
+        self._future.add_done_callback(lambda _: callback())
 
     def get_result(self, *, polling_interval_sec: float = 1.0) -> R:
         result: R = checkpointed_result(self.workflow_id, self._future.result)

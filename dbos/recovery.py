@@ -43,22 +43,31 @@ def recover_one(engine: Engine, workflow_id: str) -> WorkflowHandle[Any]:
     row = engine.sysdb.workflows.claim_for_recovery(workflow_id, engine.identity.executor_id)
     if row is None:
         return WorkflowHandle(workflow_id)
-    info = _function(workflow_id, row["name"])
-    limit = info.max_recovery_attempts
-    if limit is not None and int(row["recovery_attempts"]) > limit + 1:
-        engine.sysdb.workflows.dead_letter(workflow_id)
-        engine.waiters.notify(workflow_id)
-        logger.warning(
-            f"Workflow {workflow_id} exceeded its {limit} recovery attempts and was moved "
-            "to MAX_RECOVERY_ATTEMPTS_EXCEEDED"
-        )
+    info = function_for(engine, workflow_id, row)
+    if info is None:
         return WorkflowHandle(workflow_id)
-    launch = _launch(engine, info, workflow_id, row)
-    run = WorkflowRun(workflow_id, info.name, engine.sysdb.workflows.load_steps(workflow_id))
+    launch = launch_from_row(engine, info, workflow_id, row)
+    steps = engine.sysdb.workflows.load_steps(workflow_id)
+    run = WorkflowRun(workflow_id, info.name, steps, row.get("workflow_deadline_epoch_ms"))
     return submit(engine, launch, run)
 
 
-def submit(engine: Engine, launch: Launch, run: WorkflowRun) -> WorkflowHandle[Any]:
+def function_for(engine: Engine, workflow_id: str, row: Dict[str, Any]) -> Optional[FunctionInfo]:
+    """The function to run a claimed workflow with; None if it is out of attempts."""
+    info = _function(workflow_id, row["name"])
+    limit = info.max_recovery_attempts
+    if limit is None or int(row["recovery_attempts"]) <= limit + 1:
+        return info
+    engine.sysdb.workflows.dead_letter(workflow_id)
+    engine.waiters.notify(workflow_id)
+    logger.warning(
+        f"Workflow {workflow_id} exceeded its {limit} recovery attempts and was moved "
+        "to MAX_RECOVERY_ATTEMPTS_EXCEEDED"
+    )
+    return None
+
+
+def submit(engine: Engine, launch: Launch, run: WorkflowRun) -> WorkflowHandleFuture[Any]:
     """Run a workflow body in the background: the pool (sync) or the loop (async)."""
     if launch.info.is_async:
         future = engine.background.submit(execute_async(engine, launch, run))
@@ -76,7 +85,7 @@ def _function(workflow_id: str, name: str) -> FunctionInfo:
     return info
 
 
-def _launch(engine: Engine, info: FunctionInfo, workflow_id: str, row: Dict[str, Any]) -> Launch:
+def launch_from_row(engine: Engine, info: FunctionInfo, workflow_id: str, row: Dict[str, Any]) -> Launch:
     args, kwargs = engine.codec.load_inputs(row["inputs"])
     target = _target(workflow_id, info, row.get("class_name"), row.get("config_name"))
     if target is not None:

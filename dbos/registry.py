@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Literal, Optional
+from typing import Any, Callable, Dict, List, Literal, Optional, Tuple
 
 from .error import DBOSConflictingRegistrationError, DBOSException
 
@@ -40,6 +40,8 @@ class Registry:
         self.functions: Dict[str, FunctionInfo] = {}
         self.classes: Dict[str, type] = {}
         self.instances: Dict[str, object] = {}
+        self.queues: Dict[str, Any] = {}
+        self.schedules: List[Tuple[FunctionInfo, str]] = []
 
     @property
     def workflows(self) -> Dict[str, FunctionInfo]:
@@ -55,6 +57,11 @@ class Registry:
 
     def workflow_functions(self) -> List[Callable[..., Any]]:
         return [i.func for i in self.functions.values() if i.kind == "workflow"]
+
+    def register_queue(self, name: str, queue: Any) -> None:
+        if name in self.queues:
+            raise DBOSException(f"Queue {name} has already been declared")
+        self.queues[name] = queue
 
     def register_class(self, name: str, cls: type) -> None:
         known = self.classes.get(name)

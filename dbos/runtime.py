@@ -8,10 +8,11 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
-from typing import Any, AsyncGenerator, Awaitable, Callable, Dict, Generator, List, Optional, TypeVar
+from typing import Any, AsyncGenerator, Awaitable, Callable, Dict, Generator, List, Optional, Set, TypeVar
 
 from .config import (
     CONFIG_FILENAMES,
@@ -25,6 +26,10 @@ from .config import (
 )
 from . import communication as comm
 from . import decorators, introspection, start, streams
+from .cancellation import cancel_workflows
+from .queue import INTERNAL_QUEUE, Queue, QueueConfig, QueueRateLimit, enqueue, queue_named, validate
+from .queue_worker import QueueWorkers
+from .scheduler import scheduled, start_scheduler
 from .communication import SendMessage
 from .context import DBOSContext, get_context
 from .datasource import IsolationLevel, PeeweeDatasource
@@ -128,6 +133,7 @@ class DBOS:
         self._stop_event = threading.Event()
         self._background: List[threading.Thread] = []
         self._engine: Optional[Engine] = None
+        self._listen_queues: Optional[Set[str]] = None
         configure_logging(settings.log_level, settings.console_log_level)
         if settings.application_version:
             GlobalParams.app_version = settings.application_version
@@ -177,10 +183,13 @@ class DBOS:
         dbos_logger.info("DBOS launched!")
 
     def _start_background(self, engine: Engine) -> None:
-        # Find the pending workflows now, before this process starts any of its
-        # own, so recovery never picks up a workflow that is running here.
+        # Queued workflows this executor was running go back to their queues;
+        # the rest are found now, before this process starts any of its own,
+        # so recovery never picks up a workflow that is running here.
         identity = engine.identity
+        engine.sysdb.queues.requeue_pending(identity.executor_id, identity.app_version)
         pending = engine.sysdb.workflows.pending(identity.executor_id, identity.app_version)
+        self._start_queues(engine)
         recovery = threading.Thread(
             target=_recover_quietly, args=(engine, pending), name="dbos-recovery", daemon=True
         )
@@ -202,10 +211,26 @@ class DBOS:
         GlobalParams.reset()
         dbos_logger.info("DBOS successfully shut down")
 
+    def _start_queues(self, engine: Engine) -> None:
+        settings = self._settings
+        budget = settings.max_executor_threads or DEFAULT_DISPATCH_BUDGET
+        workers = QueueWorkers(engine, budget, self._listen_queues)
+        engine.queue_workers = workers
+        engine.internal_queue = Queue(INTERNAL_QUEUE, _internal=True)
+        for queue in [engine.internal_queue, *get_registry().queues.values()]:
+            workers.serve(queue)
+        for row in engine.sysdb.queues.list_queues():
+            workers.serve(Queue(row["name"], _database_backed=True))
+        schedules = list(get_registry().schedules)
+        if schedules:
+            start_scheduler(engine, schedules)
+
     def _shutdown(self, workflow_completion_timeout_sec: float) -> None:
         self._initialized = False
         self._stop_event.set()
         engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.stop_intake()  # no new work starts while we wait for the running
         if engine is not None and workflow_completion_timeout_sec > 0:
             self._wait_for_active(engine, workflow_completion_timeout_sec)
         for thread in self._background:
@@ -519,13 +544,17 @@ class DBOS:
 
     @classmethod
     def read_stream(cls, workflow_id: str, key: str, *, offset: int = 0,
+                    polling_interval_sec: Optional[float] = None,
                     timeout_seconds: Optional[float] = None) -> Generator[Any, None, None]:
+        _check_polling_interval(polling_interval_sec)
         engine = get_engine("DBOS.read_stream()")
         return streams.read_stream(engine, workflow_id, key, offset, timeout_seconds)
 
     @classmethod
     async def read_stream_async(cls, workflow_id: str, key: str, *, offset: int = 0,
+                                polling_interval_sec: Optional[float] = None,
                                 timeout_seconds: Optional[float] = None) -> AsyncGenerator[Any, None]:
+        _check_polling_interval(polling_interval_sec)
         engine = get_engine("DBOS.read_stream_async()")
         values = streams.read_stream(engine, workflow_id, key, offset, timeout_seconds)
         done = object()
@@ -534,6 +563,88 @@ class DBOS:
             if value is done:
                 return
             yield value
+
+    # ------------------------------------------------------------------
+    # Queues and schedules
+    # ------------------------------------------------------------------
+
+    @classmethod
+    def scheduled(cls, cron: str) -> Callable[[F], F]:
+        """Run the workflow below at every tick of ``cron`` (5 fields, or 6 with seconds)."""
+        return scheduled(cron)
+
+    @classmethod
+    def listen_queues(cls, queues: List[Any]) -> None:
+        """Serve only these queues in this process (call before launch)."""
+        inst = _instance
+        if inst is None or not inst._initialized or inst._launched:
+            raise DBOSException("DBOS.listen_queues() must be called after DBOS() and before DBOS.launch()")
+        if inst._listen_queues is not None:
+            raise DBOSException("DBOS.listen_queues() was already called")
+        inst._listen_queues = {q if isinstance(q, str) else q.name for q in queues} | {INTERNAL_QUEUE}
+
+    @classmethod
+    def register_queue(
+        cls, name: str, *, concurrency: Optional[int] = None, worker_concurrency: Optional[int] = None,
+        limiter: Optional[QueueRateLimit] = None, priority_enabled: bool = False,
+        partition_queue: bool = False, polling_interval_sec: float = 1.0,
+        on_conflict: str = "update_if_latest_version",
+    ) -> Queue:
+        """A queue kept in the database: every process reads its limits from there."""
+        engine = get_engine("DBOS.register_queue()")
+        config = QueueConfig(concurrency, worker_concurrency, limiter, priority_enabled,
+                             partition_queue, polling_interval_sec)
+        validate(name, config)
+        engine.sysdb.queues.save_queue(_queue_fields(name, config, engine), on_conflict != "never_update")
+        queue = Queue(name, _database_backed=True)
+        if engine.queue_workers is not None:
+            engine.queue_workers.serve(queue)
+        return queue
+
+    @classmethod
+    def retrieve_queue(cls, name: str) -> Optional[Queue]:
+        engine = get_engine("DBOS.retrieve_queue()")
+        return Queue(name, _database_backed=True) if engine.sysdb.queues.get_queue(name) else None
+
+    @classmethod
+    def list_queues(cls) -> List[Queue]:
+        engine = get_engine("DBOS.list_queues()")
+        return [Queue(r["name"], _database_backed=True) for r in engine.sysdb.queues.list_queues()]
+
+    @classmethod
+    def delete_queue(cls, name: str) -> None:
+        get_engine("DBOS.delete_queue()").sysdb.queues.delete_queue(name)
+
+    @classmethod
+    def enqueue_workflow(cls, queue_name: str, func: Callable[..., Any], *args: Any,
+                         **kwargs: Any) -> WorkflowHandle[Any]:
+        """Enqueue by queue name; the queue need not be declared in this process."""
+        engine = get_engine("DBOS.enqueue_workflow()")
+        queue = queue_named(engine, queue_name)
+        return WorkflowHandle(enqueue(engine, queue, func, args, kwargs).workflow_id)
+
+    # ------------------------------------------------------------------
+    # Cancellation
+    # ------------------------------------------------------------------
+
+    @classmethod
+    def cancel_workflow(cls, workflow_id: str) -> None:
+        """Cancel a workflow: it stops at its next DBOS call and stays cancelled."""
+        cancel_workflows(get_engine("DBOS.cancel_workflow()"), [workflow_id])
+
+    @classmethod
+    async def cancel_workflow_async(cls, workflow_id: str) -> None:
+        engine = get_engine("DBOS.cancel_workflow_async()")
+        await engine.in_pool(cancel_workflows, engine, [workflow_id])
+
+    @classmethod
+    def cancel_workflows(cls, workflow_ids: List[str]) -> None:
+        cancel_workflows(get_engine("DBOS.cancel_workflows()"), list(workflow_ids))
+
+    @classmethod
+    async def cancel_workflows_async(cls, workflow_ids: List[str]) -> None:
+        engine = get_engine("DBOS.cancel_workflows_async()")
+        await engine.in_pool(cancel_workflows, engine, list(workflow_ids))
 
     # ------------------------------------------------------------------
     # The running context
@@ -593,6 +704,13 @@ class DBOS:
         ctx.authenticated_roles = authenticated_roles
 
 
+def _check_polling_interval(value: Optional[float]) -> None:
+    # Waiters are woken by writers and the listener; the interval only bounds
+    # how long a missed wake-up can go unnoticed, and must be sane.
+    if value is not None and not (math.isfinite(value) and value >= 0.001):
+        raise ValueError(f"polling_interval_sec must be a finite number >= 0.001, got {value!r}")
+
+
 def _require_context(what: str) -> DBOSContext:
     ctx = get_context()
     if ctx is None:
@@ -601,6 +719,24 @@ def _require_context(what: str) -> DBOSContext:
             "transaction, or in a `with DBOSContextEnsure():` block"
         )
     return ctx
+
+
+DEFAULT_DISPATCH_BUDGET = 64
+
+
+def _queue_fields(name: str, config: QueueConfig, engine: Engine) -> Dict[str, Any]:
+    limiter = config.limiter
+    return {
+        "name": name,
+        "concurrency": config.concurrency,
+        "worker_concurrency": config.worker_concurrency,
+        "rate_limit_max": limiter["limit"] if limiter else None,
+        "rate_limit_period_sec": limiter["period"] if limiter else None,
+        "priority_enabled": config.priority_enabled,
+        "partition_queue": config.partition_queue,
+        "polling_interval_sec": config.polling_interval_sec,
+        "application_name": engine.identity.app_name,
+    }
 
 
 def is_initialized() -> bool:

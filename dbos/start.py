@@ -57,7 +57,7 @@ def start_workflow(func: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict
     if not found.created:
         check_same_function(launch, found)
         return WorkflowHandle(launch.workflow_id)
-    return submit(engine, launch, WorkflowRun(launch.workflow_id, info.name))
+    return submit(engine, launch, launch.new_run())
 
 
 async def start_workflow_async(func: Callable[..., Any], args: Tuple[Any, ...],
@@ -69,7 +69,7 @@ async def start_workflow_async(func: Callable[..., Any], args: Tuple[Any, ...],
     if not found.created:
         check_same_function(launch, found)
         return WorkflowHandleAsync(launch.workflow_id)
-    run = WorkflowRun(launch.workflow_id, info.name)
+    run = launch.new_run()
     if info.is_async:
         task: "asyncio.Future[Any]" = asyncio.ensure_future(execute_async(engine, launch, run))
     else:

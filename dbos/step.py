@@ -161,6 +161,8 @@ def _sync_predicate(policy: RetryPolicy, exc: Exception) -> bool:
 def call_step_sync(engine: Engine, info: FunctionInfo, policy: RetryPolicy,
                    args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
     call, record = begin(info)
+    if call is not None:
+        engine.check_cancelled_here(call.run.workflow_id)
     if record is not None:
         return replayed(engine, record)
     if call is None:
@@ -214,6 +216,8 @@ async def _async_predicate(policy: RetryPolicy, exc: Exception) -> bool:
 async def call_step_async(engine: Engine, info: FunctionInfo, policy: RetryPolicy,
                           args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
     call, record = begin(info)
+    if call is not None:
+        engine.check_cancelled_here(call.run.workflow_id)
     if record is not None:
         return replayed(engine, record)
     if call is None:

@@ -56,7 +56,8 @@ def read_stream(engine: Engine, workflow_id: str, key: str, offset: int = 0,
     run = current_run()
     while True:
         entry = _next_entry(engine, run, workflow_id, key, offset, timeout_seconds)
-        if entry is _END:
+        # Compared by value: a replayed entry is a deserialized copy.
+        if tuple(entry) == _END:
             return
         yield entry[1]
         offset += 1
@@ -64,7 +65,8 @@ def read_stream(engine: Engine, workflow_id: str, key: str, offset: int = 0,
 
 def _next_entry(engine: Engine, run: Optional[WorkflowRun], workflow_id: str, key: str,
                 offset: int, timeout: Optional[float]) -> Tuple[Any, ...]:
-    """The next ``("value", v)`` or the end; checkpointed inside a workflow."""
+    """The next ``("value", v)`` or the end; checkpointed inside a workflow,
+    and so is a timeout, which a replay raises again."""
     if run is None:
         return _fetch(engine, None, workflow_id, key, offset, timeout)
     function_id = run.next_function_id()
@@ -72,11 +74,19 @@ def _next_entry(engine: Engine, run: Optional[WorkflowRun], workflow_id: str, ke
     if record is not None:
         entry: Tuple[Any, ...] = replayed(engine, record)
         return entry
-    entry = _fetch(engine, run, workflow_id, key, offset, timeout)
+    try:
+        entry = _fetch(engine, run, workflow_id, key, offset, timeout)
+    except DBOSStreamTimeoutError as exc:
+        _record_read(engine, run, StepWrite(run.workflow_id, function_id, READ,
+                                            error=engine.codec.dump_error(exc)))
+        raise
     output = engine.codec.dump_value(entry, what=f"a value of stream {key!r}")
-    step = StepWrite(run.workflow_id, function_id, READ, output=output)
-    raise_if_cancelled(run, engine.sysdb.workflows.checkpoint(step))
+    _record_read(engine, run, StepWrite(run.workflow_id, function_id, READ, output=output))
     return entry
+
+
+def _record_read(engine: Engine, run: WorkflowRun, step: StepWrite) -> None:
+    raise_if_cancelled(run, engine.sysdb.workflows.checkpoint(step))
 
 
 def _fetch(engine: Engine, run: Optional[WorkflowRun], workflow_id: str, key: str,
@@ -86,7 +96,9 @@ def _fetch(engine: Engine, run: Optional[WorkflowRun], workflow_id: str, key: st
     def look() -> Optional[Tuple[Any, ...]]:
         return _look(engine, workflow_id, key, offset)
 
-    found = wait_until(engine, [stream_key(workflow_id, key)], look, wake_at, run)
+    # The writer's own key too: its end is the end of an unclosed stream.
+    keys = [stream_key(workflow_id, key), workflow_id]
+    found = wait_until(engine, keys, look, wake_at, run)
     if found is None:
         raise DBOSStreamTimeoutError(workflow_id, key, timeout)
     return found
@@ -104,4 +116,4 @@ def _look(engine: Engine, workflow_id: str, key: str, offset: int) -> Optional[T
         if row is None:
             return _END
     value = engine.codec.load_value(row[0])
-    return _END if value == CLOSED else ("value", value)
+    return _END if isinstance(value, str) and value == CLOSED else ("value", value)

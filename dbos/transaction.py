@@ -48,6 +48,8 @@ def call_transaction(engine: Engine, info: FunctionInfo, args: Tuple[Any, ...],
         )
     datasource = require_datasource(engine, info)
     call, record = begin(info)
+    if call is not None:
+        engine.check_cancelled_here(call.run.workflow_id)
     if record is not None:
         return replayed(engine, record)
     assert call is not None, "call_transaction runs inside a workflow"

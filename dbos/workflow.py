@@ -22,6 +22,7 @@ from .context import (
     reset_context,
     set_context,
 )
+from .deadline import timeout_and_deadline
 from .engine import Engine
 from .error import (
     DBOSAwaitedWorkflowCancelledError,
@@ -56,6 +57,11 @@ class Launch:
     link: Optional[StepWrite] = None
     result_id: Optional[int] = None
     replayed_result: Optional[StepRecord] = None
+
+    def new_run(self) -> WorkflowRun:
+        """The state of a first execution of this workflow."""
+        return WorkflowRun(self.workflow_id, self.info.name,
+                           deadline_ms=self.row.get("workflow_deadline_epoch_ms"))
 
 
 # ----------------------------------------------------------------------
@@ -116,6 +122,8 @@ def _default_id(launch: Launch) -> str:
 
 def _status_row(engine: Engine, launch: Launch) -> Dict[str, Any]:
     info, caller, stamp = launch.info, launch.caller, now_ms()
+    inherited = launch.parent.deadline_ms if launch.parent else None
+    timeout_ms, deadline_ms = timeout_and_deadline(caller, inherited, stamp)
     class_name, config_name, args = split_target(info, launch.args)
     roles = caller.authenticated_roles
     return {
@@ -133,6 +141,8 @@ def _status_row(engine: Engine, launch: Launch) -> Dict[str, Any]:
         "application_name": engine.identity.app_name,
         "created_at": stamp,
         "updated_at": stamp,
+        "workflow_timeout_ms": timeout_ms,
+        "workflow_deadline_epoch_ms": deadline_ms,
         "recovery_attempts": 1,
         "owner_xid": uuid.uuid4().hex,
         "parent_workflow_id": launch.parent.workflow_id if launch.parent else None,
@@ -293,7 +303,7 @@ def body_context(caller: DBOSContext, run: WorkflowRun) -> DBOSContext:
 def execute_sync(engine: Engine, launch: Launch, run: WorkflowRun) -> Any:
     """Run a sync workflow body here and return (or raise) its outcome."""
     token = set_context(body_context(launch.caller, run))
-    engine.track(run.workflow_id)
+    engine.track(run.workflow_id, run.deadline_ms)
     try:
         ended = _run_sync(engine, launch, run)
     finally:
@@ -314,7 +324,7 @@ def _run_sync(engine: Engine, launch: Launch, run: WorkflowRun) -> Ended:
 
 async def execute_async(engine: Engine, launch: Launch, run: WorkflowRun) -> Any:
     token = set_context(body_context(launch.caller, run))
-    engine.track(run.workflow_id)
+    engine.track(run.workflow_id, run.deadline_ms)
     try:
         ended = await _run_async(engine, launch, run)
     finally:
@@ -345,7 +355,7 @@ def call_sync(engine: Engine, info: FunctionInfo, args: Tuple[Any, ...], kwargs:
     found = engine.sysdb.workflows.start(launch.row, launch.link)
     try:
         if found.created:
-            result = execute_sync(engine, launch, WorkflowRun(launch.workflow_id, info.name))
+            result = execute_sync(engine, launch, launch.new_run())
         else:
             check_same_function(launch, found)
             result = outcome_value(engine, launch.workflow_id, wait_outcome(engine, launch.workflow_id))
@@ -363,7 +373,7 @@ async def call_async(engine: Engine, info: FunctionInfo, args: Tuple[Any, ...], 
     found = await engine.in_pool(engine.sysdb.workflows.start, launch.row, launch.link)
     try:
         if found.created:
-            result = await execute_async(engine, launch, WorkflowRun(launch.workflow_id, info.name))
+            result = await execute_async(engine, launch, launch.new_run())
         else:
             check_same_function(launch, found)
             outcome = await wait_outcome_async(engine, launch.workflow_id)

@@ -45,6 +45,8 @@ class Backend(ABC):
     name: str
     placeholder: str  # the driver's parameter marker
     arrival_order: str  # orders notifications rows as they were inserted
+    skip_locked: str  # appended to a SELECT that claims rows other workers may hold
+    queue_lock: Optional[str]  # serialises claimers of one queue for a transaction
 
     def __init__(self, url: DatabaseURL, schema: Optional[str]) -> None:
         self.url = url
@@ -111,6 +113,9 @@ class SqliteBackend(Backend):
     name = "sqlite"
     placeholder = "?"
     arrival_order = "created_at_epoch_ms, rowid"
+    # BEGIN IMMEDIATE already makes each claim the only writer.
+    skip_locked = ""
+    queue_lock = None
     sql_tokens = {
         "now_ms": "(CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))",
         "random_id": "(lower(hex(randomblob(16))))",
@@ -218,6 +223,8 @@ class PostgresBackend(Backend):
     name = "postgres"
     placeholder = "%s"
     arrival_order = "seq"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+    queue_lock = "SELECT pg_advisory_xact_lock(hashtext(%s))"
     sql_tokens = {
         "now_ms": "((EXTRACT(EPOCH FROM now()) * 1000.0)::BIGINT)",
         "random_id": "(gen_random_uuid()::TEXT)",

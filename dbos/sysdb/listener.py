@@ -13,6 +13,10 @@ from .url import DatabaseURL
 
 logger = logging.getLogger("dbos")
 
+# Handed to ``on_key`` each time LISTEN is (again) in place: notifications sent
+# while the connection was down are lost, so whoever waits must look again.
+LISTENING = "dbos::listening"
+
 
 class Listener(threading.Thread):
     """One dedicated connection; reconnects after a pause when it is lost."""
@@ -52,6 +56,7 @@ class Listener(threading.Thread):
             conn.autocommit = True
             conn.cursor().execute(f"LISTEN {NOTIFY_CHANNEL}")
             self.ready.set()
+            self._on_key(LISTENING)
             while not self._halt.is_set():
                 self._drain(conn)
         finally:

@@ -48,7 +48,7 @@ class MessageStore:
         self._streams = backend.qualified("streams")
         self._status = backend.qualified("workflow_status")
         self._order = backend.arrival_order
-        self._lock_clause = "" if sysdb.is_sqlite else " FOR UPDATE SKIP LOCKED"
+        self._lock_clause = backend.skip_locked
         self._notify = None if sysdb.is_sqlite else f"SELECT pg_notify('{NOTIFY_CHANNEL}', {self._p})"
 
     def notify(self, keys: Sequence[str]) -> None:

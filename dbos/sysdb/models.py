@@ -140,6 +140,28 @@ class ApplicationVersion(_Template):
         table_name = "application_versions"
 
 
+class QueueRow(_Template):
+    queue_id = pw.TextField(primary_key=True)
+    name = pw.TextField(unique=True)
+    concurrency = pw.IntegerField(null=True)
+    worker_concurrency = pw.IntegerField(null=True)
+    rate_limit_max = pw.IntegerField(null=True)
+    rate_limit_period_sec = pw.DoubleField(null=True)
+    priority_enabled = pw.BooleanField(default=False)
+    partition_queue = pw.BooleanField(default=False)
+    partition_concurrency = pw.IntegerField(null=True)
+    partition_worker_concurrency = pw.IntegerField(null=True)
+    partition_rate_limit_max = pw.IntegerField(null=True)
+    partition_rate_limit_period_sec = pw.DoubleField(null=True)
+    polling_interval_sec = pw.DoubleField(default=1.0)
+    created_at = pw.BigIntegerField()
+    updated_at = pw.BigIntegerField()
+    application_name = pw.TextField(null=True)
+
+    class Meta:
+        table_name = "queues"
+
+
 class MigrationVersion(_Template):
     version = pw.BigIntegerField(primary_key=True)
 
@@ -174,6 +196,7 @@ SYSTEM_MODELS: List[Type[_Template]] = [
     WorkflowEventHistory,
     Stream,
     ApplicationVersion,
+    QueueRow,
     MigrationVersion,
 ]
 
@@ -188,6 +211,7 @@ class BoundModels:
     workflow_events_history: Type[WorkflowEventHistory]
     streams: Type[Stream]
     application_versions: Type[ApplicationVersion]
+    queues: Type[QueueRow]
     dbos_migrations: Type[MigrationVersion]
 
     def __init__(self, database: pw.Database, schema: Optional[str]) -> None:

@@ -25,6 +25,7 @@ from .models import BoundModels
 from .url import DatabaseURL
 from .listener import Listener
 from .messages import MessageStore
+from .queues import QueueStore
 from .workflows import WorkflowStore
 
 logger = logging.getLogger("dbos")
@@ -57,6 +58,7 @@ class SystemDatabase:
         self.models = BoundModels(self._db, self.backend.schema)
         self.workflows = WorkflowStore(self)
         self.messages = MessageStore(self)
+        self.queues = QueueStore(self)
 
     @property
     def schema(self) -> Optional[str]:
@@ -190,8 +192,12 @@ class SystemDatabase:
         self._guard(self.backend.drop_database)
 
     def close(self) -> None:
-        """Close every pooled connection; a later operation opens new ones."""
-        self._db.close_all()
+        """Close the pooled connections no thread is using; a later operation
+        opens new ones. Connections still in use by running workflow threads
+        are left to them: closing a SQLite connection under another thread
+        can crash the interpreter."""
+        self._db.close()
+        self._db.close_idle()
 
     def _guard(self, work: Callable[[], T]) -> T:
         try:

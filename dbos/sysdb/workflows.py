@@ -179,6 +179,31 @@ class WorkflowStore:
         rows: List[Dict[str, Any]] = self._sysdb.run(lambda: list(query.execute()), transaction=False)
         return rows[0] if rows else None
 
+    def cancel(self, workflow_ids: Sequence[str]) -> List[str]:
+        """Cancel every listed workflow that has not finished; return those cancelled.
+
+        Other processes running one of them are told through the notification
+        channel, after the commit.
+        """
+        if not workflow_ids:
+            return []
+        stamp, p = now_ms(), self._p
+        marks = ", ".join([p] * len(workflow_ids))
+        sql = (
+            f"UPDATE {self._status} SET status = 'CANCELLED', queue_name = NULL, "
+            f"deduplication_id = NULL, started_at_epoch_ms = NULL, completed_at = {p}, "
+            f"updated_at = {p} WHERE workflow_uuid IN ({marks}) "
+            "AND status NOT IN ('SUCCESS', 'ERROR') RETURNING workflow_uuid"
+        )
+
+        def work() -> List[str]:
+            rows = self._sysdb.execute(sql, [stamp, stamp, *workflow_ids]).fetchall()
+            cancelled = [r[0] for r in rows]
+            self._sysdb.messages.notify([f"cancel::{w}" for w in cancelled] + cancelled)
+            return cancelled
+
+        return self._sysdb.run(work)
+
     # ------------------------------------------------------------------
     # Recovery
     # ------------------------------------------------------------------

@@ -23,8 +23,8 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[List[Statement]]:
     original = SystemDatabase.execute
 
     def execute(self: SystemDatabase, sql: str, params: Sequence[Any] = ()) -> Any:
-        # The launch's recovery thread may still be looking for pending work.
-        if threading.current_thread().name != "dbos-recovery":
+        # Background threads (recovery, queue workers) poll on their own.
+        if not threading.current_thread().name.startswith(("dbos-recovery", "dbos-queue")):
             log.append((sql, bool(self._db.in_transaction())))
         return original(self, sql, params)
 

@@ -34,6 +34,7 @@ PG_DATA_TYPES = {
     "BIGINT": "bigint",
     "INT": "integer",
     "BOOL": "boolean",
+    "DOUBLE": "double precision",
 }
 # SQLite keeps declared types as written; what matters is their affinity.
 SQLITE_AFFINITIES = {
@@ -42,6 +43,7 @@ SQLITE_AFFINITIES = {
     "BIGINT": "INTEGER",
     "INT": "INTEGER",
     "BOOL": "INTEGER",
+    "DOUBLE": "REAL",
 }
 
 

@@ -18,6 +18,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, cast
 
 import pytest
 
+from tests.threads import in_thread
+
 from dbos import (
     DBOS,
     DBOSConfig,
@@ -123,19 +125,6 @@ def name_of(func: Callable[..., Any]) -> str:
     return str(getattr(func, "dbos_function_name"))
 
 
-def in_thread(target: Callable[[], Any]) -> Tuple[threading.Thread, Dict[str, Any]]:
-    """Run ``target`` on a new thread; its result or exception lands in the dict."""
-    box: Dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["result"] = target()
-        except BaseException as exc:  # the test inspects whatever came out
-            box["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, box
 
 
 def joined(thread: threading.Thread) -> None:
