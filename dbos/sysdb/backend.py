@@ -88,6 +88,10 @@ class Backend(ABC):
     def is_missing_database(self, exc: BaseException) -> bool:
         return False
 
+    def close_pool(self, db: Any) -> None:
+        """Close every pooled connection, even those a thread still holds."""
+        db.close_all()
+
     # Expressions a shared migration names as {{token}}, in this dialect.
     sql_tokens: Dict[str, str] = {}
 
@@ -199,6 +203,12 @@ class SqliteBackend(Backend):
     def is_disconnect(self, exc: BaseException) -> bool:
         # A SQLite file has no connection to lose.
         return False
+
+    def close_pool(self, db: Any) -> None:
+        # Closing a sqlite3 connection another thread is using can crash the
+        # interpreter; a workflow thread still running at shutdown keeps its
+        # connection, which closes with the process.
+        db.close_idle()
 
 
 def split_sqlite_script(sql: str) -> List[str]:

@@ -192,12 +192,9 @@ class SystemDatabase:
         self._guard(self.backend.drop_database)
 
     def close(self) -> None:
-        """Close the pooled connections no thread is using; a later operation
-        opens new ones. Connections still in use by running workflow threads
-        are left to them: closing a SQLite connection under another thread
-        can crash the interpreter."""
+        """Close the pooled connections; a later operation opens new ones."""
         self._db.close()
-        self._db.close_idle()
+        self.backend.close_pool(self._db)
 
     def _guard(self, work: Callable[[], T]) -> T:
         try:
