@@ -6,10 +6,13 @@ recorded) but the next one never starts, and nothing the body does afterwards
 takes it out of CANCELLED. A timeout is an absolute deadline that children
 inherit and that recovery re-arms.
 
-Threads and workflows hand off through events and handles. Every wait that
-only a cancellation should end lasts ``NEVER_S``, longer than the ``WAIT_S``
-bound on each outcome, so a missed wake-up fails the test instead of passing
-late. Rows are read through the test's own connections (``tests.probe``).
+Threads and workflows hand off through events and handles; the engine's
+waiter registry is tapped (``TappedWaiters``) so a test cancels only once the
+workflow really waits. Every wait that only a cancellation should end lasts
+``NEVER_S``, longer than the ``WAIT_S`` bound on each outcome, and waiters
+never poll (huge polling interval), so a missed wake-up fails the test instead
+of passing late. Rows are read through the test's own connections
+(``tests.probe``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -148,7 +151,7 @@ def awaited_cancel(call: Callable[[], Any]) -> None:
     assert isinstance(box.get("error"), DBOSAwaitedWorkflowCancelledError), box
 
 
-async def awaited_cancel_async(result: "asyncio.Future[Any]") -> None:
+async def awaited_cancel_async(result: Awaitable[Any]) -> None:
     with pytest.raises(DBOSAwaitedWorkflowCancelledError):
         await asyncio.wait_for(result, WAIT_S)
 
