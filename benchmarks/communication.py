@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from dbos import DBOS, DBOSConfig, SetWorkflowID
 
@@ -60,12 +60,7 @@ def announcer(rounds: int) -> None:
 
 def round_trips(peer_in_child: bool, url: str, poll: float, rounds: int) -> List[float]:
     peer = f"echo-{uuid.uuid4().hex[:8]}"
-    child = _spawn(url, poll, "echo", peer, rounds) if peer_in_child else None
-    if child is None:
-        with SetWorkflowID(peer):
-            DBOS.start_workflow(echo, rounds)
-    else:
-        _wait_for_row(peer)
+    child = _start_peer("echo", peer, peer_in_child, url, poll, rounds)
     times: List[float] = pinger(peer, rounds)
     if child is not None:
         child.wait(timeout=120)
@@ -74,12 +69,7 @@ def round_trips(peer_in_child: bool, url: str, poll: float, rounds: int) -> List
 
 def event_wakeups(in_child: bool, url: str, poll: float, rounds: int) -> List[float]:
     source = f"events-{uuid.uuid4().hex[:8]}"
-    child = _spawn(url, poll, "announcer", source, rounds) if in_child else None
-    if child is None:
-        with SetWorkflowID(source):
-            DBOS.start_workflow(announcer, rounds)
-    else:
-        _wait_for_row(source)
+    child = _start_peer("announcer", source, in_child, url, poll, rounds)
     latencies = []
     for i in range(rounds):
         DBOS.send(source, "go", "go")
@@ -88,6 +78,18 @@ def event_wakeups(in_child: bool, url: str, poll: float, rounds: int) -> List[fl
     if child is not None:
         child.wait(timeout=120)
     return latencies
+
+
+def _start_peer(role: str, workflow_id: str, in_child: bool, url: str, poll: float,
+                rounds: int) -> "Optional[subprocess.Popen[bytes]]":
+    """Run the peer workflow here, or in a second process that shares the database."""
+    if not in_child:
+        with SetWorkflowID(workflow_id):
+            DBOS.start_workflow(echo if role == "echo" else announcer, rounds)
+        return None
+    child = _spawn(url, poll, role, workflow_id, rounds)
+    _wait_for_row(workflow_id)
+    return child
 
 
 def _wait_for_row(workflow_id: str) -> None:

@@ -13,7 +13,7 @@ from typing import List
 from .context import current_run
 from .engine import Engine
 from .sysdb.records import StepWrite
-from .workflow import raise_if_cancelled
+from .workflow import checkpoint_step
 
 CANCEL = "DBOS.cancelWorkflow"
 
@@ -30,4 +30,4 @@ def cancel_workflows(engine: Engine, workflow_ids: List[str]) -> None:
     engine.cancel(workflow_ids)
     output = engine.codec.dump_value(None, what="a step output")
     write = StepWrite(run.workflow_id, function_id, CANCEL, output=output)
-    raise_if_cancelled(run, engine.sysdb.workflows.checkpoint(write))
+    checkpoint_step(engine, write)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, TypeVar
 
 from .context import WorkflowRun, current_run, get_context
@@ -20,7 +20,7 @@ from .error import DBOSException, DBOSWorkflowCancelledError
 from .sysdb.messages import cancel_key, event_key, message_key
 from .sysdb.records import StepWrite
 from .sysdb.workflows import now_ms
-from .workflow import raise_if_cancelled, replayed
+from .workflow import checkpoint_step, raise_if_cancelled, replayed
 
 T = TypeVar("T")
 
@@ -81,13 +81,6 @@ def _workflow_run(what: str) -> WorkflowRun:
     return run
 
 
-def _checkpoint(engine: Engine, write: StepWrite) -> None:
-    run_id = write.workflow_id
-    status = engine.sysdb.workflows.checkpoint(write)
-    if status == "CANCELLED":
-        raise DBOSWorkflowCancelledError(f"Workflow {run_id} was cancelled")
-
-
 def durable_wake_time(engine: Engine, run: WorkflowRun, function_id: int, seconds: float) -> float:
     """When a durable sleep ends: recorded by the first execution, so a recovered
     workflow waits only for what is left."""
@@ -96,7 +89,7 @@ def durable_wake_time(engine: Engine, run: WorkflowRun, function_id: int, second
         return float(replayed(engine, record))
     wake_at = time.time() + max(0.0, seconds)
     output = engine.codec.dump_value(wake_at, what="a sleep's wake-up time")
-    _checkpoint(engine, StepWrite(run.workflow_id, function_id, SLEEP, output=output,
+    checkpoint_step(engine, StepWrite(run.workflow_id, function_id, SLEEP, output=output,
                                   started_at_ms=now_ms(), completed_at_ms=int(wake_at * 1000)))
     return wake_at
 
@@ -188,7 +181,7 @@ def recv(engine: Engine, reserved: Tuple[WorkflowRun, int, int], topic: Optional
     got = wait_until(engine, [message_key(run.workflow_id, topic)], take, wake_at, run)
     if got is None:
         output = engine.codec.dump_value(None, what="a recv timeout")
-        _checkpoint(engine, StepWrite(**{**step.__dict__, "output": output}))
+        checkpoint_step(engine, replace(step, output=output))
         return None
     text, status = got
     raise_if_cancelled(run, status)
@@ -233,7 +226,7 @@ def get_event(engine: Engine, reserved: Optional[Tuple[WorkflowRun, int, int]], 
     wake_at = durable_wake_time(engine, run, sleep_id, timeout_seconds)
     value = _await_event(engine, workflow_id, key, wake_at, run)
     output = engine.codec.dump_value(value, what=f"the value of event {key!r}")
-    _checkpoint(engine, StepWrite(run.workflow_id, function_id, GET_EVENT, output=output))
+    checkpoint_step(engine, StepWrite(run.workflow_id, function_id, GET_EVENT, output=output))
     return value
 
 
@@ -254,6 +247,6 @@ def get_all_events(engine: Engine, reserved: Optional[Tuple[WorkflowRun, int]], 
     values = {k: engine.codec.load_value(v) for k, v in raw.items()}
     if reserved is not None:
         output = engine.codec.dump_value(values, what="the events of a workflow")
-        _checkpoint(engine, StepWrite(reserved[0].workflow_id, reserved[1], GET_EVENTS, output=output))
+        checkpoint_step(engine, StepWrite(reserved[0].workflow_id, reserved[1], GET_EVENTS, output=output))
     return values
 

@@ -10,7 +10,7 @@ import asyncio
 import functools
 from concurrent.futures import Future
 from dataclasses import replace
-from typing import Callable, Any, Callable, Generic, Optional, Tuple, TypeVar
+from typing import Any, Callable, Generic, Optional, Tuple, TypeVar
 
 from .context import WorkflowRun, current_run
 from .engine import Engine, get_engine
@@ -18,7 +18,7 @@ from .error import DBOSNonExistentWorkflowError
 from .introspection import workflow_status, workflow_status_async
 from .status import WorkflowStatus
 from .sysdb.records import StepRecord, StepWrite
-from .workflow import GET_RESULT, outcome_value, raise_if_cancelled, replayed, wait_outcome
+from .workflow import checkpoint_step, GET_RESULT, outcome_value, replayed, wait_outcome
 
 R = TypeVar("R")
 
@@ -70,15 +70,12 @@ def _wait_and_record(run: WorkflowRun, function_id: int, workflow_id: str,
     try:
         value = wait()
     except Exception as exc:
-        _checkpoint(engine, run, replace(write, error=engine.codec.dump_error(exc)))
+        checkpoint_step(engine, replace(write, error=engine.codec.dump_error(exc)))
         raise
     output = engine.codec.dump_value(value, what=f"the result of workflow {workflow_id}")
-    _checkpoint(engine, run, replace(write, output=output))
+    checkpoint_step(engine, replace(write, output=output))
     return value
 
-
-def _checkpoint(engine: Engine, run: WorkflowRun, write: StepWrite) -> None:
-    raise_if_cancelled(run, engine.sysdb.workflows.checkpoint(write))
 
 
 def read_status(workflow_id: str) -> Optional[WorkflowStatus]:

@@ -11,7 +11,7 @@ from .engine import Engine
 from .serialization import Codec
 from .status import WorkflowStatus
 from .sysdb.records import StepRecord, StepWrite
-from .workflow import raise_if_cancelled, replayed
+from .workflow import checkpoint_step, replayed
 
 logger = logging.getLogger("dbos")
 
@@ -96,7 +96,7 @@ def _read_and_record(engine: Engine, run: WorkflowRun, function_id: int,
     status = _read(engine, workflow_id)
     output = engine.codec.dump_value(status, what=f"the status of workflow {workflow_id}")
     write = StepWrite(run.workflow_id, function_id, GET_STATUS, output=output)
-    raise_if_cancelled(run, engine.sysdb.workflows.checkpoint(write))
+    checkpoint_step(engine, write)
     return status
 
 

@@ -10,13 +10,13 @@ claim and run it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple, TypedDict
 
 from .context import DBOSContext, _ContextChange, get_context
 from .deadline import TIMEOUT_KEY
 from .engine import Engine, get_engine, peek_engine
-from .error import DBOSException, DBOSQueueDeduplicatedError, DBOSSystemDatabaseError
+from .error import DBOSException
 from .handle import WorkflowHandle, WorkflowHandleAsync
 from .registry import get_registry
 from .start import resolve
@@ -232,13 +232,7 @@ def _check_partition(queue: Queue, options: EnqueueOptions) -> None:
 
 
 def write_enqueued(engine: Engine, queue: Queue, launch: Launch) -> None:
-    try:
-        found = engine.sysdb.workflows.start(launch.row, launch.link)
-    except DBOSSystemDatabaseError as exc:
-        dedup = launch.row.get("deduplication_id")
-        if dedup is not None and "dedup" in str(exc).lower():
-            raise DBOSQueueDeduplicatedError(launch.workflow_id, queue.name, dedup) from exc
-        raise
+    found = engine.sysdb.workflows.start(launch.row, launch.link)
     if not found.created:
         check_same_function(launch, found)
     engine.queue_work_arrived(queue.name)

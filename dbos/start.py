@@ -24,11 +24,11 @@ from .registry import FunctionInfo
 from .status import ACTIVE_STATUSES
 from .sysdb.records import StepRecord, StepWrite
 from .workflow import (
+    checkpoint_step,
     check_same_function,
     execute_async,
     execute_sync,
     prepare,
-    raise_if_cancelled,
     replayed,
 )
 
@@ -150,7 +150,7 @@ def _record_first(engine: Engine, run: WorkflowRun, function_id: int, ids: List[
     winner = _first_done(engine, ids, polling_interval_sec)
     output = engine.codec.dump_value(winner, what="the winner of DBOS.wait_first()")
     write = StepWrite(run.workflow_id, function_id, WAIT_FIRST, output=output)
-    raise_if_cancelled(run, engine.sysdb.workflows.checkpoint(write))
+    checkpoint_step(engine, write)
     return winner
 
 

@@ -16,7 +16,7 @@ from .error import DBOSException, DBOSNonExistentWorkflowError, DBOSStreamTimeou
 from .status import ACTIVE_STATUSES
 from .sysdb.messages import stream_key
 from .sysdb.records import StepWrite
-from .workflow import raise_if_cancelled, replayed
+from .workflow import checkpoint_step, raise_if_cancelled, replayed
 
 from .communication import wait_until
 
@@ -86,7 +86,7 @@ def _next_entry(engine: Engine, run: Optional[WorkflowRun], workflow_id: str, ke
 
 
 def _record_read(engine: Engine, run: WorkflowRun, step: StepWrite) -> None:
-    raise_if_cancelled(run, engine.sysdb.workflows.checkpoint(step))
+    checkpoint_step(engine, step)
 
 
 def _fetch(engine: Engine, run: Optional[WorkflowRun], workflow_id: str, key: str,

@@ -402,7 +402,13 @@ def record_result_in_parent(engine: Engine, launch: Launch, result: Any,
         error=engine.codec.dump_error(error) if error else None,
         child_workflow_id=launch.workflow_id,
     )
-    raise_if_cancelled(launch.parent, engine.sysdb.workflows.checkpoint(write))
+    checkpoint_step(engine, write)
+
+
+def checkpoint_step(engine: Engine, write: StepWrite) -> None:
+    """Record a step, then the cancellation check that rides on that write."""
+    if engine.sysdb.workflows.checkpoint(write) == "CANCELLED":
+        raise DBOSWorkflowCancelledError(f"Workflow {write.workflow_id} was cancelled")
 
 
 def raise_if_cancelled(run: WorkflowRun, status: str) -> None:

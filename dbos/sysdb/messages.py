@@ -8,6 +8,7 @@ and waiters in other processes poll.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from ..error import DBOSNonExistentWorkflowError, DBOSWorkflowConflictIDError
@@ -60,7 +61,7 @@ class MessageStore:
     def _checkpoint(self, step: Optional[StepWrite]) -> Optional[str]:
         if step is None:
             return None
-        row = self._sysdb.workflows._insert_step(step)
+        row = self._sysdb.workflows.insert_step(step)
         if row is None:
             raise DBOSWorkflowConflictIDError(step.workflow_id)
         return str(row[0])
@@ -127,7 +128,7 @@ class MessageStore:
             if row is None:
                 return None
             self._sysdb.execute(mark, [row[0]])
-            status = self._checkpoint(StepWrite(**{**step.__dict__, "output": row[1]}))
+            status = self._checkpoint(replace(step, output=row[1]))
             return row[1], str(status)
 
         return self._sysdb.run(work)

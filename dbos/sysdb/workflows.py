@@ -11,7 +11,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
-from ..error import DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError
+from ..error import (
+    DBOSQueueDeduplicatedError,
+    DBOSSystemDatabaseError,
+    DBOSWorkflowCancelledError,
+    DBOSWorkflowConflictIDError,
+)
 from .records import Outcome, StartResult, StepRecord, StepWrite
 
 if TYPE_CHECKING:
@@ -82,7 +87,11 @@ class WorkflowStore:
                 self._link_child(link)
             return found
 
-        found = self._sysdb.run(work, transaction=link is not None)
+        try:
+            found = self._sysdb.run(work, transaction=link is not None)
+        except DBOSSystemDatabaseError as exc:
+            self._raise_if_deduplicated(exc, row)
+            raise
         status, name, class_name, config_name, owner, queue, deadline = found
         return StartResult(
             created=owner == row.get("owner_xid"),
@@ -94,9 +103,18 @@ class WorkflowStore:
             deadline_epoch_ms=deadline,
         )
 
+    @staticmethod
+    def _raise_if_deduplicated(exc: Exception, row: Dict[str, Any]) -> None:
+        # The unique index uq_workflow_status_dedup_id on (queue_name,
+        # deduplication_id): both drivers name it or its columns.
+        dedup = row.get("deduplication_id")
+        if dedup is not None and "dedup" in str(exc).lower():
+            queue = row.get("queue_name") or ""
+            raise DBOSQueueDeduplicatedError(row["workflow_uuid"], queue, dedup) from exc
+
     def _link_child(self, link: StepWrite) -> None:
         """Record the child in its parent; a cancelled parent rolls the start back."""
-        linked = self._insert_step(link)
+        linked = self.insert_step(link)
         if linked is not None:
             if linked[0] == "CANCELLED":
                 raise DBOSWorkflowCancelledError(f"Workflow {link.workflow_id} was cancelled")
@@ -113,7 +131,7 @@ class WorkflowStore:
     # Steps
     # ------------------------------------------------------------------
 
-    def _insert_step(self, step: StepWrite) -> Optional[Tuple[Any, ...]]:
+    def insert_step(self, step: StepWrite) -> Optional[Tuple[Any, ...]]:
         params = [
             step.workflow_id, step.function_id, step.function_name, step.output,
             step.error, step.child_workflow_id, step.started_at_ms,
@@ -128,7 +146,7 @@ class WorkflowStore:
         Raises ``DBOSWorkflowConflictIDError`` when another execution of the
         same workflow recorded this step first.
         """
-        row = self._sysdb.run(lambda: self._insert_step(step), transaction=False)
+        row = self._sysdb.run(lambda: self.insert_step(step), transaction=False)
         if row is None:
             raise DBOSWorkflowConflictIDError(step.workflow_id)
         return str(row[0])
