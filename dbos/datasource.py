@@ -92,6 +92,9 @@ class Datasource(ABC):
     def is_retryable(self, exc: BaseException) -> bool:
         """Whether running the whole transaction again may well succeed."""
 
+    def delete_outputs(self, workflow_ids: Sequence[str]) -> None:
+        """Forget the recorded outputs of deleted workflows (none kept: nothing to do)."""
+
     def close(self) -> None:
         """Release the connections this datasource opened itself."""
 
@@ -319,6 +322,14 @@ class SQLDatasource(Datasource):
     ) -> None:
         params = (workflow_id, function_id, function_name, output, error, executor_id, now_ms())
         self._run(session, self.sql.insert(), params)
+
+    def delete_outputs(self, workflow_ids: Sequence[str]) -> None:
+        if not workflow_ids:
+            return
+        marks = ", ".join([self.marker] * len(workflow_ids))
+        sql = f"DELETE FROM {self.sql.table} WHERE workflow_uuid IN ({marks})"
+        with self.transaction("READ COMMITTED") as session:
+            self._run(session, sql, tuple(workflow_ids))
 
     def is_retryable(self, exc: BaseException) -> bool:
         return is_retryable_error(exc)

@@ -206,6 +206,11 @@ class Engine:
         self.waiters.notify(f"cancel::{workflow_id}")
         self.waiters.notify(workflow_id)
 
+    def forget_cancelled(self, workflow_ids: List[str]) -> None:
+        """Resumed workflows run again here without the old cancellation mark."""
+        with self._active_lock:
+            self._cancelled.difference_update(workflow_ids)
+
     def is_cancelled(self, workflow_id: str) -> bool:
         """Whether a workflow running here was cancelled (a read where nothing tells us)."""
         with self._active_lock:

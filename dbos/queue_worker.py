@@ -197,8 +197,7 @@ class QueueWorker(threading.Thread):
             if info is None:
                 return
             launch = launch_from_row(engine, info, workflow_id, row)
-            attempts = int(row["recovery_attempts"] or 0)
-            steps = engine.sysdb.workflows.load_steps(workflow_id) if attempts > 1 else {}
+            steps = engine.sysdb.workflows.load_steps(workflow_id) if row["has_steps"] else {}
             run = WorkflowRun(workflow_id, info.name, steps, row.get("workflow_deadline_epoch_ms"))
         except Exception:
             logger.error(f"Could not start queued workflow {workflow_id}", exc_info=True)

@@ -26,7 +26,6 @@ from .config import (
 )
 from . import communication as comm
 from . import decorators, introspection, start, streams
-from .cancellation import cancel_workflows
 from .queue import INTERNAL_QUEUE, Queue, QueueConfig, QueueRateLimit, enqueue, queue_named, validate
 from .queue_worker import QueueWorkers
 from .scheduler import scheduled, start_scheduler
@@ -36,6 +35,7 @@ from .datasource import IsolationLevel, PeeweeDatasource
 from .engine import Engine, Identity, get_engine, set_engine
 from .handle import WorkflowHandle, WorkflowHandleAsync
 from .introspection import workflow_status
+from .management import ManagementAPI
 from .error import DBOSException, DBOSInitializationError, DBOSNotLaunchedError
 from .logger import configure_logging, dbos_logger
 from .recovery import recover_pending
@@ -80,7 +80,7 @@ class classproperty:
         return self.getter(owner)
 
 
-class DBOS:
+class DBOS(ManagementAPI):
     """The durable-execution runtime of this process (one instance at a time)."""
 
     _initialized: bool
@@ -622,29 +622,6 @@ class DBOS:
         engine = get_engine("DBOS.enqueue_workflow()")
         queue = queue_named(engine, queue_name)
         return WorkflowHandle(enqueue(engine, queue, func, args, kwargs).workflow_id)
-
-    # ------------------------------------------------------------------
-    # Cancellation
-    # ------------------------------------------------------------------
-
-    @classmethod
-    def cancel_workflow(cls, workflow_id: str) -> None:
-        """Cancel a workflow: it stops at its next DBOS call and stays cancelled."""
-        cancel_workflows(get_engine("DBOS.cancel_workflow()"), [workflow_id])
-
-    @classmethod
-    async def cancel_workflow_async(cls, workflow_id: str) -> None:
-        engine = get_engine("DBOS.cancel_workflow_async()")
-        await engine.in_pool(cancel_workflows, engine, [workflow_id])
-
-    @classmethod
-    def cancel_workflows(cls, workflow_ids: List[str]) -> None:
-        cancel_workflows(get_engine("DBOS.cancel_workflows()"), list(workflow_ids))
-
-    @classmethod
-    async def cancel_workflows_async(cls, workflow_ids: List[str]) -> None:
-        engine = get_engine("DBOS.cancel_workflows_async()")
-        await engine.in_pool(cancel_workflows, engine, list(workflow_ids))
 
     # ------------------------------------------------------------------
     # The running context

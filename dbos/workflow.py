@@ -13,11 +13,12 @@ import inspect
 import json
 import uuid
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from .context import (
     DBOSContext,
     WorkflowRun,
+    current_run,
     get_context,
     reset_context,
     set_context,
@@ -38,6 +39,8 @@ from .registry import FunctionInfo, get_registry
 from .status import ACTIVE_STATUSES
 from .sysdb.records import Outcome, StartResult, StepRecord, StepWrite
 from .sysdb.workflows import now_ms
+
+T = TypeVar("T")
 
 GET_RESULT = "DBOS.getResult"
 PARK = (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError)
@@ -423,3 +426,55 @@ def wrapper_for(info: FunctionInfo, call: Callable[..., Any]) -> Callable[..., A
     setattr(call, "__dbos_info__", info)
     info.wrapper = call
     return call
+
+
+def recorded_operation(engine: Engine, name: str, work: Callable[[], T]) -> T:
+    """Run a DBOS operation; inside a workflow it is a step, done once and replayed.
+
+    Inside a transaction it is refused: its effects could not be rolled back
+    with the transaction's.
+    """
+    reserved = reserve_operation(name)
+    if reserved is None:
+        return work()
+    run, function_id, record = reserved
+    if record is not None:
+        value: T = replayed(engine, record)
+        return value
+    return _run_and_record(engine, run, function_id, name, work)
+
+
+async def recorded_operation_async(engine: Engine, name: str, work: Callable[[], T]) -> T:
+    """``recorded_operation`` for async code; the step ID is taken before the first await."""
+    reserved = reserve_operation(name)
+    if reserved is None:
+        return await engine.in_pool(work)
+    run, function_id, record = reserved
+    if record is not None:
+        value: T = replayed(engine, record)
+        return value
+    return await engine.in_pool(_run_and_record, engine, run, function_id, name, work)
+
+
+def reserve_operation(name: str) -> Optional[Tuple[WorkflowRun, int, Optional[StepRecord]]]:
+    """The step ID an operation takes in the running workflow, and its record if replaying."""
+    ctx = get_context()
+    if ctx is not None and ctx.in_transaction:
+        raise DBOSException(f"{name} cannot be called from within a transaction")
+    run = current_run()
+    if run is None:
+        return None
+    function_id = run.next_function_id()
+    return run, function_id, run.recorded_step(function_id, name)
+
+
+def _run_and_record(engine: Engine, run: WorkflowRun, function_id: int, name: str,
+                    work: Callable[[], T]) -> T:
+    write = StepWrite(run.workflow_id, function_id, name, started_at_ms=now_ms())
+    try:
+        value = work()
+    except Exception as exc:
+        checkpoint_step(engine, replace(write, error=engine.codec.dump_error(exc)))
+        raise
+    checkpoint_step(engine, replace(write, output=engine.codec.dump_value(value, what=f"the result of {name}")))
+    return value

@@ -45,6 +45,12 @@ class QueueStore:
         self._backend = sysdb.backend
         self._p = sysdb.backend.placeholder
         self._status = sysdb.backend.qualified("workflow_status")
+        # Whether an earlier execution (or a fork's copy) recorded steps, so
+        # only such workflows read their steps before running.
+        self._has_steps = (
+            f"EXISTS (SELECT 1 FROM {sysdb.backend.qualified('operation_outputs')} o "
+            f"WHERE o.workflow_uuid = {self._status}.workflow_uuid)"
+        )
 
     def _where_queue(self, limits: ClaimLimits) -> str:
         where = f"queue_name = {self._p}"
@@ -104,10 +110,10 @@ class QueueStore:
             "recovery_attempts = recovery_attempts + 1, workflow_deadline_epoch_ms = "
             f"COALESCE(workflow_deadline_epoch_ms, {p} + workflow_timeout_ms) "
             f"WHERE workflow_uuid IN ({', '.join([p] * len(ids))}) AND status = 'ENQUEUED' "
-            f"RETURNING {CLAIMED_FIELDS}"
+            f"RETURNING {CLAIMED_FIELDS}, {self._has_steps}"
         )
         rows = self._sysdb.execute(sql, [executor_id, app_version, stamp, stamp, stamp, *ids]).fetchall()
-        names = CLAIMED_FIELDS.split(", ")
+        names = CLAIMED_FIELDS.split(", ") + ["has_steps"]
         return [dict(zip(names, r)) for r in rows]
 
     def partitions(self, queue_name: str) -> List[str]:

@@ -25,6 +25,7 @@ from .models import BoundModels
 from .url import DatabaseURL
 from .listener import Listener
 from .messages import MessageStore
+from .management import ManagementStore
 from .queues import QueueStore
 from .workflows import WorkflowStore
 
@@ -59,6 +60,7 @@ class SystemDatabase:
         self.workflows = WorkflowStore(self)
         self.messages = MessageStore(self)
         self.queues = QueueStore(self)
+        self.management = ManagementStore(self)
 
     @property
     def schema(self) -> Optional[str]:
