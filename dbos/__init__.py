@@ -1,6 +1,7 @@
 """Durable workflows for Python, speaking the DBOS Transact API."""
 
 from . import error
+from .client import DBOSClient, EnqueueOptions
 from .config import DBOSConfig
 from .communication import SendMessage
 from .context import DBOSContextEnsure, DBOSContextSetAuth, SetWorkflowID
@@ -8,6 +9,7 @@ from .datasource import Datasource, DBAPIDatasource, PeeweeDatasource
 from .deadline import SetWorkflowTimeout
 from .decorators import DBOSConfiguredInstance
 from .handle import WorkflowHandle, WorkflowHandleAsync
+from .operations import StepInfo
 from .queue import Queue, QueueRateLimit, SetEnqueueOptions
 from .runtime import DBOS
 from .schema import run_dbos_database_migrations
@@ -18,12 +20,14 @@ from .version import VersionInfo
 __all__ = [
     "DBAPIDatasource",
     "DBOS",
+    "DBOSClient",
     "DBOSConfig",
     "DBOSConfiguredInstance",
     "DBOSContextEnsure",
     "DBOSContextSetAuth",
     "Datasource",
     "DefaultSerializer",
+    "EnqueueOptions",
     "PeeweeDatasource",
     "Queue",
     "QueueRateLimit",
@@ -32,6 +36,7 @@ __all__ = [
     "Serializer",
     "SetWorkflowID",
     "SetWorkflowTimeout",
+    "StepInfo",
     "StepStatus",
     "VersionInfo",
     "WorkflowHandle",

@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, TypeVar
 
 from .context import WorkflowRun, current_run, get_context
 from .engine import Engine
+from .serialization import Codec
 from .error import DBOSException, DBOSWorkflowCancelledError
 from .sysdb.messages import cancel_key, event_key, message_key
 from .sysdb.records import StepWrite
@@ -135,7 +136,7 @@ def send(engine: Engine, reserved: Optional[Tuple[WorkflowRun, int]],
     keys = [m.idempotency_key for m in messages if m.idempotency_key]
     if len(keys) != len(set(keys)):
         raise DBOSException(f"send_bulk() was given the same idempotency key twice: {keys}")
-    rows = [_message_row(engine, m) for m in messages]
+    rows = [message_row(engine.codec, m) for m in messages]
     step = _none_step(engine, reserved, step_name)
     status = engine.sysdb.messages.send(rows, step)
     for m in messages:
@@ -144,8 +145,9 @@ def send(engine: Engine, reserved: Optional[Tuple[WorkflowRun, int]],
         raise_if_cancelled(reserved[0], status)
 
 
-def _message_row(engine: Engine, m: SendMessage) -> Tuple[str, Optional[str], str, str]:
-    text = engine.codec.dump_value(m.message, what=f"the message to workflow {m.destination_id}")
+def message_row(codec: Codec, m: SendMessage) -> Tuple[str, Optional[str], str, str]:
+    """The notification row: an idempotency key makes its UUID, so a resend is skipped."""
+    text = codec.dump_value(m.message, what=f"the message to workflow {m.destination_id}")
     uid = f"{m.idempotency_key}::{m.destination_id}" if m.idempotency_key else str(uuid.uuid4())
     return m.destination_id, m.topic, text, uid
 

@@ -54,7 +54,7 @@ def operations(engine: Engine) -> Operations:
                       engine.datasource)
 
 
-def _new_fork_id() -> Optional[str]:
+def new_fork_id() -> Optional[str]:
     """The ID ``SetWorkflowID`` chose for the fork, if any (used once)."""
     ctx = get_context()
     return ctx.take_workflow_id() if ctx is not None else None
@@ -192,7 +192,7 @@ class ManagementAPI:
         options = dict(application_version=application_version, queue_name=queue_name,
                        queue_partition_key=queue_partition_key,
                        replacement_children=replacement_children, timeout_seconds=timeout_seconds)
-        new_id = _new_fork_id()
+        new_id = new_fork_id()
         forked = recorded_operation(work.engine, FORK,
                                     lambda: work.fork(workflow_id, start_step, new_id, options))
         return WorkflowHandle(forked)
@@ -208,7 +208,7 @@ class ManagementAPI:
         options = dict(application_version=application_version, queue_name=queue_name,
                        queue_partition_key=queue_partition_key,
                        replacement_children=replacement_children, timeout_seconds=timeout_seconds)
-        new_id = _new_fork_id()
+        new_id = new_fork_id()
         forked = await recorded_operation_async(
             work.engine, FORK, lambda: work.fork(workflow_id, start_step, new_id, options))
         return WorkflowHandleAsync(forked)

@@ -153,7 +153,7 @@ def config_from_row(row: Dict[str, Any]) -> QueueConfig:
 
 
 @dataclass(frozen=True)
-class EnqueueOptions:
+class EnqueueSettings:
     deduplication_id: Optional[str] = None
     priority: Optional[int] = None
     app_version: Optional[str] = None
@@ -172,7 +172,7 @@ class SetEnqueueOptions(_ContextChange):
         if delay_seconds is not None and not (math.isfinite(delay_seconds) and delay_seconds >= 0):
             raise DBOSException(f"delay_seconds must be a non-negative number, got {delay_seconds!r}")
         # The delay runs from each enqueue in the block, not from entering it.
-        self.options = EnqueueOptions(deduplication_id, priority, app_version, queue_partition_key,
+        self.options = EnqueueSettings(deduplication_id, priority, app_version, queue_partition_key,
                                       delay_seconds or None)
 
     def _change(self, ctx: DBOSContext) -> None:
@@ -183,10 +183,10 @@ class SetEnqueueOptions(_ContextChange):
         return self
 
 
-def current_options() -> EnqueueOptions:
+def current_options() -> EnqueueSettings:
     ctx = get_context()
     options = ctx.extras.get(ENQUEUE_KEY) if ctx is not None else None
-    return options if isinstance(options, EnqueueOptions) else EnqueueOptions()
+    return options if isinstance(options, EnqueueSettings) else EnqueueSettings()
 
 
 # ----------------------------------------------------------------------
@@ -221,7 +221,7 @@ def prepare_enqueue(engine: Engine, queue: Queue, func: Callable[..., Any], args
     return launch
 
 
-def _check_partition(queue: Queue, options: EnqueueOptions) -> None:
+def _check_partition(queue: Queue, options: EnqueueSettings) -> None:
     partitioned = queue.partition_queue
     if partitioned and options.queue_partition_key is None:
         raise DBOSException(f"Queue {queue.name} is partitioned: set queue_partition_key with SetEnqueueOptions")

@@ -36,6 +36,7 @@ from .error import (
     DBOSWorkflowConflictIDError,
 )
 from .registry import FunctionInfo, get_registry
+from .serialization import Codec
 from .status import ACTIVE_STATUSES
 from .sysdb.records import Outcome, StartResult, StepRecord, StepWrite
 from .sysdb.workflows import now_ms
@@ -240,10 +241,14 @@ async def wait_outcome_async(engine: Engine, workflow_id: str,
 
 def outcome_value(engine: Engine, workflow_id: str, outcome: Outcome) -> Any:
     """The recorded result, or the recorded error raised."""
+    return decode_outcome(engine.codec, workflow_id, outcome)
+
+
+def decode_outcome(codec: Codec, workflow_id: str, outcome: Outcome) -> Any:
     if outcome.status == "SUCCESS":
-        return engine.codec.load_value(outcome.output)
+        return codec.load_value(outcome.output)
     if outcome.status == "ERROR":
-        raise engine.codec.load_error(outcome.error or "")
+        raise codec.load_error(outcome.error or "")
     if outcome.status == "CANCELLED":
         raise DBOSAwaitedWorkflowCancelledError(workflow_id)
     raise DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded(workflow_id)
