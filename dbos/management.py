@@ -8,7 +8,7 @@ transaction each is refused.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, TypeVar
 
 from .context import get_context
 from .engine import Engine, get_engine
@@ -18,6 +18,8 @@ from .operations import Operations, StepInfo
 from .queue import INTERNAL_QUEUE
 from .status import WorkflowStatus
 from .workflow import recorded_operation, recorded_operation_async
+
+T = TypeVar("T")
 
 LIST_WORKFLOWS = "DBOS.listWorkflows"
 LIST_QUEUED = "DBOS.listQueuedWorkflows"
@@ -49,6 +51,7 @@ def check_filters(what: str, filters: Dict[str, Any], allowed: frozenset[str]) -
 
 
 def operations(engine: Engine) -> Operations:
+    """Management of the launched engine's system database, as this app."""
     identity = engine.identity
     return Operations(engine.sysdb, engine.codec, identity.app_name, identity.executor_id,
                       engine.datasource)
@@ -76,11 +79,29 @@ class _Work:
         self.engine.queue_work_arrived(queue_name or INTERNAL_QUEUE)
         return list(workflow_ids)
 
+    def delete(self, workflow_ids: List[str], delete_children: bool) -> None:
+        self.ops.delete(workflow_ids, delete_children)
+
+    def global_timeout(self, cutoff_epoch_timestamp_ms: int) -> None:
+        for workflow_id in self.ops.global_timeout(cutoff_epoch_timestamp_ms):
+            self.engine.mark_cancelled(workflow_id)
+
     def fork(self, workflow_id: str, start_step: int, new_id: Optional[str],
              options: Dict[str, Any]) -> str:
         forked = self.ops.fork(workflow_id, start_step, new_workflow_id=new_id, **options)
         self.engine.queue_work_arrived(options.get("queue_name") or INTERNAL_QUEUE)
         return forked
+
+
+def _run(what: str, step: str, work: Callable[[_Work], T]) -> T:
+    """``work`` on the launched engine; a checkpointed step inside a workflow."""
+    bound = _Work(get_engine(what))
+    return recorded_operation(bound.engine, step, lambda: work(bound))
+
+
+async def _run_async(what: str, step: str, work: Callable[[_Work], T]) -> T:
+    bound = _Work(get_engine(what))
+    return await recorded_operation_async(bound.engine, step, lambda: work(bound))
 
 
 class ManagementAPI:
@@ -90,49 +111,40 @@ class ManagementAPI:
     def list_workflows(cls, **filters: Any) -> List[WorkflowStatus]:
         """Workflows matching every filter given (see the README for the list)."""
         check_filters("DBOS.list_workflows()", filters, LIST_FILTERS)
-        engine = get_engine("DBOS.list_workflows()")
-        ops = operations(engine)
-        return recorded_operation(engine, LIST_WORKFLOWS, lambda: ops.list_workflows(filters))
+        return _run("DBOS.list_workflows()", LIST_WORKFLOWS, lambda w: w.ops.list_workflows(filters))
 
     @classmethod
     async def list_workflows_async(cls, **filters: Any) -> List[WorkflowStatus]:
         check_filters("DBOS.list_workflows_async()", filters, LIST_FILTERS)
-        engine = get_engine("DBOS.list_workflows_async()")
-        ops = operations(engine)
-        return await recorded_operation_async(engine, LIST_WORKFLOWS, lambda: ops.list_workflows(filters))
+        return await _run_async("DBOS.list_workflows_async()", LIST_WORKFLOWS,
+                                lambda w: w.ops.list_workflows(filters))
 
     @classmethod
     def list_queued_workflows(cls, **filters: Any) -> List[WorkflowStatus]:
         """Workflows waiting in, or running from, a queue."""
         check_filters("DBOS.list_queued_workflows()", filters, QUEUED_FILTERS)
-        engine = get_engine("DBOS.list_queued_workflows()")
-        ops = operations(engine)
-        return recorded_operation(engine, LIST_QUEUED, lambda: ops.list_queued_workflows(filters))
+        return _run("DBOS.list_queued_workflows()", LIST_QUEUED,
+                    lambda w: w.ops.list_queued_workflows(filters))
 
     @classmethod
     async def list_queued_workflows_async(cls, **filters: Any) -> List[WorkflowStatus]:
         check_filters("DBOS.list_queued_workflows_async()", filters, QUEUED_FILTERS)
-        engine = get_engine("DBOS.list_queued_workflows_async()")
-        ops = operations(engine)
-        return await recorded_operation_async(engine, LIST_QUEUED, lambda: ops.list_queued_workflows(filters))
+        return await _run_async("DBOS.list_queued_workflows_async()", LIST_QUEUED,
+                                lambda w: w.ops.list_queued_workflows(filters))
 
     @classmethod
     def list_workflow_steps(cls, workflow_id: str, *, load_output: bool = True,
                             limit: Optional[int] = None, offset: Optional[int] = None) -> List[StepInfo]:
         """Every operation the workflow recorded, in order."""
-        engine = get_engine("DBOS.list_workflow_steps()")
-        ops = operations(engine)
-        return recorded_operation(
-            engine, LIST_STEPS, lambda: ops.list_workflow_steps(workflow_id, load_output, limit, offset))
+        return _run("DBOS.list_workflow_steps()", LIST_STEPS,
+                    lambda w: w.ops.list_workflow_steps(workflow_id, load_output, limit, offset))
 
     @classmethod
     async def list_workflow_steps_async(cls, workflow_id: str, *, load_output: bool = True,
                                         limit: Optional[int] = None,
                                         offset: Optional[int] = None) -> List[StepInfo]:
-        engine = get_engine("DBOS.list_workflow_steps_async()")
-        ops = operations(engine)
-        return await recorded_operation_async(
-            engine, LIST_STEPS, lambda: ops.list_workflow_steps(workflow_id, load_output, limit, offset))
+        return await _run_async("DBOS.list_workflow_steps_async()", LIST_STEPS,
+                                lambda w: w.ops.list_workflow_steps(workflow_id, load_output, limit, offset))
 
     @classmethod
     def cancel_workflow(cls, workflow_id: str, *, cancel_children: bool = False) -> None:
@@ -145,15 +157,13 @@ class ManagementAPI:
 
     @classmethod
     def cancel_workflows(cls, workflow_ids: List[str], *, cancel_children: bool = False) -> None:
-        work = _Work(get_engine("DBOS.cancel_workflows()"))
-        recorded_operation(work.engine, CANCEL, lambda: work.cancel(list(workflow_ids), cancel_children))
+        _run("DBOS.cancel_workflows()", CANCEL, lambda w: w.cancel(list(workflow_ids), cancel_children))
 
     @classmethod
     async def cancel_workflows_async(cls, workflow_ids: List[str], *,
                                      cancel_children: bool = False) -> None:
-        work = _Work(get_engine("DBOS.cancel_workflows_async()"))
-        await recorded_operation_async(
-            work.engine, CANCEL, lambda: work.cancel(list(workflow_ids), cancel_children))
+        await _run_async("DBOS.cancel_workflows_async()", CANCEL,
+                         lambda w: w.cancel(list(workflow_ids), cancel_children))
 
     @classmethod
     def resume_workflow(cls, workflow_id: str, *, queue_name: Optional[str] = None) -> WorkflowHandle[Any]:
@@ -168,16 +178,14 @@ class ManagementAPI:
     @classmethod
     def resume_workflows(cls, workflow_ids: List[str], *,
                          queue_name: Optional[str] = None) -> List[WorkflowHandle[Any]]:
-        work = _Work(get_engine("DBOS.resume_workflows()"))
-        ids = recorded_operation(work.engine, RESUME, lambda: work.resume(list(workflow_ids), queue_name))
+        ids = _run("DBOS.resume_workflows()", RESUME, lambda w: w.resume(list(workflow_ids), queue_name))
         return [WorkflowHandle(w) for w in ids]
 
     @classmethod
     async def resume_workflows_async(cls, workflow_ids: List[str], *,
                                      queue_name: Optional[str] = None) -> List[WorkflowHandleAsync[Any]]:
-        work = _Work(get_engine("DBOS.resume_workflows_async()"))
-        ids = await recorded_operation_async(
-            work.engine, RESUME, lambda: work.resume(list(workflow_ids), queue_name))
+        ids = await _run_async("DBOS.resume_workflows_async()", RESUME,
+                               lambda w: w.resume(list(workflow_ids), queue_name))
         return [WorkflowHandleAsync(w) for w in ids]
 
     @classmethod
@@ -188,14 +196,12 @@ class ManagementAPI:
                       timeout_seconds: Optional[float] = None) -> WorkflowHandle[Any]:
         """A new workflow that keeps the original's steps before ``start_step`` and
         runs the rest again (``start_step=1``: from the beginning)."""
-        work = _Work(get_engine("DBOS.fork_workflow()"))
         options = dict(application_version=application_version, queue_name=queue_name,
                        queue_partition_key=queue_partition_key,
                        replacement_children=replacement_children, timeout_seconds=timeout_seconds)
         new_id = new_fork_id()
-        forked = recorded_operation(work.engine, FORK,
-                                    lambda: work.fork(workflow_id, start_step, new_id, options))
-        return WorkflowHandle(forked)
+        return WorkflowHandle(_run("DBOS.fork_workflow()", FORK,
+                                   lambda w: w.fork(workflow_id, start_step, new_id, options)))
 
     @classmethod
     async def fork_workflow_async(cls, workflow_id: str, start_step: int, *,
@@ -204,14 +210,12 @@ class ManagementAPI:
                                   queue_partition_key: Optional[str] = None,
                                   replacement_children: Optional[Dict[str, str]] = None,
                                   timeout_seconds: Optional[float] = None) -> WorkflowHandleAsync[Any]:
-        work = _Work(get_engine("DBOS.fork_workflow_async()"))
         options = dict(application_version=application_version, queue_name=queue_name,
                        queue_partition_key=queue_partition_key,
                        replacement_children=replacement_children, timeout_seconds=timeout_seconds)
         new_id = new_fork_id()
-        forked = await recorded_operation_async(
-            work.engine, FORK, lambda: work.fork(workflow_id, start_step, new_id, options))
-        return WorkflowHandleAsync(forked)
+        return WorkflowHandleAsync(await _run_async(
+            "DBOS.fork_workflow_async()", FORK, lambda w: w.fork(workflow_id, start_step, new_id, options)))
 
     @classmethod
     def delete_workflow(cls, workflow_id: str, *, delete_children: bool = False) -> None:
@@ -224,17 +228,13 @@ class ManagementAPI:
 
     @classmethod
     def delete_workflows(cls, workflow_ids: List[str], *, delete_children: bool = False) -> None:
-        engine = get_engine("DBOS.delete_workflows()")
-        ops = operations(engine)
-        recorded_operation(engine, DELETE, lambda: _none(ops.delete(list(workflow_ids), delete_children)))
+        _run("DBOS.delete_workflows()", DELETE, lambda w: w.delete(list(workflow_ids), delete_children))
 
     @classmethod
     async def delete_workflows_async(cls, workflow_ids: List[str], *,
                                      delete_children: bool = False) -> None:
-        engine = get_engine("DBOS.delete_workflows_async()")
-        ops = operations(engine)
-        await recorded_operation_async(
-            engine, DELETE, lambda: _none(ops.delete(list(workflow_ids), delete_children)))
+        await _run_async("DBOS.delete_workflows_async()", DELETE,
+                         lambda w: w.delete(list(workflow_ids), delete_children))
 
     @classmethod
     def garbage_collect(cls, *, cutoff_epoch_timestamp_ms: Optional[int] = None,
@@ -243,22 +243,10 @@ class ManagementAPI:
         ``rows_threshold``; return how many were deleted. Active ones are kept."""
         if cutoff_epoch_timestamp_ms is None and rows_threshold is None:
             raise DBOSException("garbage_collect needs cutoff_epoch_timestamp_ms or rows_threshold")
-        engine = get_engine("DBOS.garbage_collect()")
-        ops = operations(engine)
-        return recorded_operation(
-            engine, GARBAGE_COLLECT, lambda: ops.garbage_collect(cutoff_epoch_timestamp_ms, rows_threshold))
+        return _run("DBOS.garbage_collect()", GARBAGE_COLLECT,
+                    lambda w: w.ops.garbage_collect(cutoff_epoch_timestamp_ms, rows_threshold))
 
     @classmethod
     def global_timeout(cls, cutoff_epoch_timestamp_ms: int) -> None:
         """Cancel every active workflow created at or before the cutoff."""
-        work = _Work(get_engine("DBOS.global_timeout()"))
-
-        def cancel_old() -> None:
-            for workflow_id in work.ops.global_timeout(cutoff_epoch_timestamp_ms):
-                work.engine.mark_cancelled(workflow_id)
-
-        recorded_operation(work.engine, GLOBAL_TIMEOUT, cancel_old)
-
-
-def _none(_: Any) -> None:
-    return None
+        _run("DBOS.global_timeout()", GLOBAL_TIMEOUT, lambda w: w.global_timeout(cutoff_epoch_timestamp_ms))

@@ -123,7 +123,7 @@ class ManagementStore:
         sql = (
             f"SELECT {', '.join(columns)} FROM {self._status}"
             + (f" WHERE {' AND '.join(where)}" if where else "")
-            + f" ORDER BY created_at {'DESC' if query.sort_desc else 'ASC'}, workflow_uuid"
+            + " ORDER BY created_at {0}, workflow_uuid {0}".format("DESC" if query.sort_desc else "ASC")
         )
         if query.limit:
             sql += f" LIMIT {int(query.limit)}"

@@ -22,6 +22,7 @@ from dbos.error import (
     DBOSNonExistentWorkflowError,
 )
 from tests.integration.sysdb_sql import count_rows, engine, set_pending, status_row, sys_sql
+from tests.probe import query
 
 WAIT_S = 30.0
 
@@ -156,7 +157,8 @@ def test_list_filters_by_lineage_queue_and_owner(app: Dict[str, Any]) -> None:
     assert ids(DBOS.list_workflows(forked_from="parent")) == [fork.workflow_id]
     assert ids(DBOS.list_workflows(was_forked_from=True)) == ["parent"]
     assert ids(DBOS.list_workflows(queue_name="_dbos_internal_queue")) == [fork.workflow_id]
-    assert ids(DBOS.list_workflows(executor_id="local", name="parent")) == ["parent", fork.workflow_id]
+    assert sorted(ids(DBOS.list_workflows(executor_id="local", name="parent"))) == sorted(
+        ["parent", fork.workflow_id])
     assert DBOS.list_workflows(app_version="other-version") == []
     sys_sql("UPDATE {status} SET application_name = 'another-app' WHERE workflow_uuid = ?", ("parent",))
     assert "parent" not in ids(DBOS.list_workflows())
@@ -542,3 +544,33 @@ def test_async_twins(app: Dict[str, Any]) -> None:
     assert listed == ["aw"] and result == 42 and fork_result == 43 and queued == []
     assert steps == ["DBOS.recv", "DBOS.sleep"]
     assert DBOS.get_workflow_status("aw") is None
+
+
+def test_delete_and_collect_remove_transaction_outputs(config: DBOSConfig, tmp_path: Any) -> None:
+    app_url = f"sqlite:///{tmp_path}/app.sqlite"
+    config["application_database_url"] = app_url
+
+    @DBOS.transaction(name="write")
+    def write(x: int) -> int:
+        return x * 2
+
+    @DBOS.workflow(name="writer")
+    def writer(x: int) -> int:
+        return int(write(x))
+
+    DBOS(config=config)
+    DBOS.launch()
+    for stamp, name in enumerate(("t1", "t2", "t3")):
+        with SetWorkflowID(name):
+            writer(1)
+        sys_sql("UPDATE {status} SET created_at = ? WHERE workflow_uuid = ?", (1000 + stamp, name))
+
+    def recorded() -> List[str]:
+        rows = query(app_url, "SELECT workflow_uuid FROM transaction_outputs ORDER BY workflow_uuid")
+        return [r[0] for r in rows]
+
+    assert recorded() == ["t1", "t2", "t3"]
+    DBOS.delete_workflow("t1")
+    assert recorded() == ["t2", "t3"]
+    assert DBOS.garbage_collect(rows_threshold=1) == 1
+    assert recorded() == ["t3"] and ids(DBOS.list_workflows()) == ["t3"]
