@@ -45,6 +45,11 @@ class QueueStore:
         self._backend = sysdb.backend
         self._p = sysdb.backend.placeholder
         self._status = sysdb.backend.qualified("workflow_status")
+        # A workflow enqueued for no particular version is for the latest one.
+        self._latest_version = (
+            f"(SELECT version_name FROM {sysdb.backend.qualified('application_versions')} "
+            "ORDER BY version_timestamp DESC LIMIT 1)"
+        )
         # Whether an earlier execution (or a fork's copy) recorded steps, so
         # only such workflows read their steps before running.
         self._has_steps = (
@@ -96,10 +101,11 @@ class QueueStore:
         p = self._p
         sql = (
             f"SELECT workflow_uuid FROM {self._status} WHERE {self._where_queue(limits)} "
-            f"AND status = 'ENQUEUED' AND (application_version = {p} OR application_version IS NULL) "
+            f"AND status = 'ENQUEUED' AND (application_version = {p} OR (application_version IS NULL "
+            f"AND {p} = {self._latest_version})) "
             f"ORDER BY priority, created_at LIMIT {int(budget)}{self._backend.skip_locked}"
         )
-        params = self._queue_params(queue_name, limits) + [app_version]
+        params = self._queue_params(queue_name, limits) + [app_version, app_version]
         return [r[0] for r in self._sysdb.execute(sql, params).fetchall()]
 
     def _take(self, ids: List[str], executor_id: str, app_version: str) -> List[Dict[str, Any]]:

@@ -24,6 +24,7 @@ import pytest
 
 from dbos import (
     DBOS,
+    DBOSClient,
     DBOSConfig,
     Queue,
     SetEnqueueOptions,
@@ -888,3 +889,27 @@ def test_schedule_declared_after_launch_starts_firing(launch: Callable[..., None
         assert cond.wait_for(lambda: len(fired) >= 1, WAIT_S)
         seen = list(fired[:1])
     check_ticks(seen, late.__qualname__)
+
+
+def test_workflow_enqueued_for_no_version_runs_on_the_latest_only(launch: Callable[..., None]) -> None:
+    queue = Queue("unversioned", polling_interval_sec=POLL_S)
+
+    @DBOS.workflow()
+    def job() -> str:
+        return "ran"
+
+    launch()
+    sysdb = engine().sysdb
+    sysdb.register_application_version("newer", "test-app")
+    sysdb.set_latest_application_version("newer")
+    client = DBOSClient(system_database_url=sysdb.url.render())
+    try:  # a client enqueues for no particular version unless told
+        handle = client.enqueue({"workflow_name": job.dbos_function_name, "queue_name": queue.name,
+                                 "workflow_id": "unpinned"})
+        assert status_row("unpinned")["application_version"] is None
+        wait_polls("unversioned", 2)
+        assert status_row("unpinned")["status"] == "ENQUEUED"  # this process is not the latest
+        DBOS.set_latest_application_version(DBOS.application_version)
+        assert result(handle) == "ran"
+    finally:
+        client.destroy()
