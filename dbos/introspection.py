@@ -33,7 +33,7 @@ def status_from_row(codec: Codec, row: Dict[str, Any]) -> WorkflowStatus:
     fields["authenticated_roles"] = _json(row.get("authenticated_roles"))
     fields["attributes"] = _json(row.get("attributes"))
     fields["was_forked_from"] = bool(row.get("was_forked_from"))
-    fields["input"] = _defensive(lambda: _inputs(codec, row["inputs"]), row.get("inputs"))
+    fields["input"] = _defensive(lambda: _inputs(codec, row.get("inputs")), row.get("inputs"))
     fields["output"] = _defensive(lambda: codec.load_value(row.get("output")), row.get("output"))
     error = row.get("error")
     fields["error"] = codec.load_error(error) if error else None

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections import Counter
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, cast
 
 import pytest
