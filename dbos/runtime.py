@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any, AsyncGenerator, Awaitable, Callable, Dict, Generator, List, Optional, Set, TypeVar
 
+from .admin_server import AdminServer
 from .config import (
     CONFIG_FILENAMES,
     DBOSConfig,
@@ -134,6 +135,7 @@ class DBOS(ManagementAPI):
         self._background: List[threading.Thread] = []
         self._engine: Optional[Engine] = None
         self._listen_queues: Optional[Set[str]] = None
+        self._admin_server: Optional[AdminServer] = None
         configure_logging(settings.log_level, settings.console_log_level)
         if settings.application_version:
             GlobalParams.app_version = settings.application_version
@@ -174,6 +176,12 @@ class DBOS(ManagementAPI):
             _register_version(sysdb, GlobalParams.app_version, settings.name)
             engine = _build_engine(sysdb, settings)
         except BaseException:
+            sysdb.close()
+            raise
+        try:  # bound before any work starts, so a busy port leaves nothing running
+            self._admin_server = _open_admin_server(engine, settings)
+        except BaseException:
+            engine.close()
             sysdb.close()
             raise
         self._sys_db, self._engine = sysdb, engine
@@ -227,6 +235,9 @@ class DBOS(ManagementAPI):
 
     def _shutdown(self, workflow_completion_timeout_sec: float) -> None:
         self._initialized = False
+        if self._admin_server is not None:  # first: no new request reaches a closing engine
+            self._admin_server.stop()
+            self._admin_server = None
         self._stop_event.set()
         engine, self._engine = self._engine, None
         if engine is not None:
@@ -732,6 +743,12 @@ def _build_engine(sysdb: SystemDatabase, settings: Settings) -> Engine:
                   settings.max_executor_threads, datasource, owned,
                   poll_interval=settings.notification_listener_polling_interval_sec,
                   listen=settings.use_listen_notify)
+
+
+def _open_admin_server(engine: Engine, settings: Settings) -> Optional[AdminServer]:
+    if not settings.run_admin_server:
+        return None
+    return AdminServer(engine, settings.admin_host, settings.admin_port)
 
 
 def _recover_quietly(engine: Engine, workflow_ids: List[str]) -> None:

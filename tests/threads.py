@@ -19,3 +19,13 @@ def in_thread(target: Callable[[], Any], *, daemon: bool = True) -> Tuple[thread
     thread = threading.Thread(target=run, daemon=daemon)
     thread.start()
     return thread, box
+
+
+def result(handle: Any, timeout: float = 30.0) -> Any:
+    """``handle.get_result()``, failing instead of hanging when it never comes."""
+    thread, box = in_thread(handle.get_result)
+    thread.join(timeout)
+    assert not thread.is_alive(), f"workflow {handle.workflow_id} did not finish in {timeout} s"
+    if "error" in box:
+        raise box["error"]
+    return box["result"]

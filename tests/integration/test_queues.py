@@ -37,6 +37,7 @@ from dbos.engine import Engine, peek_engine
 from dbos.error import DBOSAwaitedWorkflowCancelledError, DBOSException, DBOSQueueDeduplicatedError
 from dbos.queue import INTERNAL_QUEUE
 from dbos.scheduler import Scheduler
+from tests.threads import result
 from tests.integration.sysdb_sql import recover, status_row, sys_sql, wait_for_launch_recovery
 from tests.probe import execute, qualified, query
 
@@ -172,25 +173,6 @@ def statuses(handles: List[WorkflowHandle[Any]]) -> Counter[str]:
     marks = ", ".join("?" for _ in ids)
     rows = sys_sql(f"SELECT status FROM {{status}} WHERE workflow_uuid IN ({marks})", ids)
     return Counter(str(r[0]) for r in rows)
-
-
-def result(handle: WorkflowHandle[Any], timeout: float = WAIT_S) -> Any:
-    """``handle.get_result()``, failing instead of hanging when it never comes."""
-    box: Dict[str, Any] = {}
-
-    def wait() -> None:
-        try:
-            box["value"] = handle.get_result()
-        except BaseException as exc:
-            box["error"] = exc
-
-    waiter = threading.Thread(target=wait, name="test-result-waiter", daemon=True)
-    waiter.start()
-    waiter.join(timeout)
-    assert not waiter.is_alive(), f"workflow {handle.workflow_id} did not finish in {timeout} s"
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 def next_millisecond() -> None:
