@@ -264,10 +264,10 @@ def recover(call: Call) -> Reply:
 def _recover_executor(engine: Engine, executor_id: str) -> List[str]:
     """Meant for executors that are gone, as in DBOS Transact; what runs in
     this process is skipped, never started a second time."""
-    pending = engine.sysdb.workflows.pending(executor_id, engine.identity.app_version)
+    found = engine.sysdb.workflows.pending_queues(executor_id, engine.identity.app_version)
     running_here = set(engine.active_workflows())  # read after: catches those just started
-    pending = [w for w in pending if w not in running_here]
-    queue_of = {w: (engine.sysdb.workflows.get(w) or {}).get("queue_name") for w in pending}
+    queue_of = {w: queue for w, queue in found.items() if w not in running_here}
+    pending = list(queue_of)
     # This process's own queued work stays with its queue workers, which may
     # be starting it this very moment; requeueing is per executor, all or none.
     own = executor_id == engine.identity.executor_id

@@ -105,6 +105,15 @@ class Backend(ABC):
         """Statements giving ``role`` what the application needs; none for SQLite."""
         return []
 
+    def limit_offset(self, limit: Optional[int], offset: Optional[int]) -> str:
+        """A LIMIT/OFFSET clause; either may be None (no limit, from the start)."""
+        clause = f" LIMIT {int(limit)}" if limit else ""
+        return clause + (f" OFFSET {int(offset)}" if offset else "")
+
+    def json_contains(self, column: str) -> Optional[str]:
+        """SQL testing that JSON text ``column`` contains the JSON parameter; None if unsupported."""
+        return None
+
     def qualified(self, table: str) -> str:
         return f'"{self.schema}"."{table}"' if self.schema else f'"{table}"'
 
@@ -199,6 +208,12 @@ class SqliteBackend(Backend):
     def truncate(self, db: pw.Database, tables: Sequence[str]) -> None:
         for table in tables:
             db.execute_sql(f'DELETE FROM "{table}"')
+
+    def limit_offset(self, limit: Optional[int], offset: Optional[int]) -> str:
+        # SQLite takes OFFSET only after a LIMIT; -1 means none.
+        if offset and not limit:
+            return f" LIMIT -1 OFFSET {int(offset)}"
+        return super().limit_offset(limit, offset)
 
     def is_disconnect(self, exc: BaseException) -> bool:
         # A SQLite file has no connection to lose.
@@ -364,6 +379,9 @@ class PostgresBackend(Backend):
             f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {schema} TO {who}",
             f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT ALL ON TABLES TO {who}",
         ]
+
+    def json_contains(self, column: str) -> Optional[str]:
+        return f"CAST({column} AS JSONB) @> CAST(%s AS JSONB)"
 
     def is_missing_database(self, exc: BaseException) -> bool:
         inner = driver_error(exc)

@@ -94,7 +94,7 @@ class ManagementStore:
         self._sysdb = sysdb
         backend = sysdb.backend
         self._p = backend.placeholder
-        self._postgres = not sysdb.is_sqlite
+        self._backend = backend
         self._status = backend.qualified("workflow_status")
         self._steps = backend.qualified("operation_outputs")
         self._events = backend.qualified("workflow_events")
@@ -125,10 +125,7 @@ class ManagementStore:
             + (f" WHERE {' AND '.join(where)}" if where else "")
             + " ORDER BY created_at {0}, workflow_uuid {0}".format("DESC" if query.sort_desc else "ASC")
         )
-        if query.limit:
-            sql += f" LIMIT {int(query.limit)}"
-        if query.offset:
-            sql += (" LIMIT -1" if not query.limit and not self._postgres else "") + f" OFFSET {int(query.offset)}"
+        sql += self._backend.limit_offset(query.limit, query.offset)
         return [dict(zip(columns, row)) for row in self._read(sql, params)]
 
     def _where(self, query: ListQuery) -> Tuple[List[str], List[Any]]:
@@ -162,10 +159,11 @@ class ManagementStore:
         if query.has_parent is not None:
             add(f"parent_workflow_id IS {'NOT ' if query.has_parent else ''}NULL")
         if query.attributes is not None:
-            if not self._postgres:
+            contains = self._backend.json_contains("attributes")
+            if contains is None:
                 raise DBOSException("Filtering workflows by attributes needs PostgreSQL; "
                                     "SQLite cannot match JSON containment")
-            add(f"CAST(attributes AS JSONB) @> CAST({p} AS JSONB)", query.attributes)
+            add(contains, query.attributes)
         if query.application_names is not None:
             names = query.application_names
             add(f"(application_name IS NULL OR application_name IN ({self._marks(names)}))"
@@ -177,10 +175,7 @@ class ManagementStore:
             f"SELECT {', '.join(_STEP_COLUMNS)} FROM {self._steps} "
             f"WHERE workflow_uuid = {self._p} ORDER BY function_id"
         )
-        if limit:
-            sql += f" LIMIT {int(limit)}"
-        if offset:
-            sql += (" LIMIT -1" if not limit and not self._postgres else "") + f" OFFSET {int(offset)}"
+        sql += self._backend.limit_offset(limit, offset)
         return [dict(zip(_STEP_COLUMNS, row)) for row in self._read(sql, [workflow_id])]
 
     def _existing(self, workflow_ids: Sequence[str]) -> List[str]:

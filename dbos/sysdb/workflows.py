@@ -227,15 +227,20 @@ class WorkflowStore:
     # ------------------------------------------------------------------
 
     def pending(self, executor_id: str, application_version: str) -> List[str]:
+        return list(self.pending_queues(executor_id, application_version))
+
+    def pending_queues(self, executor_id: str, application_version: str) -> Dict[str, Optional[str]]:
+        """PENDING workflows of an executor and version, oldest first, each with
+        its queue (None for one started directly)."""
         sql = (
-            f"SELECT workflow_uuid FROM {self._status} WHERE status = 'PENDING' "
+            f"SELECT workflow_uuid, queue_name FROM {self._status} WHERE status = 'PENDING' "
             f"AND executor_id = {self._p} AND application_version = {self._p} ORDER BY created_at"
         )
         rows = self._sysdb.run(
             lambda: self._sysdb.execute(sql, [executor_id, application_version]).fetchall(),
             transaction=False,
         )
-        return [r[0] for r in rows]
+        return {r[0]: r[1] for r in rows}
 
     def claim_for_recovery(self, workflow_id: str, executor_id: str) -> Optional[Dict[str, Any]]:
         """Count a recovery attempt on a PENDING row and return what running it needs."""
