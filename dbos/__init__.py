@@ -1,5 +1,8 @@
 """Durable workflows for Python, speaking the DBOS Transact API."""
 
+import importlib.util
+from typing import TYPE_CHECKING, Any
+
 from . import error
 from .client import DBOSClient, EnqueueOptions
 from .config import DBOSConfig
@@ -16,6 +19,9 @@ from .schema import run_dbos_database_migrations
 from .serialization import DefaultSerializer, Serializer
 from .status import StepStatus, WorkflowStatus, WorkflowStatusString
 from .version import VersionInfo
+
+if TYPE_CHECKING:
+    from .contrib.sqlalchemy import SQLAlchemyDatasource
 
 __all__ = [
     "DBAPIDatasource",
@@ -46,3 +52,18 @@ __all__ = [
     "error",
     "run_dbos_database_migrations",
 ]
+
+
+# Listed only where SQLAlchemy is installed, so `from dbos import *` works without it.
+if importlib.util.find_spec("sqlalchemy") is not None:
+    __all__.append("SQLAlchemyDatasource")
+
+
+def __getattr__(name: str) -> Any:
+    # SQLAlchemy is optional: importing it on first use keeps `import dbos`
+    # working without it.
+    if name == "SQLAlchemyDatasource":
+        from .contrib.sqlalchemy import SQLAlchemyDatasource
+
+        return SQLAlchemyDatasource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -253,7 +253,7 @@ def validate_config(config: Any) -> None:
     _check_numbers(config, "")
     _check_urls(config)
     _check_serializer(config.get("serializer"))
-    _check_datasource(config.get("application_datasource"))
+    _check_datasource(config)
     _check_json(config, "conductor_executor_metadata")
 
 
@@ -391,13 +391,22 @@ def _check_urls(config: Dict[str, Any]) -> None:
                 raise DBOSConfigError(key, str(exc))
 
 
-def _check_datasource(datasource: Any) -> None:
-    from .datasource import Datasource
+def _check_datasource(config: Dict[str, Any]) -> None:
+    from .datasource import DATASOURCE_KINDS, Datasource
 
-    if datasource is not None and not isinstance(datasource, Datasource):
+    datasource = config.get("application_datasource")
+    if datasource is None or isinstance(datasource, Datasource):
+        return
+    if datasource not in DATASOURCE_KINDS:
         raise DBOSConfigError(
             "application_datasource",
-            f"must be a dbos.Datasource (such as PeeweeDatasource(db)), got {datasource!r}",
+            "must be a dbos.Datasource (such as PeeweeDatasource(db)) or one of "
+            f"{', '.join(map(repr, DATASOURCE_KINDS))}, got {datasource!r}",
+        )
+    if not (config.get("application_database_url") or config.get("database_url")):
+        raise DBOSConfigError(
+            "application_datasource",
+            f"{datasource!r} opens application_database_url, which is not set",
         )
 
 

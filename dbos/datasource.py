@@ -17,6 +17,7 @@ or sqlite3 connections from a function the user supplies).
 
 from __future__ import annotations
 
+import importlib.util
 import sqlite3
 import threading
 import time
@@ -415,8 +416,15 @@ class PeeweeDatasource(SQLDatasource):
         return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
 
     def close(self) -> None:
-        if self._owned:
-            pool: Any = self.database
+        if not self._owned:
+            return
+        pool: Any = self.database
+        if self.dialect == "sqlite":
+            # Closing a sqlite3 connection another thread is still using (a
+            # workflow mid-transaction at shutdown) can crash the interpreter;
+            # such a connection closes with the process instead.
+            pool.close_idle()
+        else:
             pool.close_all()
 
 
@@ -625,3 +633,31 @@ def _close_quietly(conn: Any) -> None:
         # sqlite3 refuses a close from another thread; dropping the last
         # reference closes it when it is collected.
         pass
+
+
+# ----------------------------------------------------------------------
+# Choosing the application's datasource
+# ----------------------------------------------------------------------
+
+DATASOURCE_KINDS = ("peewee", "sqlalchemy")
+
+
+def default_kind() -> str:
+    """SQLAlchemy where it is installed: DBOS Transact programs (which always
+    have it) then find ``DBOS.sql_session`` to be a SQLAlchemy session."""
+    return "sqlalchemy" if importlib.util.find_spec("sqlalchemy") is not None else "peewee"
+
+
+def datasource_from_config(choice: Any, url: Optional[str]) -> Tuple[Optional[Datasource], bool]:
+    """The application datasource the configuration asks for, and whether DBOS
+    opened it (and so closes it); a user's own datasource stays open."""
+    if isinstance(choice, Datasource):
+        return choice, False
+    if url is None:
+        return None, False
+    if (choice or default_kind()) == "peewee":
+        return PeeweeDatasource.from_url(url), True
+    from .contrib.sqlalchemy import SQLAlchemyDatasource
+
+    return SQLAlchemyDatasource.from_url(url), True
+

@@ -1,13 +1,16 @@
 """A small durable app that the acceptance tests run in child processes and kill.
 
     python crash_app.py steps     SYS_URL COUNT_FILE WORKFLOW_ID BLOCK_AT
-    python crash_app.py txn       SYS_URL APP_URL    WORKFLOW_ID CRASH(0|1)
+    python crash_app.py txn       SYS_URL APP_URL    WORKFLOW_ID CRASH(0|1) [KIND]
 
 Every step appends its number to COUNT_FILE, outside the system database, so
 the test can count executions. With BLOCK_AT=k the process prints
 "IN_STEP k" and hangs inside step k, for the parent to SIGKILL it. In the
 txn mode with CRASH=1 the process kills itself right after the transaction
-commits and before its checkpoint is written.
+commits and before its checkpoint is written. KIND is the application
+datasource: peewee (the default; a Peewee model), dbapi (DBAPIDatasource over
+sqlite3 or psycopg2) or sqlalchemy (``DBOS.sql_session``); each bumps the same
+``counter`` table.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+from typing import Any, Dict
 
 import peewee as pw
 
@@ -57,13 +61,91 @@ class Counter(pw.Model):
     value = pw.IntegerField()
 
 
-def txn_app(sys_url: str, app_url: str, workflow_id: str, crash: bool) -> None:
-    @DBOS.transaction()
-    def bump() -> int:
-        Counter.insert(name="hits", value=1).on_conflict(
-            conflict_target=[Counter.name], update={Counter.value: Counter.value + 1}
-        ).execute()
+COUNTER_TABLE = "CREATE TABLE IF NOT EXISTS counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL)"
+# Valid on SQLite and PostgreSQL alike.
+BUMP = ("INSERT INTO counter (name, value) VALUES ('hits', 1) "
+        "ON CONFLICT (name) DO UPDATE SET value = counter.value + 1")
+READ = "SELECT value FROM counter WHERE name = 'hits'"
+
+
+def peewee_bump() -> int:
+    Counter.insert(name="hits", value=1).on_conflict(
+        conflict_target=[Counter.name], update={Counter.value: Counter.value + 1}
+    ).execute()
+    return int(Counter.get_by_id("hits").value)
+
+
+def dbapi_bump() -> int:
+    cursor = DBOS.sql_session.cursor()  # the DB-API connection itself
+    cursor.execute(BUMP)
+    cursor.execute(READ)
+    return int(cursor.fetchone()[0])
+
+
+def sqlalchemy_bump() -> int:
+    import sqlalchemy as sa
+
+    DBOS.sql_session.execute(sa.text(BUMP))
+    return int(DBOS.sql_session.execute(sa.text(READ)).scalar_one())
+
+
+def datasource_config(kind: str, app_url: str) -> Dict[str, Any]:
+    """The configuration keys that give the application datasource of that kind."""
+    if kind == "peewee":
+        return {"application_database_url": app_url, "application_datasource": "peewee"}
+    if kind == "sqlalchemy":
+        return {"application_database_url": app_url, "application_datasource": "sqlalchemy"}
+    from dbos import DBAPIDatasource
+    from dbos.sysdb.backend import backend_for
+    from dbos.sysdb.url import DatabaseURL
+
+    parsed = DatabaseURL.parse(app_url)
+    backend_for(parsed).create_database()
+    if parsed.is_sqlite:
+        import sqlite3
+
+        return {"application_datasource": DBAPIDatasource(
+            lambda: sqlite3.connect(parsed.sqlite_path, timeout=30), dialect="sqlite")}
+    import psycopg2
+
+    return {"application_datasource": DBAPIDatasource(
+        lambda: psycopg2.connect(dbname=parsed.database, **parsed.connect_kwargs()),
+        dialect="postgresql")}
+
+
+def create_counter_table(kind: str) -> None:
+    if kind == "peewee":
+        Counter.bind(DBOS.app_datasource.database)
+        DBOS.app_datasource.database.create_tables([Counter], safe=True)
+    elif kind == "sqlalchemy":
+        import sqlalchemy as sa
+
+        with DBOS.app_datasource.engine.begin() as conn:
+            conn.execute(sa.text(COUNTER_TABLE))
+    else:
+        with DBOS.app_datasource.transaction("READ COMMITTED") as conn:
+            conn.cursor().execute(COUNTER_TABLE)
+
+
+def read_counter(kind: str) -> int:
+    if kind == "peewee":
         return int(Counter.get_by_id("hits").value)
+    if kind == "sqlalchemy":
+        import sqlalchemy as sa
+
+        with DBOS.app_datasource.engine.connect() as conn:
+            return int(conn.execute(sa.text(READ)).scalar_one())
+    with DBOS.app_datasource.transaction("READ COMMITTED") as conn:
+        cursor = conn.cursor()
+        cursor.execute(READ)
+        return int(cursor.fetchone()[0])
+
+
+BUMPS = {"peewee": peewee_bump, "dbapi": dbapi_bump, "sqlalchemy": sqlalchemy_bump}
+
+
+def txn_app(sys_url: str, app_url: str, workflow_id: str, crash: bool, kind: str) -> None:
+    bump = DBOS.transaction(name="bump")(BUMPS[kind])
 
     @DBOS.workflow()
     def count_once() -> int:
@@ -72,11 +154,9 @@ def txn_app(sys_url: str, app_url: str, workflow_id: str, crash: bool) -> None:
     if crash:
         _crash_before_checkpoint("bump")
     DBOS(config=DBOSConfig(name="crash-app", system_database_url=sys_url,
-                           application_database_url=app_url, application_version="v1"))
+                           application_version="v1", **datasource_config(kind, app_url)))
     DBOS.launch()
-    engine_db = DBOS.app_datasource.database
-    Counter.bind(engine_db)
-    engine_db.create_tables([Counter], safe=True)
+    create_counter_table(kind)
     if crash:
         from dbos import SetWorkflowID
 
@@ -84,7 +164,7 @@ def txn_app(sys_url: str, app_url: str, workflow_id: str, crash: bool) -> None:
             count_once()
     else:
         print(f"RESULT {DBOS.retrieve_workflow(workflow_id).get_result()}", flush=True)
-        print(f"COUNTER {Counter.get_by_id('hits').value}", flush=True)
+        print(f"COUNTER {read_counter(kind)}", flush=True)
     DBOS.destroy()
 
 
@@ -108,4 +188,4 @@ if __name__ == "__main__":
     if mode == "steps":
         steps_app(sys_url, second, workflow_id, int(flag))
     else:
-        txn_app(sys_url, second, workflow_id, flag == "1")
+        txn_app(sys_url, second, workflow_id, flag == "1", sys.argv[6] if len(sys.argv) > 6 else "peewee")

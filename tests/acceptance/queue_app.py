@@ -132,6 +132,7 @@ def config(sys_url: str, executor_id: str, app_url: str = "") -> DBOSConfig:
                      executor_id=executor_id)
     if app_url:
         cfg["application_database_url"] = app_url
+        cfg["application_datasource"] = "peewee"  # the transaction below uses execute_sql
     return cfg
 
 

@@ -8,11 +8,12 @@ import sys
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import IO, Iterator, List
+from typing import IO, Iterator, List, Tuple
 
 import pytest
 
 from ..conftest import postgres_url
+from ..probe import qualified, query
 from dbos.sysdb import SystemDatabase
 
 pytestmark = pytest.mark.acceptance
@@ -72,16 +73,32 @@ def test_workflow_killed_in_a_step_resumes_and_completed_steps_never_rerun(
     assert all(runs[n] == 1 for n in range(kill_in_step + 1, STEPS + 1))
 
 
+@pytest.mark.parametrize("kind", ["peewee", "dbapi", "sqlalchemy"])
 def test_transaction_killed_between_commit_and_checkpoint_applies_once(
-    sys_db_url: str, app_db_url: str
+    sys_db_url: str, app_db_url: str, kind: str
 ) -> None:
     workflow_id = f"txn-{uuid.uuid4().hex[:8]}"
-    first = start("txn", sys_db_url, app_db_url, workflow_id, "1")
+    first = start("txn", sys_db_url, app_db_url, workflow_id, "1", kind)
     assert first.stdout is not None
     assert read_until(first.stdout, "COMMITTED") == "COMMITTED"
     first.wait(timeout=30)
     assert first.returncode == -signal.SIGKILL
+    # Killed after the commit: the effect and its recorded output are there, the checkpoint is not.
+    assert query(app_db_url, "SELECT value FROM counter") == [(1,)]
+    assert recorded_outputs(app_db_url, workflow_id) == [(1, "bump")]
 
-    lines = finish(start("txn", sys_db_url, app_db_url, workflow_id, "0"))
+    lines = finish(start("txn", sys_db_url, app_db_url, workflow_id, "0", kind))
     assert "RESULT 1" in lines
     assert "COUNTER 1" in lines
+    # The replay took the output from transaction_outputs rather than bump again.
+    assert query(app_db_url, "SELECT value FROM counter") == [(1,)]
+    assert recorded_outputs(app_db_url, workflow_id) == [(1, "bump")]
+
+
+def recorded_outputs(app_url: str, workflow_id: str) -> List[Tuple[int, str]]:
+    return [(int(r[0]), str(r[1])) for r in query(
+        app_url,
+        f"SELECT function_id, function_name FROM {qualified(app_url, 'transaction_outputs')} "
+        "WHERE workflow_uuid = %s",
+        (workflow_id,),
+    )]

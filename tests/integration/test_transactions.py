@@ -143,6 +143,7 @@ def app(request: pytest.FixtureRequest, config: DBOSConfig, app_db_url: str) -> 
     datasource: Optional[DBAPIDatasource] = None
     if request.param == "peewee":
         config["application_database_url"] = app_db_url
+        config["application_datasource"] = "peewee"
     else:
         datasource = dbapi_datasource(app_db_url)
         config["application_datasource"] = datasource
