@@ -32,12 +32,12 @@ from .queue_worker import QueueWorkers
 from .scheduler import scheduled, start_scheduler
 from .communication import SendMessage
 from .context import DBOSContext, get_context
-from .datasource import IsolationLevel, PeeweeDatasource
+from .datasource import IsolationLevel, datasource_from_config
 from .engine import Engine, Identity, get_engine, set_engine
 from .handle import WorkflowHandle, WorkflowHandleAsync
 from .introspection import workflow_status
 from .management import ManagementAPI
-from .error import DBOSException, DBOSInitializationError, DBOSNotLaunchedError
+from .error import DBOSException, DBOSNotLaunchedError
 from .logger import configure_logging, dbos_logger
 from .recovery import recover_pending
 from .registry import clear_registry, get_registry
@@ -123,10 +123,12 @@ class DBOS(ManagementAPI):
             config = default_config()
             dbos_logger.info(f"No {CONFIG_FILENAMES[0]} here; running as app '{config['name']}'")
         settings = resolve(config, yaml_data)
-        if fastapi is not None or flask is not None:
-            raise DBOSInitializationError(
-                "Web framework integration (fastapi=, flask=) is not available yet"
-            )
+        if fastapi is not None:  # imported here: the core never imports a framework
+            from .contrib.fastapi import setup_fastapi
+            setup_fastapi(fastapi)
+        if flask is not None:
+            from .contrib.flask import setup_flask
+            setup_flask(flask)
         self._settings: Settings = settings
         self._config: DBOSConfig = config
         self._sys_db: Optional[SystemDatabase] = None
@@ -732,13 +734,12 @@ def is_initialized() -> bool:
 
 
 def _build_engine(sysdb: SystemDatabase, settings: Settings) -> Engine:
-    datasource = settings.application_datasource
-    if datasource is None and settings.application_database_url is not None:
-        datasource = PeeweeDatasource.from_url(settings.application_database_url.render())
+    url = settings.application_database_url
+    datasource, owned = datasource_from_config(settings.application_datasource,
+                                               url.render() if url is not None else None)
     if datasource is not None:
         datasource.ensure_schema()
     identity = Identity(settings.name, GlobalParams.app_version, GlobalParams.executor_id)
-    owned = settings.application_datasource is None  # a user's datasource stays open
     return Engine(sysdb, Codec(settings.serializer), identity,
                   settings.max_executor_threads, datasource, owned,
                   poll_interval=settings.notification_listener_polling_interval_sec,
