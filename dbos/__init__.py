@@ -21,7 +21,7 @@ from .status import StepStatus, WorkflowStatus, WorkflowStatusString
 from .version import VersionInfo
 
 if TYPE_CHECKING:
-    from .contrib.sqlalchemy import SQLAlchemyDatasource
+    from .contrib.sqlalchemy import SQLAlchemyDatasource  # noqa: F401  (for type checkers)
 
 __all__ = [
     "DBAPIDatasource",
