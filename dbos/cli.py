@@ -213,9 +213,16 @@ def cmd_reset(args: argparse.Namespace) -> int:
         print("Reset cancelled.")
         return 1
     sysdb = SystemDatabase(target.system_url, schema=target.schema, pool_size=1)
-    sysdb.drop()
-    print(f"Deleted the system database at {target.system_url}")
+    dropped = sysdb.drop()
+    print(DROPPED[dropped].format(url=target.system_url, schema=target.schema))
     return 0
+
+
+DROPPED = {
+    "database": "Deleted the system database at {url}",
+    "schema": "Dropped the schema {schema} at {url}; the database also holds other data, which was kept",
+    "tables": "Dropped the DBOS tables at {url}; the file also holds other tables, which were kept",
+}
 
 
 # ----------------------------------------------------------------------

@@ -15,6 +15,7 @@ import pytest
 
 from dbos import DBOS, DBOSConfig
 from dbos.sysdb import DatabaseURL, SystemDatabase
+from tests.probe import drop_database
 
 POSTGRES_SERVER = os.environ.get("DBOS_TEST_POSTGRES_URL", "postgresql://postgres@localhost:5432/postgres")
 
@@ -46,7 +47,7 @@ def fresh_postgres_url() -> Iterator[str]:
     """A URL naming a PostgreSQL database that does not exist yet."""
     url = postgres_url(f"dbos_test_{uuid.uuid4().hex[:12]}")
     yield url
-    SystemDatabase(url, pool_size=1).drop()
+    drop_database(url)
 
 
 @pytest.fixture

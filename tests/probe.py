@@ -98,3 +98,15 @@ def driver_connection(url: str, timeout: float = 5.0) -> Any:
     conn = psycopg2.connect(dbname=parsed.database, **parsed.connect_kwargs())
     conn.autocommit = True
     return conn
+
+
+def drop_database(url: str) -> None:
+    """Drop a test's PostgreSQL database whole, whatever it holds (the library's
+    own drop keeps databases that hold other data); a SQLite file is deleted."""
+    path = sqlite_path(url)
+    if path is not None:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            if os.path.exists(path + suffix):
+                os.remove(path + suffix)
+        return
+    execute(maintenance_url(url), f'DROP DATABASE IF EXISTS "{database_name(url)}" WITH (FORCE)')

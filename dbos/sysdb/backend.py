@@ -64,7 +64,9 @@ class Backend(ABC):
         """Create the database if it is missing; safe when others race to do it."""
 
     @abstractmethod
-    def drop_database(self) -> None: ...
+    def drop_database(self, own_tables: Sequence[str]) -> str:
+        """Drop the database, or only ``own_tables`` where it also holds other
+        data (an application sharing it): say which was done."""
 
     @abstractmethod
     def migration_lock(self, db: pw.Database) -> Any:
@@ -183,12 +185,31 @@ class SqliteBackend(Backend):
                     raise
                 time.sleep(0.01)
 
-    def drop_database(self) -> None:
+    def drop_database(self, own_tables: Sequence[str]) -> str:
+        if self.database_exists() and self._others_tables(own_tables):
+            self._drop_tables(own_tables)
+            return "tables"
         for suffix in ("", "-wal", "-shm", "-journal"):
             try:
                 os.remove(self.path + suffix)
             except FileNotFoundError:
                 pass
+        return "database"
+
+    def _others_tables(self, own_tables: Sequence[str]) -> List[str]:
+        with closing(sqlite3.connect(self.path)) as conn:
+            rows = conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            ).fetchall()
+        return [r[0] for r in rows if r[0] not in own_tables]
+
+    def _drop_tables(self, own_tables: Sequence[str]) -> None:
+        with closing(sqlite3.connect(self.path, isolation_level=None)) as conn:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("BEGIN IMMEDIATE")
+            for table in own_tables:
+                conn.execute(f'DROP TABLE IF EXISTS "{table}"')
+            conn.execute("COMMIT")
 
     @contextmanager
     def migration_lock(self, db: pw.Database) -> Iterator[None]:
@@ -320,9 +341,12 @@ class PostgresBackend(Backend):
         finally:
             conn.close()
 
-    def drop_database(self) -> None:
+    def drop_database(self, own_tables: Sequence[str]) -> str:
         from psycopg2 import sql
 
+        if self.database_exists() and self._holds_other_data():
+            self._drop_schema()
+            return "schema"
         conn = self._maintenance_connection()
         try:
             with conn.cursor() as cur:
@@ -333,6 +357,28 @@ class PostgresBackend(Backend):
                 )
         finally:
             conn.close()
+        return "database"
+
+    def _own_connection(self) -> Any:
+        import psycopg2
+
+        conn = psycopg2.connect(dbname=self.url.database, **self.url.connect_kwargs())
+        conn.autocommit = True
+        return conn
+
+    def _holds_other_data(self) -> bool:
+        """Whether tables outside our schema live here (an app sharing the database)."""
+        with closing(self._own_connection()) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema NOT IN "
+                "(%s, 'pg_catalog', 'information_schema') LIMIT 1",
+                (self.schema,),
+            )
+            return cur.fetchone() is not None
+
+    def _drop_schema(self) -> None:
+        with closing(self._own_connection()) as conn, conn.cursor() as cur:
+            cur.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
 
     @contextmanager
     def migration_lock(self, db: pw.Database) -> Iterator[None]:

@@ -188,10 +188,16 @@ class SystemDatabase:
         tables = [m._meta.table_name for m in self.models.data_tables()]
         self.run(lambda: self.backend.truncate(self._db, [t for t in tables if t in present]))
 
-    def drop(self) -> None:
-        """Drop the whole database (PostgreSQL) or delete its file (SQLite)."""
+    def drop(self) -> str:
+        """Drop the whole database (PostgreSQL) or delete its file (SQLite).
+
+        A database that also holds other data (an application's tables beside
+        ours) keeps it: only our schema (PostgreSQL) or our tables (SQLite) go.
+        Returns what was dropped: "database", "schema" or "tables".
+        """
         self.close()
-        self._guard(self.backend.drop_database)
+        own = list(self.models.by_table)
+        return self._guard(lambda: self.backend.drop_database(own))
 
     def close(self) -> None:
         """Close the pooled connections; a later operation opens new ones."""

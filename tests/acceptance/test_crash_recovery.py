@@ -14,7 +14,7 @@ import pytest
 
 from ..conftest import postgres_url
 from ..probe import qualified, query
-from dbos.sysdb import SystemDatabase
+from tests.probe import drop_database
 
 pytestmark = pytest.mark.acceptance
 
@@ -49,7 +49,7 @@ def app_db_url(backend: str, tmp_path: Path) -> Iterator[str]:
         return
     url = postgres_url(f"dbos_test_app_{uuid.uuid4().hex[:12]}")
     yield url
-    SystemDatabase(url, pool_size=1).drop()
+    drop_database(url)
 
 
 @pytest.mark.parametrize("kill_in_step", [1, 3, STEPS])

@@ -17,7 +17,7 @@ import pytest
 
 from ..conftest import postgres_url
 from ..probe import qualified, query
-from dbos.sysdb import SystemDatabase
+from tests.probe import drop_database
 
 pytestmark = pytest.mark.acceptance
 
@@ -32,7 +32,7 @@ def app_db_url(backend: str, tmp_path: Path) -> Iterator[str]:
         return
     url = postgres_url(f"dbos_test_app_{uuid.uuid4().hex[:12]}")
     yield url
-    SystemDatabase(url, pool_size=1).drop()
+    drop_database(url)
 
 
 def run_app(sys_db_url: str, app_db_url: str, workflow_id: str, name: str, cwd: Path) -> List[str]:

@@ -31,6 +31,7 @@ from dbos.sysdb.url import DatabaseURL
 
 from ..conftest import postgres_url
 from ..probe import SYSTEM_TABLES, qualified, query, sqlite_path, table_names
+from tests.probe import drop_database
 
 pytestmark = pytest.mark.acceptance
 
@@ -158,7 +159,7 @@ def project(backend: str, tmp_path: Path) -> Iterator[Project]:
         parsed = DatabaseURL.parse(url)
         # Also the test database of `manage.py test`, should it have failed to drop it.
         for database in (parsed, parsed.with_database(f"test_{parsed.database}")):
-            backend_for(database).drop_database()
+            drop_database(database.render())
 
 
 # ----------------------------------------------------------------------

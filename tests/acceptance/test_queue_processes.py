@@ -20,10 +20,9 @@ from typing import Callable, Dict, Iterator, List, Set, Tuple
 
 import pytest
 
-from dbos.sysdb import SystemDatabase
 from tests.acceptance.queue_app import APP_SCHEMA, CONCURRENCY
 from tests.conftest import postgres_url
-from tests.probe import execute, maintenance_url, qualified, query
+from tests.probe import drop_database, execute, maintenance_url, qualified, query
 
 pytestmark = pytest.mark.acceptance
 
@@ -111,7 +110,7 @@ def app_url(pg_only: None) -> Iterator[str]:
     execute(maintenance_url(url), f'CREATE DATABASE "{name}"')
     execute(url, APP_SCHEMA)
     yield url
-    SystemDatabase(url, pool_size=1).drop()
+    drop_database(url)
 
 
 def wait_until(predicate: Callable[[], bool], what: str, workers: List[Child], timeout: float = DRAIN_S) -> None:

@@ -23,6 +23,7 @@ from dbos.sysdb import latest_version
 from ..probe import (
     SYSTEM_TABLES,
     database_exists,
+    execute,
     migration_version,
     query,
     sqlite_path,
@@ -331,3 +332,15 @@ def test_unreadable_yaml(tmp_path: Path) -> None:
     (tmp_path / "dbos_config.yaml").write_text("name: [unclosed\n")
     line = assert_clean_failure(run_dbos("migrate", cwd=tmp_path))
     assert "not valid YAML" in line
+
+
+def test_reset_keeps_an_application_sharing_the_database(migrated_url: str, tmp_path: Path) -> None:
+    # The app's own table beside ours (a Django or SQLite app sharing the database).
+    execute(migrated_url, "CREATE TABLE public_orders (id INTEGER PRIMARY KEY)"
+            if sqlite_path(migrated_url) else "CREATE TABLE public.public_orders (id INTEGER PRIMARY KEY)")
+    execute(migrated_url, "INSERT INTO public_orders VALUES (7)")
+    result = run_dbos("reset", "-y", "-s", migrated_url, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "kept" in result.stdout
+    assert query(migrated_url, "SELECT id FROM public_orders") == [(7,)]
+    assert not SYSTEM_TABLES & table_names(migrated_url)

@@ -22,7 +22,7 @@ import peewee as pw
 import psycopg2
 import pytest
 
-from tests.probe import driver_connection
+from tests.probe import drop_database, driver_connection
 
 from dbos.datasource import DBAPIDatasource, Datasource, PeeweeDatasource, is_retryable_error
 from dbos.error import DBOSException
@@ -49,7 +49,7 @@ def app_db_url(backend: str, tmp_path: Path) -> Iterator[str]:
         return
     url = postgres_url(f"dbos_app_{uuid.uuid4().hex[:12]}")
     yield url
-    backend_for(DatabaseURL.parse(url)).drop_database()
+    drop_database(url)
 
 
 

@@ -28,6 +28,7 @@ import pytest
 
 from dbos.sysdb.backend import backend_for
 from dbos.sysdb.url import DatabaseURL
+from tests.probe import drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
 CHILD_TIMEOUT_S = 120
@@ -57,7 +58,7 @@ def outcomes(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     try:
         yield _run_child(backend, url)
     finally:
-        database.drop_database()
+        drop_database(url)
 
 
 def _run_child(backend: str, location: str) -> Dict[str, str]:

@@ -74,6 +74,8 @@ from tests.integration.test_transactions import (  # noqa: F401  (collected here
     test_writes_and_output_commit_together,
 )
 
+from tests.probe import drop_database
+
 Row = Tuple[Any, ...]
 WAIT_S = 30
 
@@ -133,7 +135,7 @@ def empty_db_url(backend: str, tmp_path: Path) -> Iterator[str]:
         return
     url = postgres_url(f"dbos_app_{uuid.uuid4().hex[:12]}")
     yield url
-    backend_for(DatabaseURL.parse(url)).drop_database()
+    drop_database(url)
 
 
 @pytest.fixture

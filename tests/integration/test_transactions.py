@@ -21,7 +21,7 @@ import peewee as pw
 import psycopg2
 import pytest
 
-from tests.probe import driver_connection
+from tests.probe import drop_database, driver_connection
 
 from dbos import DBAPIDatasource, DBOS, DBOSConfig, SetWorkflowID
 from dbos.error import DBOSException, DBOSSerializationError
@@ -63,7 +63,7 @@ def app_db_url(backend: str, tmp_path: Path) -> Iterator[str]:
     backend_for(DatabaseURL.parse(url)).create_database()
     observe(url, "CREATE TABLE items (name TEXT PRIMARY KEY, n INTEGER NOT NULL)")
     yield url
-    backend_for(DatabaseURL.parse(url)).drop_database()
+    drop_database(url)
 
 
 

@@ -11,10 +11,8 @@ from types import ModuleType
 from typing import Any, Iterator, List, Tuple
 
 from dbos import DBOS, DBOSConfig
-from dbos.sysdb.backend import backend_for
-from dbos.sysdb.url import DatabaseURL
 from tests.conftest import postgres_url
-from tests.probe import qualified, query
+from tests.probe import drop_database, qualified, query
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -47,7 +45,7 @@ def new_app_db_url(backend: str, tmp_path: Path) -> str:
 
 def drop_app_db(url: str) -> None:
     DBOS.destroy(destroy_registry=True)  # its pool must be closed first
-    backend_for(DatabaseURL.parse(url)).drop_database()
+    drop_database(url)
 
 
 def app_config(sys_db_url: str, app_db_url: str) -> DBOSConfig:
