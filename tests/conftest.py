@@ -56,6 +56,18 @@ def fresh_sqlite_url(tmp_path: "os.PathLike[str]") -> str:
 
 
 @pytest.fixture
+def empty_db_url(backend: str, tmp_path: "os.PathLike[str]") -> Iterator[str]:
+    """An application database URL on the chosen backend; the database does not
+    exist yet, and is dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{os.path.join(str(tmp_path), 'app.sqlite')}"
+        return
+    url = postgres_url(f"dbos_app_{uuid.uuid4().hex[:12]}")
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture
 def sys_db_url(backend: str, request: pytest.FixtureRequest) -> str:
     """A system database URL on the chosen backend; the database does not exist yet."""
     name = "fresh_postgres_url" if backend == "postgres" else "fresh_sqlite_url"

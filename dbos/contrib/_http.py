@@ -14,14 +14,16 @@ request ID takes it as an argument, so it is recorded with its inputs.
 
 from __future__ import annotations
 
+import importlib
 import threading
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from ..context import DBOSContext, get_context, reset_context, set_context
 from ..engine import peek_engine
+from ..error import DBOSInitializationError
 
 REQUEST_ID_HEADER = "x-request-id"
 IDEMPOTENCY_KEY_HEADER = "dbos-idempotency-key"
@@ -91,3 +93,18 @@ def launch_if_needed() -> None:
     with _launch_lock:
         if peek_engine() is None and is_initialized():
             DBOS.launch()
+
+
+def require_app(app: Any, package: str, class_name: str, option: str) -> None:
+    """Refuse an ``option=`` that is not an application of that framework."""
+    try:
+        framework = importlib.import_module(package)
+    except ImportError:
+        raise DBOSInitializationError(
+            f"{option}= needs the {package} package: pip install {package}"
+        ) from None
+    if not isinstance(app, getattr(framework, class_name)):
+        raise DBOSInitializationError(
+            f"{option}= must be a {package}.{class_name} application, got {type(app).__name__}"
+        )
+

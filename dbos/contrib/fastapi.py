@@ -20,8 +20,9 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Dict, Optional
 
-from ..error import DBOSException, DBOSInitializationError
+from ..error import DBOSException
 from ._http import (
+    require_app,
     IDEMPOTENCY_KEY_HEADER,
     REQUEST_ID_HEADER,
     RequestInfo,
@@ -42,26 +43,13 @@ __all__ = ["DBOSASGIMiddleware", "RequestInfo", "current_request", "setup_fastap
 
 def setup_fastapi(app: Any) -> None:
     """What ``DBOS(config=..., fastapi=app)`` does to ``app``."""
-    _check_app(app)
+    require_app(app, "fastapi", "FastAPI", "fastapi")
     if getattr(app.state, "dbos_installed", False):
         return  # a second DBOS after destroy() finds the app wired already
     _wrap_lifespan(app)
     app.add_exception_handler(DBOSException, dbos_exception_handler)
     app.add_middleware(DBOSASGIMiddleware)
     app.state.dbos_installed = True
-
-
-def _check_app(app: Any) -> None:
-    try:
-        from fastapi import FastAPI
-    except ImportError:
-        raise DBOSInitializationError(
-            "fastapi= needs the fastapi package: pip install fastapi"
-        ) from None
-    if not isinstance(app, FastAPI):
-        raise DBOSInitializationError(
-            f"fastapi= must be a fastapi.FastAPI application, got {type(app).__name__}"
-        )
 
 
 # ----------------------------------------------------------------------

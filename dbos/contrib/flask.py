@@ -27,8 +27,9 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, Optional
 
 from ..config import DBOSConfig, Settings, resolve
-from ..error import DBOSException, DBOSInitializationError
+from ..error import DBOSException
 from ._http import (
+    require_app,
     RequestInfo,
     current_request,
     handler_context,
@@ -103,7 +104,7 @@ class DBOSFlask:
     def init_app(self, app: "Flask") -> None:
         from ..runtime import DBOS, is_initialized
 
-        _check_app(app)
+        require_app(app, "flask", "Flask", "flask")
         if not is_initialized():
             DBOS(config=self.config if self.config is not None else app.config.get(CONFIG_KEY))
         _install(app)
@@ -117,22 +118,9 @@ class DBOSFlask:
 
 def setup_flask(app: Any) -> None:
     """What ``DBOS(config=..., flask=app)`` does: middleware and commands, no launch."""
-    _check_app(app)
+    require_app(app, "flask", "Flask", "flask")
     _install(app)
     app.extensions.setdefault(EXTENSION_KEY, DBOSFlask(launch=False))
-
-
-def _check_app(app: Any) -> None:
-    try:
-        from flask import Flask
-    except ImportError:
-        raise DBOSInitializationError(
-            "flask= needs the flask package: pip install flask"
-        ) from None
-    if not isinstance(app, Flask):
-        raise DBOSInitializationError(
-            f"flask= must be a flask.Flask application, got {type(app).__name__}"
-        )
 
 
 def _install(app: "Flask") -> None:

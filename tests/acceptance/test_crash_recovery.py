@@ -8,13 +8,11 @@ import sys
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import IO, Iterator, List, Tuple
+from typing import IO, List, Tuple
 
 import pytest
 
-from ..conftest import postgres_url
 from ..probe import qualified, query
-from tests.probe import drop_database
 
 pytestmark = pytest.mark.acceptance
 
@@ -42,16 +40,6 @@ def finish(proc: "subprocess.Popen[str]") -> List[str]:
     return out.splitlines()
 
 
-@pytest.fixture
-def app_db_url(backend: str, tmp_path: Path) -> Iterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'app.sqlite'}"
-        return
-    url = postgres_url(f"dbos_test_app_{uuid.uuid4().hex[:12]}")
-    yield url
-    drop_database(url)
-
-
 @pytest.mark.parametrize("kill_in_step", [1, 3, STEPS])
 def test_workflow_killed_in_a_step_resumes_and_completed_steps_never_rerun(
     sys_db_url: str, tmp_path: Path, kill_in_step: int
@@ -75,24 +63,24 @@ def test_workflow_killed_in_a_step_resumes_and_completed_steps_never_rerun(
 
 @pytest.mark.parametrize("kind", ["peewee", "dbapi", "sqlalchemy"])
 def test_transaction_killed_between_commit_and_checkpoint_applies_once(
-    sys_db_url: str, app_db_url: str, kind: str
+    sys_db_url: str, empty_db_url: str, kind: str
 ) -> None:
     workflow_id = f"txn-{uuid.uuid4().hex[:8]}"
-    first = start("txn", sys_db_url, app_db_url, workflow_id, "1", kind)
+    first = start("txn", sys_db_url, empty_db_url, workflow_id, "1", kind)
     assert first.stdout is not None
     assert read_until(first.stdout, "COMMITTED") == "COMMITTED"
     first.wait(timeout=30)
     assert first.returncode == -signal.SIGKILL
     # Killed after the commit: the effect and its recorded output are there, the checkpoint is not.
-    assert query(app_db_url, "SELECT value FROM counter") == [(1,)]
-    assert recorded_outputs(app_db_url, workflow_id) == [(1, "bump")]
+    assert query(empty_db_url, "SELECT value FROM counter") == [(1,)]
+    assert recorded_outputs(empty_db_url, workflow_id) == [(1, "bump")]
 
-    lines = finish(start("txn", sys_db_url, app_db_url, workflow_id, "0", kind))
+    lines = finish(start("txn", sys_db_url, empty_db_url, workflow_id, "0", kind))
     assert "RESULT 1" in lines
     assert "COUNTER 1" in lines
     # The replay took the output from transaction_outputs rather than bump again.
-    assert query(app_db_url, "SELECT value FROM counter") == [(1,)]
-    assert recorded_outputs(app_db_url, workflow_id) == [(1, "bump")]
+    assert query(empty_db_url, "SELECT value FROM counter") == [(1,)]
+    assert recorded_outputs(empty_db_url, workflow_id) == [(1, "bump")]
 
 
 def recorded_outputs(app_url: str, workflow_id: str) -> List[Tuple[int, str]]:

@@ -9,49 +9,35 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from pathlib import Path
-from typing import Iterator, List
+from typing import List
 
 import pytest
 
-from ..conftest import postgres_url
 from ..probe import qualified, query
-from tests.probe import drop_database
 
 pytestmark = pytest.mark.acceptance
 
 APP = str(Path(__file__).with_name("dbos_transact_app.py"))
 
 
-@pytest.fixture
-def app_db_url(backend: str, tmp_path: Path) -> Iterator[str]:
-    """The application database's URL; the program creates the database itself."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'app.sqlite'}"
-        return
-    url = postgres_url(f"dbos_test_app_{uuid.uuid4().hex[:12]}")
-    yield url
-    drop_database(url)
-
-
-def run_app(sys_db_url: str, app_db_url: str, workflow_id: str, name: str, cwd: Path) -> List[str]:
+def run_app(sys_db_url: str, empty_db_url: str, workflow_id: str, name: str, cwd: Path) -> List[str]:
     proc = subprocess.run(
-        [sys.executable, APP, sys_db_url, app_db_url, workflow_id, name],
+        [sys.executable, APP, sys_db_url, empty_db_url, workflow_id, name],
         capture_output=True, text=True, timeout=120, cwd=cwd,
     )
     assert proc.returncode == 0, proc.stderr
     return [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
 
 
-def test_a_dbos_transact_program_runs_unchanged(sys_db_url: str, app_db_url: str, tmp_path: Path) -> None:
-    first = run_app(sys_db_url, app_db_url, "greet-ada", "Ada", tmp_path)
+def test_a_dbos_transact_program_runs_unchanged(sys_db_url: str, empty_db_url: str, tmp_path: Path) -> None:
+    first = run_app(sys_db_url, empty_db_url, "greet-ada", "Ada", tmp_path)
     assert first == ["RESULT Hello, Ada! (greeted 1x, 1 in all, workflow greet-ada)"]
-    assert query(app_db_url, "SELECT name, note, greeted FROM greetings") == [("Ada", "Hello, Ada!", 1)]
+    assert query(empty_db_url, "SELECT name, note, greeted FROM greetings") == [("Ada", "Hello, Ada!", 1)]
     # Step 1 is compose_note; the two transactions recorded their outputs in the app database.
     outputs = query(
-        app_db_url,
-        f"SELECT function_id, function_name, error FROM {qualified(app_db_url, 'transaction_outputs')} "
+        empty_db_url,
+        f"SELECT function_id, function_name, error FROM {qualified(empty_db_url, 'transaction_outputs')} "
         "WHERE workflow_uuid = %s ORDER BY function_id",
         ("greet-ada",),
     )
@@ -62,8 +48,8 @@ def test_a_dbos_transact_program_runs_unchanged(sys_db_url: str, app_db_url: str
 
     # The same workflow ID again: its recorded result, nothing inserted twice
     # (a second INSERT of Ada would fail on the primary key).
-    assert run_app(sys_db_url, app_db_url, "greet-ada", "Ada", tmp_path) == first
+    assert run_app(sys_db_url, empty_db_url, "greet-ada", "Ada", tmp_path) == first
 
-    second = run_app(sys_db_url, app_db_url, "greet-grace", "Grace", tmp_path)
+    second = run_app(sys_db_url, empty_db_url, "greet-grace", "Grace", tmp_path)
     assert second == ["RESULT Hello, Grace! (greeted 1x, 2 in all, workflow greet-grace)"]
-    assert query(app_db_url, "SELECT name FROM greetings ORDER BY name") == [("Ada",), ("Grace",)]
+    assert query(empty_db_url, "SELECT name FROM greetings ORDER BY name") == [("Ada",), ("Grace",)]

@@ -14,7 +14,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
@@ -22,13 +21,12 @@ import peewee as pw
 import psycopg2
 import pytest
 
-from tests.probe import drop_database, driver_connection
+from tests.probe import driver_connection
 
 from dbos.datasource import DBAPIDatasource, Datasource, PeeweeDatasource, is_retryable_error
 from dbos.error import DBOSException
 from dbos.sysdb.backend import backend_for
 from dbos.sysdb.url import DatabaseURL
-from tests.conftest import postgres_url
 
 Row = Tuple[Any, ...]
 WAIT_S = 30  # upper bound for thread hand-offs; reached only when a test is already failing
@@ -39,18 +37,6 @@ TRANSACTIONS_PER_THREAD = 5
 # ----------------------------------------------------------------------
 # The databases under test, and a plain observer of what is committed
 # ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def app_db_url(backend: str, tmp_path: Path) -> Iterator[str]:
-    """An application database URL on the chosen backend; the database does not exist yet."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'app.sqlite'}"
-        return
-    url = postgres_url(f"dbos_app_{uuid.uuid4().hex[:12]}")
-    yield url
-    drop_database(url)
-
 
 
 def raw_connect(url: str) -> Any:
@@ -202,9 +188,9 @@ def make_harness(kind: str, url: str) -> Harness:
 
 
 @pytest.fixture(params=["peewee", "dbapi"])
-def bare(request: pytest.FixtureRequest, app_db_url: str) -> Iterator[Harness]:
+def bare(request: pytest.FixtureRequest, empty_db_url: str) -> Iterator[Harness]:
     """An adapter whose ``transaction_outputs`` does not exist yet."""
-    harness = make_harness(str(request.param), app_db_url)
+    harness = make_harness(str(request.param), empty_db_url)
     yield harness
     harness.close()
 
@@ -660,11 +646,11 @@ def test_peewee_through_a_database_proxy(peewee_h: PeeweeHarness) -> None:
     assert item_names(peewee_h.url) == ["proxied"]
 
 
-def test_peewee_from_url_creates_a_missing_database(app_db_url: str) -> None:
-    ds = PeeweeDatasource.from_url(app_db_url)  # the fixture's database does not exist yet
+def test_peewee_from_url_creates_a_missing_database(empty_db_url: str) -> None:
+    ds = PeeweeDatasource.from_url(empty_db_url)  # the fixture's database does not exist yet
     try:
         ds.ensure_schema()
-        assert table_layout(app_db_url)[1] == EXPECTED_COLUMNS
+        assert table_layout(empty_db_url)[1] == EXPECTED_COLUMNS
     finally:
         ds.close()
 

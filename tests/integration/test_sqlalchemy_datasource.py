@@ -12,8 +12,6 @@ driver errors wrapped by SQLAlchemy.
 from __future__ import annotations
 
 import sqlite3
-import uuid
-from pathlib import Path
 from typing import Any, Dict, Iterator, List, Sequence, Tuple, cast
 
 import pytest
@@ -24,7 +22,6 @@ from dbos import DBOS, DBOSConfig, SetWorkflowID, SQLAlchemyDatasource
 from dbos.error import DBOSException
 from dbos.sysdb.backend import backend_for
 from dbos.sysdb.url import DatabaseURL
-from tests.conftest import postgres_url
 from tests.integration.sysdb_sql import (
     delete_step,
     loaded_error,
@@ -74,7 +71,6 @@ from tests.integration.test_transactions import (  # noqa: F401  (collected here
     test_writes_and_output_commit_together,
 )
 
-from tests.probe import drop_database
 
 Row = Tuple[Any, ...]
 WAIT_S = 30
@@ -125,17 +121,6 @@ class SQLAlchemyHarness(Harness):
 
     def add_item(self, session: Any, name: str) -> None:
         session.add(ItemRow(name=name))  # flushed by the datasource, in its transaction
-
-
-@pytest.fixture
-def empty_db_url(backend: str, tmp_path: Path) -> Iterator[str]:
-    """An application database URL on the chosen backend; the database does not exist yet."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'app.sqlite'}"
-        return
-    url = postgres_url(f"dbos_app_{uuid.uuid4().hex[:12]}")
-    yield url
-    drop_database(url)
 
 
 @pytest.fixture
