@@ -11,8 +11,9 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple, TypeVar
 
 from .context import WorkflowRun, current_run, get_context
 from .engine import Engine
@@ -48,24 +49,41 @@ def wait_until(engine: Engine, keys: Sequence[str], check: Callable[[], Optional
 
     Raises ``DBOSWorkflowCancelledError`` if ``run`` is cancelled meanwhile.
     """
+    with watching(engine, keys, run) as event:
+        return wait_on(engine, event, check, wake_at, run)
+
+
+@contextmanager
+def watching(engine: Engine, keys: Sequence[str], run: Optional[WorkflowRun]) -> Iterator[threading.Event]:
+    """An event set whenever one of ``keys`` (or ``run``'s cancellation) is notified."""
     event = threading.Event()
     watched = list(keys) + ([cancel_key(run.workflow_id)] if run else [])
     for key in watched:
         engine.waiters.register(key, event)
     try:
-        while True:
-            found = check()
-            if found is not None:
-                return found
-            _check_cancelled(engine, run)
-            remaining = wake_at - time.time()
-            if remaining <= 0:
-                return None
-            event.wait(min(remaining, engine.poll_interval))
-            event.clear()
+        yield event
     finally:
         for key in watched:
             engine.waiters.unregister(key, event)
+
+
+def wait_on(engine: Engine, event: threading.Event, check: Callable[[], Optional[T]],
+            wake_at: float, run: Optional[WorkflowRun], check_first: bool = True) -> Optional[T]:
+    """The loop of ``wait_until`` on an event already registered; with
+    ``check_first`` False it waits before the first check (the caller has
+    just checked, after registering, so any later write has set the event)."""
+    while True:
+        if check_first:
+            found = check()
+            if found is not None:
+                return found
+        check_first = True
+        _check_cancelled(engine, run)
+        remaining = wake_at - time.time()
+        if remaining <= 0:
+            return None
+        event.wait(min(remaining, engine.poll_interval))
+        event.clear()
 
 
 def _check_cancelled(engine: Engine, run: Optional[WorkflowRun]) -> None:
@@ -173,14 +191,22 @@ def recv(engine: Engine, reserved: Tuple[WorkflowRun, int, int], topic: Optional
     record = run.recorded_step(function_id, RECV)
     if record is not None:
         return replayed(engine, record)
-    wake_at = durable_wake_time(engine, run, sleep_id, timeout_seconds)
     step = StepWrite(run.workflow_id, function_id, RECV, started_at_ms=now_ms())
     messages = engine.sysdb.messages
 
     def take() -> Optional[Tuple[str, str]]:
         return messages.consume(run.workflow_id, topic, step)
 
-    got = wait_until(engine, [message_key(run.workflow_id, topic)], take, wake_at, run)
+    # A message already waiting is consumed (and checkpointed) in one commit:
+    # the timeout's wake-up time is recorded only when the recv has to wait.
+    # The sleep keeps its function ID either way, so replay is unchanged; a
+    # recovered recv whose sleep was recorded waits only for what is left.
+    with watching(engine, [message_key(run.workflow_id, topic)], run) as event:
+        checked = run.recorded_step(sleep_id, SLEEP) is None
+        got = take() if checked else None
+        if got is None:
+            wake_at = durable_wake_time(engine, run, sleep_id, timeout_seconds)
+            got = wait_on(engine, event, take, wake_at, run, check_first=not checked)
     if got is None:
         output = engine.codec.dump_value(None, what="a recv timeout")
         checkpoint_step(engine, replace(step, output=output))

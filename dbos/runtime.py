@@ -711,7 +711,11 @@ def _require_context(what: str) -> DBOSContext:
     return ctx
 
 
-DEFAULT_DISPATCH_BUDGET = 64
+# Queued workflows a process runs at once unless max_executor_threads says.
+# One thread each: 48 leaves room under 64 threads in all for the engine's
+# own (event loop, deadlines, queue manager and one worker per queue,
+# listener, recovery, scheduler, admin server) and the application's.
+DEFAULT_DISPATCH_BUDGET = 48
 
 
 def _queue_fields(name: str, config: QueueConfig, engine: Engine) -> Dict[str, Any]:

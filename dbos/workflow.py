@@ -9,6 +9,7 @@ outcome the row eventually records.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import uuid
@@ -170,11 +171,17 @@ def split_target(info: FunctionInfo, args: Tuple[Any, ...]) -> Tuple[Optional[st
 
 
 def _looks_like_method(info: FunctionInfo, args: Tuple[Any, ...]) -> bool:
+    return bool(args) and _first_parameter_is_self(info.func)
+
+
+@functools.lru_cache(maxsize=1024)
+def _first_parameter_is_self(func: Callable[..., Any]) -> bool:
+    # Cached: inspect.signature costs more than the rest of a start's Python work.
     try:
-        params = list(inspect.signature(info.func).parameters)
+        params = list(inspect.signature(func).parameters)
     except (TypeError, ValueError):
         return False
-    return bool(params) and params[0] == "self" and bool(args)
+    return bool(params) and params[0] == "self"
 
 
 def check_roles(info: FunctionInfo, caller: DBOSContext) -> None:

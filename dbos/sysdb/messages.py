@@ -122,15 +122,26 @@ class MessageStore:
             f"AND topic = {p} AND NOT consumed ORDER BY {self._order} LIMIT 1{self._lock_clause}"
         )
         mark = f"UPDATE {self._notes} SET consumed = TRUE WHERE message_uuid = {p}"
+        peek = (
+            f"SELECT 1 FROM {self._notes} WHERE destination_uuid = {p} "
+            f"AND topic = {p} AND NOT consumed LIMIT 1"
+        )
+
+        params = [destination_id, topic or NULL_TOPIC]
 
         def work() -> Optional[Tuple[str, str]]:
-            row = self._sysdb.execute(pick, [destination_id, topic or NULL_TOPIC]).fetchone()
+            row = self._sysdb.execute(pick, params).fetchone()
             if row is None:
                 return None
             self._sysdb.execute(mark, [row[0]])
             status = self._checkpoint(replace(step, output=row[1]))
             return row[1], str(status)
 
+        # Most calls find nothing: look first without a write transaction, so
+        # an empty poll costs one statement and never takes SQLite's write lock
+        # (a writer waiting on it sleeps in the busy handler for milliseconds).
+        if not self._sysdb.run(lambda: self._sysdb.execute(peek, params).fetchone(), transaction=False):
+            return None
         return self._sysdb.run(work)
 
     # ------------------------------------------------------------------

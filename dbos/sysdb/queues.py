@@ -134,10 +134,14 @@ class QueueStore:
     def promote_delayed(self, queue_name: str) -> int:
         """DELAYED rows whose time has come become ENQUEUED."""
         p, stamp = self._p, now_ms()
-        sql = (
-            f"UPDATE {self._status} SET status = 'ENQUEUED', updated_at = {p} "
-            f"WHERE queue_name = {p} AND status = 'DELAYED' AND delay_until_epoch_ms <= {p}"
-        )
+        due = f"queue_name = {p} AND status = 'DELAYED' AND delay_until_epoch_ms <= {p}"
+        # Every poll asks, and almost every time nothing is due: a read on the
+        # partial index of DELAYED rows, which takes no write lock, comes first.
+        peek = f"SELECT 1 FROM {self._status} WHERE {due} LIMIT 1"
+        if not self._sysdb.run(lambda: self._sysdb.execute(peek, [queue_name, stamp]).fetchone(),
+                               transaction=False):
+            return 0
+        sql = f"UPDATE {self._status} SET status = 'ENQUEUED', updated_at = {p} WHERE {due}"
         cursor = self._sysdb.run(lambda: self._sysdb.execute(sql, [stamp, queue_name, stamp]),
                                  transaction=False)
         return int(cursor.rowcount or 0)

@@ -89,6 +89,9 @@ class SystemDatabase:
             # pw.InterfaceError when the transaction's ROLLBACK finds it closed.
             if self.backend.is_disconnect(exc):
                 db.manual_close()
+                # Idle connections are not pinged when checked out, so those
+                # the server dropped with this one go too: the retry connects anew.
+                db.close_idle()
                 raise _Reconnect() from exc
             raise
         finally:

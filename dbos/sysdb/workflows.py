@@ -256,6 +256,42 @@ class WorkflowStore:
         )
         return dict(zip(_RECOVERY_FIELDS.split(", "), row)) if row else None
 
+    def claim_many_for_recovery(self, workflow_ids: Sequence[str],
+                                executor_id: str) -> Dict[str, Dict[str, Any]]:
+        """``claim_for_recovery`` for many workflows in one statement, by ID."""
+        if not workflow_ids:
+            return {}
+        p = self._p
+        marks = ", ".join([p] * len(workflow_ids))
+        sql = (
+            f"UPDATE {self._status} SET recovery_attempts = recovery_attempts + 1, "
+            f"executor_id = {p}, updated_at = {p} WHERE workflow_uuid IN ({marks}) "
+            f"AND status = 'PENDING' RETURNING workflow_uuid, {_RECOVERY_FIELDS}"
+        )
+        params = [executor_id, now_ms(), *workflow_ids]
+        rows = self._sysdb.run(
+            lambda: self._sysdb.execute(sql, params).fetchall(), transaction=False
+        )
+        names = _RECOVERY_FIELDS.split(", ")
+        return {r[0]: dict(zip(names, r[1:])) for r in rows}
+
+    def load_steps_many(self, workflow_ids: Sequence[str]) -> Dict[str, Dict[int, StepRecord]]:
+        """``load_steps`` for many workflows in one query; each ID gets a dict."""
+        found: Dict[str, Dict[int, StepRecord]] = {w: {} for w in workflow_ids}
+        if not workflow_ids:
+            return found
+        marks = ", ".join([self._p] * len(workflow_ids))
+        sql = (
+            "SELECT workflow_uuid, function_id, function_name, output, error, child_workflow_id "
+            f"FROM {self._steps} WHERE workflow_uuid IN ({marks})"
+        )
+        rows = self._sysdb.run(
+            lambda: self._sysdb.execute(sql, list(workflow_ids)).fetchall(), transaction=False
+        )
+        for r in rows:
+            found[r[0]][int(r[1])] = StepRecord(int(r[1]), r[2], r[3], r[4], r[5])
+        return found
+
     def dead_letter(self, workflow_id: str) -> bool:
         """Move a workflow that exhausted its recovery attempts out of PENDING."""
         stamp, p = now_ms(), self._p

@@ -93,3 +93,47 @@ def test_recovered_workflow_reads_its_steps_once(dbos: type[DBOS], statements: L
         "INSERT operation_outputs",  # only step 3 runs again
         "UPDATE workflow_status",
     ]
+
+
+def test_recovery_claims_and_reads_steps_once_per_batch(
+    dbos: type[DBOS], statements: List[Statement]
+) -> None:
+    from dbos.engine import peek_engine
+    from dbos.recovery import recover_pending
+    from tests.probe import execute, qualified
+
+    @DBOS.step()
+    def step(n: int) -> int:
+        return n
+
+    @DBOS.workflow()
+    def two_steps(n: int) -> int:
+        return step(n) + step(10 * n)
+
+    ids = [f"batch-{n}" for n in range(1, 4)]
+    for n, workflow_id in enumerate(ids, start=1):
+        with SetWorkflowID(workflow_id):
+            two_steps(n)
+    engine = peek_engine()
+    assert engine is not None
+    url = engine.sysdb.url.render()
+    execute(url, f"UPDATE {qualified(url, 'workflow_status')} SET status = 'PENDING'")
+    execute(url, f"DELETE FROM {qualified(url, 'operation_outputs')} WHERE function_id = 2")
+    statements.clear()
+    handles = recover_pending(engine, ids)
+    assert [h.get_result() for h in handles] == [11, 22, 33]
+    found = kinds(statements)
+    assert found[:2] == ["UPDATE workflow_status", "SELECT operation_outputs"]
+    assert sorted(found[2:]) == ["INSERT operation_outputs"] * 3 + ["UPDATE workflow_status"] * 3
+
+
+def test_a_queue_poll_with_nothing_delayed_writes_nothing(
+    dbos: type[DBOS], statements: List[Statement]
+) -> None:
+    from dbos.engine import peek_engine
+
+    engine = peek_engine()
+    assert engine is not None
+    statements.clear()
+    assert engine.sysdb.queues.promote_delayed("no-such-queue") == 0
+    assert kinds(statements) == ["SELECT workflow_status"]

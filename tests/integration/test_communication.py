@@ -232,6 +232,37 @@ def test_recv_timeout_returns_none_and_is_recorded(launched: type[DBOS], sys_db_
     assert messages_to(sys_db_url, wid) == [("nothing", "late", False)]
 
 
+def test_recv_of_a_waiting_message_records_no_sleep_but_keeps_its_id(
+    launched: type[DBOS], sys_db_url: str
+) -> None:
+    gate = threading.Event()
+
+    @DBOS.step()
+    def opened() -> None:
+        assert gate.wait(WAIT_S)
+
+    @DBOS.step()
+    def after(got: Any) -> Any:
+        return got
+
+    @DBOS.workflow()
+    def takes_waiting() -> Any:
+        opened()
+        return after(DBOS.recv("t", 5))
+
+    wid = new_id("waiting")
+    with SetWorkflowID(wid):
+        handle = DBOS.start_workflow(takes_waiting)
+    DBOS.send(wid, "already here", "t")
+    gate.set()
+    assert handle.get_result() == "already here"
+    # Consumed at once: no wake-up time to record, but the sleep's ID stays taken.
+    assert step_names(sys_db_url, wid) == [(1, name_of(opened)), (2, "DBOS.recv"), (4, name_of(after))]
+    DBOS.send(wid, "later", "t")
+    assert recover(sys_db_url, wid) == "already here"
+    assert messages_to(sys_db_url, wid) == [("t", "already here", True), ("t", "later", False)]
+
+
 def test_replay_returns_recorded_messages_without_consuming_new_ones(
     launched: type[DBOS], sys_db_url: str
 ) -> None:
