@@ -107,10 +107,37 @@ def durable_wake_time(engine: Engine, run: WorkflowRun, function_id: int, second
     if record is not None:
         return float(replayed(engine, record))
     wake_at = time.time() + max(0.0, seconds)
+    _record_wake_time(engine, run, function_id, wake_at)
+    return wake_at
+
+
+def _record_wake_time(engine: Engine, run: WorkflowRun, function_id: int, wake_at: float) -> None:
     output = engine.codec.dump_value(wake_at, what="a sleep's wake-up time")
     checkpoint_step(engine, StepWrite(run.workflow_id, function_id, SLEEP, output=output,
-                                  started_at_ms=now_ms(), completed_at_ms=int(wake_at * 1000)))
-    return wake_at
+                                      started_at_ms=now_ms(), completed_at_ms=int(wake_at * 1000)))
+
+
+# A recv or get_event that waits records its timeout's wake-up time (its
+# sleep step) only once it has waited this long. Most waits end sooner, and
+# the record would be a commit on the reply's critical path; a crash inside
+# this window restarts the timeout at recovery, as if the wait began then.
+RECORD_WAIT_AFTER_S = 0.05
+
+
+def timed_wait(engine: Engine, run: WorkflowRun, sleep_id: int, timeout_seconds: float,
+               event: threading.Event, check: Callable[[], Optional[T]]) -> Optional[T]:
+    """Wait on ``event`` (already registered, and ``check`` already tried) for
+    what ``check`` finds, until the durable timeout of sleep step ``sleep_id``."""
+    record = run.recorded_step(sleep_id, SLEEP)
+    if record is not None:
+        return wait_on(engine, event, check, float(replayed(engine, record)), run, check_first=False)
+    wake_at = time.time() + max(0.0, timeout_seconds)
+    early = min(wake_at, time.time() + RECORD_WAIT_AFTER_S)
+    found = wait_on(engine, event, check, early, run, check_first=False)
+    if found is not None or early >= wake_at:
+        return found
+    _record_wake_time(engine, run, sleep_id, wake_at)
+    return wait_on(engine, event, check, wake_at, run)
 
 
 # ----------------------------------------------------------------------
@@ -197,16 +224,10 @@ def recv(engine: Engine, reserved: Tuple[WorkflowRun, int, int], topic: Optional
     def take() -> Optional[Tuple[str, str]]:
         return messages.consume(run.workflow_id, topic, step)
 
-    # A message already waiting is consumed (and checkpointed) in one commit:
-    # the timeout's wake-up time is recorded only when the recv has to wait.
-    # The sleep keeps its function ID either way, so replay is unchanged; a
-    # recovered recv whose sleep was recorded waits only for what is left.
     with watching(engine, [message_key(run.workflow_id, topic)], run) as event:
-        checked = run.recorded_step(sleep_id, SLEEP) is None
-        got = take() if checked else None
+        got = take()
         if got is None:
-            wake_at = durable_wake_time(engine, run, sleep_id, timeout_seconds)
-            got = wait_on(engine, event, take, wake_at, run, check_first=not checked)
+            got = timed_wait(engine, run, sleep_id, timeout_seconds, event, take)
     if got is None:
         output = engine.codec.dump_value(None, what="a recv timeout")
         checkpoint_step(engine, replace(step, output=output))
@@ -251,8 +272,14 @@ def get_event(engine: Engine, reserved: Optional[Tuple[WorkflowRun, int, int]], 
     record = run.recorded_step(function_id, GET_EVENT)
     if record is not None:
         return replayed(engine, record)
-    wake_at = durable_wake_time(engine, run, sleep_id, timeout_seconds)
-    value = _await_event(engine, workflow_id, key, wake_at, run)
+    def look() -> Optional[Tuple[str]]:
+        return engine.sysdb.messages.get_event(workflow_id, key)
+
+    with watching(engine, [event_key(workflow_id, key)], run) as event:
+        found = look()
+        if found is None:
+            found = timed_wait(engine, run, sleep_id, timeout_seconds, event, look)
+    value = engine.codec.load_value(found[0]) if found else None
     output = engine.codec.dump_value(value, what=f"the value of event {key!r}")
     checkpoint_step(engine, StepWrite(run.workflow_id, function_id, GET_EVENT, output=output))
     return value

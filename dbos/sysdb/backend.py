@@ -47,6 +47,7 @@ class Backend(ABC):
     arrival_order: str  # orders notifications rows as they were inserted
     skip_locked: str  # appended to a SELECT that claims rows other workers may hold
     queue_lock: Optional[str]  # serialises claimers of one queue for a transaction
+    writable_ctes: bool  # INSERT/UPDATE inside WITH, so one statement can do a transaction's work
 
     def __init__(self, url: DatabaseURL, schema: Optional[str]) -> None:
         self.url = url
@@ -158,6 +159,7 @@ class SqliteBackend(Backend):
     # BEGIN IMMEDIATE already makes each claim the only writer.
     skip_locked = ""
     queue_lock = None
+    writable_ctes = False
     sql_tokens = {
         "now_ms": "(CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))",
         "random_id": "(lower(hex(randomblob(16))))",
@@ -297,6 +299,7 @@ class PostgresBackend(Backend):
     placeholder = "%s"
     arrival_order = "seq"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    writable_ctes = True
     queue_lock = "SELECT pg_advisory_xact_lock(hashtext(%s))"
     sql_tokens = {
         "now_ms": "((EXTRACT(EPOCH FROM now()) * 1000.0)::BIGINT)",
@@ -305,7 +308,9 @@ class PostgresBackend(Backend):
     }
 
     def open(self, pool_size: int, pool_timeout: float, connect_args: Dict[str, Any]) -> pw.Database:
-        kwargs = {**self.url.connect_kwargs(), **connect_args}
+        from .prepared import PreparingConnection
+
+        kwargs = {"connection_factory": PreparingConnection, **self.url.connect_kwargs(), **connect_args}
         return _PooledPostgres(
             self.url.database,
             max_connections=pool_size,

@@ -9,9 +9,11 @@ and waiters in other processes poll.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from ..error import DBOSNonExistentWorkflowError, DBOSWorkflowConflictIDError
+from . import compound
+from .prepared import preparable
 from .records import StepWrite
 from .workflows import now_ms
 
@@ -48,9 +50,12 @@ class MessageStore:
         self._history = backend.qualified("workflow_events_history")
         self._streams = backend.qualified("streams")
         self._status = backend.qualified("workflow_status")
+        self._steps = backend.qualified("operation_outputs")
         self._order = backend.arrival_order
         self._lock_clause = backend.skip_locked
         self._notify = None if sysdb.is_sqlite else f"SELECT pg_notify('{NOTIFY_CHANNEL}', {self._p})"
+        # PostgreSQL runs a send or a receive and its checkpoint as one statement.
+        self._one_statement = backend.writable_ctes
 
     def notify(self, keys: Sequence[str]) -> None:
         """Tell other processes about ``keys``; delivered when the transaction commits."""
@@ -77,24 +82,45 @@ class MessageStore:
         A message whose UUID exists already (an idempotency key reused) is
         skipped. Returns the sending workflow's status when ``step`` is given.
         """
-        sql = (
-            f"INSERT INTO {self._notes} (destination_uuid, topic, message, message_uuid, "
-            f"created_at_epoch_ms) VALUES ({', '.join([self._p] * 5)}) "
-            "ON CONFLICT (message_uuid) DO NOTHING"
-        )
-
-        def work() -> Optional[str]:
-            stamp = now_ms()
-            for destination, topic, text, uuid in messages:
-                self._sysdb.execute(sql, [destination, topic or NULL_TOPIC, text, uuid, stamp])
-            self.notify([message_key(d, t) for d, t, _, _ in messages])
-            return self._checkpoint(step)
-
         try:
-            return self._sysdb.run(work)
+            if self._one_statement and messages:
+                return self._sysdb.run(lambda: self._send_statement(messages, step), transaction=False)
+            return self._sysdb.run(lambda: self._send_each(messages, step))
         except Exception as exc:
             self._raise_missing_destination(exc, [m[0] for m in messages])
             raise
+
+    def _send_each(self, messages: Sequence[Tuple[str, Optional[str], str, str]],
+                   step: Optional[StepWrite]) -> Optional[str]:
+        sql = (
+            f"INSERT INTO {self._notes} ({compound.MESSAGE_COLUMNS}) "
+            f"VALUES ({', '.join([self._p] * 5)}) ON CONFLICT (message_uuid) DO NOTHING"
+        )
+        stamp = now_ms()
+        for destination, topic, text, uuid in messages:
+            self._sysdb.execute(sql, [destination, topic or NULL_TOPIC, text, uuid, stamp])
+        self.notify([message_key(d, t) for d, t, _, _ in messages])
+        return self._checkpoint(step)
+
+    def _send_statement(self, messages: Sequence[Tuple[str, Optional[str], str, str]],
+                        step: Optional[StepWrite]) -> Optional[str]:
+        rows = [(d, t or NULL_TOPIC, text, uuid) for d, t, text, uuid in messages]
+        keys = list(dict.fromkeys(message_key(d, t) for d, t, _, _ in messages))
+        sql = compound.send_sql(self._notes, self._steps, self._status, len(rows), len(keys),
+                                step is not None, NOTIFY_CHANNEL)
+        if len(rows) == 1:
+            preparable(sql)  # the usual send; bulk sends vary in length
+        stamp = now_ms()
+        row = self._sysdb.execute(sql, compound.send_params(rows, stamp, keys, step, stamp)).fetchone()
+        return self._checked_status(step, row[0], row[1])
+
+    @staticmethod
+    def _checked_status(step: Optional[StepWrite], status: Any, saved: Any) -> Optional[str]:
+        if step is None:
+            return None
+        if not saved:
+            raise DBOSWorkflowConflictIDError(step.workflow_id)
+        return str(status)
 
     def _raise_missing_destination(self, exc: Exception, destinations: List[str]) -> None:
         if "FOREIGN KEY" not in str(exc).upper():
@@ -116,33 +142,41 @@ class MessageStore:
 
         Returns ``(message, workflow status)``, or None when there is none.
         """
+        params = [destination_id, topic or NULL_TOPIC]
+        if self._one_statement:
+            # No look first: when nothing is there this statement locks and writes nothing.
+            return self._sysdb.run(lambda: self._consume_statement(params, step), transaction=False)
+        # Most calls find nothing: look first without a write transaction, so
+        # an empty poll costs one statement and never takes SQLite's write lock
+        # (a writer waiting on it sleeps in the busy handler for milliseconds).
+        peek = (
+            f"SELECT 1 FROM {self._notes} WHERE destination_uuid = {self._p} "
+            f"AND topic = {self._p} AND NOT consumed LIMIT 1"
+        )
+        if not self._sysdb.run(lambda: self._sysdb.execute(peek, params).fetchone(), transaction=False):
+            return None
+        return self._sysdb.run(lambda: self._consume_each(params, step))
+
+    def _consume_each(self, params: List[str], step: StepWrite) -> Optional[Tuple[str, str]]:
         p = self._p
         pick = (
             f"SELECT message_uuid, message FROM {self._notes} WHERE destination_uuid = {p} "
             f"AND topic = {p} AND NOT consumed ORDER BY {self._order} LIMIT 1{self._lock_clause}"
         )
-        mark = f"UPDATE {self._notes} SET consumed = TRUE WHERE message_uuid = {p}"
-        peek = (
-            f"SELECT 1 FROM {self._notes} WHERE destination_uuid = {p} "
-            f"AND topic = {p} AND NOT consumed LIMIT 1"
-        )
-
-        params = [destination_id, topic or NULL_TOPIC]
-
-        def work() -> Optional[Tuple[str, str]]:
-            row = self._sysdb.execute(pick, params).fetchone()
-            if row is None:
-                return None
-            self._sysdb.execute(mark, [row[0]])
-            status = self._checkpoint(replace(step, output=row[1]))
-            return row[1], str(status)
-
-        # Most calls find nothing: look first without a write transaction, so
-        # an empty poll costs one statement and never takes SQLite's write lock
-        # (a writer waiting on it sleeps in the busy handler for milliseconds).
-        if not self._sysdb.run(lambda: self._sysdb.execute(peek, params).fetchone(), transaction=False):
+        row = self._sysdb.execute(pick, params).fetchone()
+        if row is None:
             return None
-        return self._sysdb.run(work)
+        self._sysdb.execute(f"UPDATE {self._notes} SET consumed = TRUE WHERE message_uuid = {p}", [row[0]])
+        status = self._checkpoint(replace(step, output=row[1]))
+        return row[1], str(status)
+
+    def _consume_statement(self, params: List[str], step: StepWrite) -> Optional[Tuple[str, str]]:
+        sql = preparable(compound.consume_sql(self._notes, self._steps, self._status, self._order))
+        stamp = now_ms()
+        row = self._sysdb.execute(sql, compound.consume_params(params[0], params[1], step, stamp)).fetchone()
+        if row is None:
+            return None
+        return row[0], str(self._checked_status(step, row[1], row[2]))
 
     # ------------------------------------------------------------------
     # Events

@@ -176,6 +176,16 @@ class WatchedWaiters(Waiters):
             pass
 
 
+def wait_for_step(url: str, workflow_id: str, name: str) -> None:
+    """Until ``workflow_id`` has recorded a step called ``name``."""
+    sql = (f"SELECT 1 FROM {qualified(url, 'operation_outputs')} "
+           "WHERE workflow_uuid = %s AND function_name = %s")
+    give_up = time.monotonic() + WAIT_S
+    while not query(url, sql, (workflow_id, name)):
+        assert time.monotonic() < give_up, f"{workflow_id} never recorded {name}"
+        time.sleep(0.01)
+
+
 def listener_pids(url: str) -> List[int]:
     sql = (
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
@@ -217,6 +227,9 @@ def test_the_listener_reconnects_and_catches_up_on_what_it_missed(
     with SetWorkflowID("stuck"):
         handle = DBOS.start_workflow(stuck)
     waiters.wait_for(cancel_key("stuck"))
+    # Past the recv's first moments, in which its own write of the wake-up
+    # time would notice the cancellation without the listener.
+    wait_for_step(sys_db_url, "stuck", "DBOS.sleep")
 
     # A cancellation whose notification never arrives (written behind the
     # library's back), then the listener's connection dies.

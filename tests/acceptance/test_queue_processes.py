@@ -123,6 +123,19 @@ def wait_until(predicate: Callable[[], bool], what: str, workers: List[Child], t
         time.sleep(0.2)
 
 
+VICTIM_TAG = "dbos_test_victim"
+
+
+def tagged(url: str) -> str:
+    """``url`` with an application name that marks the victim's server sessions."""
+    return f"{url}{'&' if '?' in url else '?'}application_name={VICTIM_TAG}"
+
+
+def victim_sessions(url: str) -> int:
+    sql = "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = %s"
+    return int(query(url, sql, (VICTIM_TAG,))[0][0])
+
+
 def completed(app_url: str) -> int:
     return int(query(app_url, "SELECT COUNT(*) FROM completions")[0][0])
 
@@ -174,12 +187,15 @@ def test_killed_worker_restarted_finishes_its_share_and_every_job_completes_once
 ) -> None:
     enqueue_jobs(children, sys_db_url)
     survivors = [children(f"worker-{n}", "work", sys_db_url, app_url, f"exec-{n}", "0") for n in range(2)]
-    victim = children("victim", "work", sys_db_url, app_url, "exec-victim", "40")
+    victim = children("victim", "work", tagged(sys_db_url), tagged(app_url), "exec-victim", "40")
     for worker in [*survivors, victim]:
         worker.expect("READY")
     hung = victim.expect("HANGING").split()[1]  # its 40th job is stuck mid-run
     victim.kill()
     killed_ms = int(time.time() * 1000)
+    # A statement the victim sent just before dying may still commit: its
+    # server sessions end only once they notice the client is gone.
+    wait_until(lambda: not victim_sessions(sys_db_url), "the victim's sessions ended", survivors)
 
     # What the victim held stays PENDING under its executor ID while it is down.
     table = qualified(sys_db_url, "workflow_status")

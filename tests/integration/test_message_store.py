@@ -1,0 +1,91 @@
+"""The message store's sends and receives with their checkpoints, on either backend.
+
+On PostgreSQL each is one statement (``sysdb/compound.py``), on SQLite a
+transaction; either way a message and its step are written together or not
+at all, and the step is never recorded twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Tuple
+
+import pytest
+
+from dbos.error import DBOSWorkflowConflictIDError
+from dbos.sysdb import SystemDatabase
+from dbos.sysdb.messages import NULL_TOPIC
+from dbos.sysdb.records import StepWrite
+
+
+def add_workflow(sysdb: SystemDatabase, workflow_id: str, status: str = "PENDING") -> None:
+    table = sysdb.models.workflow_status
+    sysdb.run(lambda: table.insert(workflow_uuid=workflow_id, status=status,
+                                   created_at=1, updated_at=1).execute())
+
+
+def rows(sysdb: SystemDatabase, sql: str, params: Tuple[Any, ...] = ()) -> List[Tuple[Any, ...]]:
+    text = sql.format(notes=sysdb.backend.qualified("notifications"),
+                      steps=sysdb.backend.qualified("operation_outputs"))
+    text = text.replace("?", sysdb.backend.placeholder)
+    return sysdb.run(lambda: [tuple(r) for r in sysdb.execute(text, list(params)).fetchall()],
+                     transaction=False)
+
+
+def messages(sysdb: SystemDatabase) -> List[Tuple[Any, ...]]:
+    return rows(sysdb, "SELECT destination_uuid, topic, message, consumed FROM {notes} "
+                       "ORDER BY created_at_epoch_ms, message_uuid")
+
+
+def steps(sysdb: SystemDatabase, workflow_id: str) -> List[Tuple[Any, ...]]:
+    return rows(sysdb, "SELECT function_id, function_name, output FROM {steps} "
+                       "WHERE workflow_uuid = ? ORDER BY function_id", (workflow_id,))
+
+
+@pytest.fixture
+def store(sysdb: SystemDatabase) -> SystemDatabase:
+    for workflow_id in ("sender", "receiver"):
+        add_workflow(sysdb, workflow_id)
+    add_workflow(sysdb, "stopped", status="CANCELLED")
+    return sysdb
+
+
+def test_a_send_from_a_workflow_returns_its_status_and_records_the_step(store: SystemDatabase) -> None:
+    status = store.messages.send([("receiver", "t", "m1", "u1"), ("receiver", None, "m2", "u2")],
+                                 StepWrite("sender", 1, "DBOS.send_bulk", output="none"))
+    assert status == "PENDING"
+    assert sorted(messages(store)) == [("receiver", NULL_TOPIC, "m2", False), ("receiver", "t", "m1", False)]
+    assert steps(store, "sender") == [(1, "DBOS.send_bulk", "none")]
+    cancelled = store.messages.send([("receiver", "t", "m3", "u3")], StepWrite("stopped", 1, "DBOS.send"))
+    assert cancelled == "CANCELLED"
+
+
+def test_a_send_whose_step_is_recorded_already_sends_nothing(store: SystemDatabase) -> None:
+    store.messages.send([("receiver", "t", "first", "u1")], StepWrite("sender", 1, "DBOS.send"))
+    with pytest.raises(DBOSWorkflowConflictIDError, match="sender"):
+        store.messages.send([("receiver", "t", "again", "u2")], StepWrite("sender", 1, "DBOS.send"))
+    assert messages(store) == [("receiver", "t", "first", False)]
+
+
+def test_a_send_outside_a_workflow_skips_a_message_it_already_has(store: SystemDatabase) -> None:
+    assert store.messages.send([("receiver", "t", "m", "key::receiver")]) is None
+    assert store.messages.send([("receiver", "t", "m", "key::receiver")]) is None
+    assert messages(store) == [("receiver", "t", "m", False)]
+
+
+def test_consume_takes_the_oldest_message_as_the_step_output(store: SystemDatabase) -> None:
+    assert store.messages.consume("receiver", "t", StepWrite("receiver", 1, "DBOS.recv")) is None
+    for n, text in enumerate(("old", "new"), start=1):
+        store.messages.send([("receiver", "t", text, f"u{n}")])
+    got = store.messages.consume("receiver", "t", StepWrite("receiver", 1, "DBOS.recv"))
+    assert got == ("old", "PENDING")
+    assert steps(store, "receiver") == [(1, "DBOS.recv", "old")]
+    assert messages(store) == [("receiver", "t", "old", True), ("receiver", "t", "new", False)]
+
+
+def test_consume_for_a_recorded_step_leaves_the_message_unread(store: SystemDatabase) -> None:
+    store.messages.send([("receiver", "t", "one", "u1"), ("receiver", "t", "two", "u2")])
+    store.messages.consume("receiver", "t", StepWrite("receiver", 1, "DBOS.recv"))
+    with pytest.raises(DBOSWorkflowConflictIDError, match="receiver"):
+        store.messages.consume("receiver", "t", StepWrite("receiver", 1, "DBOS.recv"))
+    assert messages(store) == [("receiver", "t", "one", True), ("receiver", "t", "two", False)]
+    assert steps(store, "receiver") == [(1, "DBOS.recv", "one")]
