@@ -18,6 +18,7 @@ import argparse
 import datetime
 import json
 import os
+import platform
 import shutil
 import signal
 import statistics
@@ -411,13 +412,19 @@ def _print_notes(table: Dict[str, Dict[str, Any]]) -> None:
 
 
 def machine() -> Dict[str, Any]:
-    mem_kb = 0
-    with open("/proc/meminfo") as meminfo:
-        for line in meminfo:
-            if line.startswith("MemTotal:"):
-                mem_kb = int(line.split()[1])
-    return {"cpus": os.cpu_count(), "memory_gb": round(mem_kb / 1024 / 1024, 1),
-            "platform": sys.platform}
+    return {"cpu": _proc_field("/proc/cpuinfo", "model name"), "cpus": os.cpu_count(),
+            "memory_gb": round(int(_proc_field("/proc/meminfo", "MemTotal").split()[0]) / 1024 ** 2, 1),
+            "kernel": platform.release(), "python": platform.python_version()}
+
+
+def _proc_field(path: str, name: str) -> str:
+    """The first ``name: value`` of a /proc file ("0" if absent)."""
+    with open(path) as lines:
+        for line in lines:
+            key, _, value = line.partition(":")
+            if key.strip() == name:
+                return value.strip()
+    return "0"
 
 
 # ---------------------------------------------------------------- main

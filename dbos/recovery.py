@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 from typing import Any, Dict, List, Optional, Tuple
 
 from .context import DBOSContext, WorkflowRun
 from .engine import Engine
 from .error import DBOSWorkflowFunctionNotFoundError
+from .gate import Gate
 from .handle import WorkflowHandle, WorkflowHandleFuture
 from .registry import FunctionInfo, get_registry
 from .sysdb.records import StepRecord
@@ -23,6 +25,10 @@ logger = logging.getLogger("dbos")
 
 # Workflows claimed per statement: well under SQLite's limit on bound parameters.
 RECOVERY_BATCH = 500
+# Recovered workflows running at once (see gate.py). Measured on 2 cores,
+# 1,000 recovered workflows finish sooner with 16 at a time than with 48 or
+# all at once, on SQLite and on PostgreSQL.
+RECOVERY_CONCURRENCY = 16
 
 
 def recover_pending(engine: Engine, workflow_ids: Optional[List[str]] = None) -> List[WorkflowHandle[Any]]:
@@ -34,13 +40,14 @@ def recover_pending(engine: Engine, workflow_ids: Optional[List[str]] = None) ->
         ids = engine.sysdb.workflows.pending(identity.executor_id, identity.app_version)
     if ids:
         logger.info(f"Recovering {len(ids)} pending workflow(s)")
+    gate = Gate(engine.pool, RECOVERY_CONCURRENCY)
     handles: List[WorkflowHandle[Any]] = []
     for start in range(0, len(ids), RECOVERY_BATCH):
-        handles.extend(_recover_batch(engine, ids[start:start + RECOVERY_BATCH]))
+        handles.extend(_recover_batch(engine, ids[start:start + RECOVERY_BATCH], gate))
     return handles
 
 
-def _recover_batch(engine: Engine, ids: List[str]) -> List[WorkflowHandle[Any]]:
+def _recover_batch(engine: Engine, ids: List[str], gate: Gate) -> List[WorkflowHandle[Any]]:
     """Claim a batch in one statement and read all its steps in one query,
     rather than two round trips (and, on SQLite, a commit) per workflow."""
     store = engine.sysdb.workflows
@@ -51,33 +58,43 @@ def _recover_batch(engine: Engine, ids: List[str]) -> List[WorkflowHandle[Any]]:
         logger.error(f"Could not recover workflows {ids[0]}..{ids[-1]}: {exc}")
         return []
     handles: List[WorkflowHandle[Any]] = []
+    gated: List[Tuple[int, str, Launch, WorkflowRun]] = []
     for workflow_id in ids:
         try:
-            handles.append(_resume(engine, workflow_id, rows.get(workflow_id), steps.get(workflow_id)))
+            found = _prepare(engine, workflow_id, rows.get(workflow_id), steps.get(workflow_id))
         except Exception as exc:
             logger.error(f"Could not recover workflow {workflow_id}: {exc}")
+            continue
+        if found is not None and not found[0].info.is_async:
+            gated.append((len(handles), workflow_id, *found))  # its handle is set below
+            found = None
+        handles.append(WorkflowHandle(workflow_id) if found is None else submit(engine, *found))
+    futures = gate.submit_all([partial(execute_sync, engine, launch, run) for _, _, launch, run in gated])
+    for (index, workflow_id, _, _), future in zip(gated, futures):
+        handles[index] = WorkflowHandleFuture(workflow_id, future)
     return handles
 
 
 def recover_one(engine: Engine, workflow_id: str) -> WorkflowHandle[Any]:
     row = engine.sysdb.workflows.claim_for_recovery(workflow_id, engine.identity.executor_id)
-    return _resume(engine, workflow_id, row, None)
+    found = _prepare(engine, workflow_id, row, None)
+    return WorkflowHandle(workflow_id) if found is None else submit(engine, *found)
 
 
-def _resume(engine: Engine, workflow_id: str, row: Optional[Dict[str, Any]],
-            steps: Optional[Dict[int, StepRecord]]) -> WorkflowHandle[Any]:
-    """Run a claimed workflow from its recorded steps (``row`` None: not claimed;
-    ``steps`` None: read them now)."""
+def _prepare(engine: Engine, workflow_id: str, row: Optional[Dict[str, Any]],
+             steps: Optional[Dict[int, StepRecord]]) -> Optional[Tuple[Launch, WorkflowRun]]:
+    """What it takes to run a claimed workflow from its recorded steps; None
+    if it was not claimed (``row`` None) or is out of attempts. ``steps``
+    None: read them now."""
     if row is None:
-        return WorkflowHandle(workflow_id)
+        return None
     info = function_for(engine, workflow_id, row)
     if info is None:
-        return WorkflowHandle(workflow_id)
+        return None
     launch = launch_from_row(engine, info, workflow_id, row)
     if steps is None:
         steps = engine.sysdb.workflows.load_steps(workflow_id)
-    run = WorkflowRun(workflow_id, info.name, steps, row.get("workflow_deadline_epoch_ms"))
-    return submit(engine, launch, run)
+    return launch, WorkflowRun(workflow_id, info.name, steps, row.get("workflow_deadline_epoch_ms"))
 
 
 def function_for(engine: Engine, workflow_id: str, row: Dict[str, Any]) -> Optional[FunctionInfo]:
