@@ -95,3 +95,31 @@ def send_params(messages: Sequence[Tuple[str, str, str, str]], stamp: int, keys:
     if step is not None:
         params.append(step.workflow_id)
     return params + list(keys)
+
+
+def set_event_sql(events: str, history: str, steps: str, status: str, checkpointed: bool,
+                  channel: str) -> str:
+    """Upsert an event's latest value and its history row, and notify its key.
+
+    Parameters: with ``checkpointed``, the step's 8 values first; then
+    workflow ID, key, value; workflow ID, function ID, key, value; the
+    workflow ID when checkpointed; the key to notify. One row ``(workflow
+    status, saved)``, both NULL without a step.
+    """
+    saved, only_if_saved, result = "", "", "SELECT NULL, NULL"
+    if checkpointed:
+        saved = (f"saved AS (INSERT INTO {steps} ({STEP_COLUMNS}) "
+                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                 "ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING function_id), ")
+        only_if_saved = " WHERE EXISTS (SELECT 1 FROM saved)"
+        result = (f"SELECT (SELECT status FROM {status} WHERE workflow_uuid = %s), "
+                  "EXISTS (SELECT 1 FROM saved)")
+    return (
+        f"WITH {saved}latest AS (INSERT INTO {events} (workflow_uuid, key, value) "
+        f"SELECT %s, %s, %s{only_if_saved} "
+        "ON CONFLICT (workflow_uuid, key) DO UPDATE SET value = EXCLUDED.value RETURNING 1), "
+        f"kept AS (INSERT INTO {history} (workflow_uuid, function_id, key, value) "
+        f"SELECT %s, %s, %s, %s{only_if_saved} "
+        "ON CONFLICT (workflow_uuid, key, function_id) DO UPDATE SET value = EXCLUDED.value RETURNING 1) "
+        f"{result}, pg_notify('{channel}', %s)"
+    )

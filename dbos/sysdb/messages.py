@@ -202,7 +202,19 @@ class MessageStore:
             self.notify([event_key(workflow_id, key)])
             return self._checkpoint(step)
 
+        if self._one_statement:
+            return self._sysdb.run(lambda: self._set_event_statement(
+                [workflow_id, key, value, workflow_id, function_id, key, value], step),
+                transaction=False)
         return self._sysdb.run(work)
+
+    def _set_event_statement(self, values: List[Any], step: Optional[StepWrite]) -> Optional[str]:
+        sql = preparable(compound.set_event_sql(self._events, self._history, self._steps, self._status,
+                                                step is not None, NOTIFY_CHANNEL))
+        params = [] if step is None else compound.step_values(step, now_ms())
+        params += values + ([] if step is None else [step.workflow_id]) + [event_key(values[0], values[1])]
+        row = self._sysdb.execute(sql, params).fetchone()
+        return self._checked_status(step, row[0], row[1])
 
     def get_event(self, workflow_id: str, key: str) -> Optional[Tuple[str]]:
         """``(value,)`` if the event was set, else None."""

@@ -24,8 +24,9 @@ def add_workflow(sysdb: SystemDatabase, workflow_id: str, status: str = "PENDING
 
 
 def rows(sysdb: SystemDatabase, sql: str, params: Tuple[Any, ...] = ()) -> List[Tuple[Any, ...]]:
-    text = sql.format(notes=sysdb.backend.qualified("notifications"),
-                      steps=sysdb.backend.qualified("operation_outputs"))
+    qualified = sysdb.backend.qualified
+    text = sql.format(notes=qualified("notifications"), steps=qualified("operation_outputs"),
+                      events=qualified("workflow_events"), history=qualified("workflow_events_history"))
     text = text.replace("?", sysdb.backend.placeholder)
     return sysdb.run(lambda: [tuple(r) for r in sysdb.execute(text, list(params)).fetchall()],
                      transaction=False)
@@ -89,3 +90,24 @@ def test_consume_for_a_recorded_step_leaves_the_message_unread(store: SystemData
         store.messages.consume("receiver", "t", StepWrite("receiver", 1, "DBOS.recv"))
     assert messages(store) == [("receiver", "t", "one", True), ("receiver", "t", "two", False)]
     assert steps(store, "receiver") == [(1, "DBOS.recv", "one")]
+
+
+def events(sysdb: SystemDatabase) -> List[Tuple[Any, ...]]:
+    return rows(sysdb, "SELECT workflow_uuid, key, value FROM {events} ORDER BY key")
+
+
+def test_set_event_with_a_step_keeps_latest_and_history_together(store: SystemDatabase) -> None:
+    assert store.messages.set_event("sender", "k", "v1", 1, StepWrite("sender", 1, "DBOS.setEvent")) == "PENDING"
+    assert store.messages.set_event("sender", "k", "v2", 2, StepWrite("sender", 2, "DBOS.setEvent")) == "PENDING"
+    with pytest.raises(DBOSWorkflowConflictIDError, match="sender"):
+        store.messages.set_event("sender", "k", "v3", 2, StepWrite("sender", 2, "DBOS.setEvent"))
+    assert events(store) == [("sender", "k", "v2")]
+    assert history(store) == [(1, "k", "v1"), (2, "k", "v2")]
+    # From inside a step there is no checkpoint of its own: the value is just set.
+    assert store.messages.set_event("sender", "k", "v4", 3) is None
+    assert events(store) == [("sender", "k", "v4")]
+    assert store.messages.get_event("sender", "k") == ("v4",)
+
+
+def history(sysdb: SystemDatabase) -> List[Tuple[Any, ...]]:
+    return rows(sysdb, "SELECT function_id, key, value FROM {history} ORDER BY function_id")
