@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any, Callable, Iterator, List, Optional, TypeVar
 
 from .context import DBOSContext, get_context, reset_context, set_context
-from .engine import get_engine
+from .engine import get_engine, peek_engine
 from .error import DBOSException
 from .registry import TEMP_PREFIX, FunctionInfo, get_registry
 from .step import RetryPolicy, call_step_async, call_step_sync
@@ -50,7 +50,9 @@ def make_workflow(func: F, name: Optional[str], max_recovery_attempts: Optional[
 
     @functools.wraps(func)
     def run(*args: Any, **kwargs: Any) -> Any:
-        return call_sync(get_engine(f"Workflow {info.name}"), info, args, kwargs)
+        # peek first: get_engine's message would be formatted on every call.
+        engine = peek_engine() or get_engine(f"Workflow {info.name}")
+        return call_sync(engine, info, args, kwargs)
 
     return wrapper_for(info, run)  # type: ignore[return-value]
 
@@ -75,12 +77,20 @@ def make_step(func: F, name: Optional[str], policy: RetryPolicy) -> F:
         wrapper: Callable[..., Any] = step_async
     else:
 
+        def call(args: Any, kwargs: Any) -> Any:
+            if not _in_workflow():
+                return func(*args, **kwargs)
+            engine = peek_engine() or get_engine(f"Step {info.name}")
+            return call_step_sync(engine, info, policy, args, kwargs)
+
         @functools.wraps(func)
         def step(*args: Any, **kwargs: Any) -> Any:
+            # Checked per call: @DBOS.required_roles may be applied after this
+            # decorator. Most steps have none and skip the context manager.
+            if not info.required_roles:
+                return call(args, kwargs)
             with _assumed_role(info):
-                if not _in_workflow():
-                    return func(*args, **kwargs)
-                return call_step_sync(get_engine(f"Step {info.name}"), info, policy, args, kwargs)
+                return call(args, kwargs)
 
         wrapper = step
     _temp_workflow(info, wrapper)

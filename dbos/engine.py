@@ -165,9 +165,9 @@ class Engine:
 
     def check_cancelled_here(self, workflow_id: str) -> None:
         """Raise if this process knows the workflow was cancelled (no database read)."""
-        with self._active_lock:
-            cancelled = workflow_id in self._cancelled
-        if cancelled:
+        # Read without the lock: a set's membership test is atomic, and every
+        # step asks, from every thread.
+        if workflow_id in self._cancelled:
             from .error import DBOSWorkflowCancelledError
 
             raise DBOSWorkflowCancelledError(f"Workflow {workflow_id} was cancelled")

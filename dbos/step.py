@@ -52,6 +52,7 @@ class StepCall:
     function_id: int
     name: str
     started_at_ms: int
+    caller: DBOSContext  # the workflow's context, which the step's derives from
 
     def write(self, engine: Engine, output: Optional[str] = None, error: Optional[str] = None) -> StepWrite:
         return StepWrite(self.run.workflow_id, self.function_id, self.name,
@@ -71,12 +72,11 @@ def begin(info: FunctionInfo) -> Tuple[Optional[StepCall], Optional[Any]]:
     record = ctx.run.recorded_step(function_id, info.name)
     if record is not None:
         return None, record
-    return StepCall(ctx.run, function_id, info.name, now_ms()), None
+    return StepCall(ctx.run, function_id, info.name, now_ms(), ctx), None
 
 
 def step_context(call: StepCall, policy: RetryPolicy) -> DBOSContext:
-    ctx = get_context()
-    assert ctx is not None
+    ctx = call.caller
     max_attempts = policy.attempts if policy.retries_allowed else None
     status = StepStatus(call.function_id, None, max_attempts)
     return DBOSContext(

@@ -17,6 +17,7 @@ from ..error import (
     DBOSWorkflowCancelledError,
     DBOSWorkflowConflictIDError,
 )
+from .prepared import preparable
 from .records import Outcome, StartResult, StepRecord, StepWrite
 
 if TYPE_CHECKING:
@@ -36,6 +37,21 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+# How ``SystemDatabase.statement`` reads each statement's cursor.
+
+def fetch_one(cursor: Any) -> Any:
+    return cursor.fetchone()
+
+
+def fetch_all(cursor: Any) -> List[Any]:
+    rows: List[Any] = cursor.fetchall()
+    return rows
+
+
+def row_count(cursor: Any) -> int:
+    return int(cursor.rowcount)
+
+
 class WorkflowStore:
     def __init__(self, sysdb: "SystemDatabase") -> None:
         self._sysdb = sysdb
@@ -44,12 +60,15 @@ class WorkflowStore:
         self._status = sysdb.backend.qualified("workflow_status")
         self._steps = sysdb.backend.qualified("operation_outputs")
         self._insert_sql: Dict[Tuple[str, ...], str] = {}
-        self._checkpoint_sql = (
+        # Prepared on PostgreSQL: parsing and planning them anew cost the
+        # server more than the rest of each statement. Every parameter is a
+        # column's value or compared with one, so it is typed as before.
+        self._checkpoint_sql = preparable(
             f"INSERT INTO {self._steps} ({_STEP_COLUMNS}) VALUES ({', '.join([p] * 8)}) "
             "ON CONFLICT (workflow_uuid, function_id) DO NOTHING "
             f"RETURNING (SELECT status FROM {self._status} WHERE workflow_uuid = {p})"
         )
-        self._finish_sql = (
+        self._finish_sql = preparable(
             f"UPDATE {self._status} SET status = {p}, output = {p}, error = {p}, "
             f"completed_at = {p}, updated_at = {p}, deduplication_id = NULL "
             f"WHERE workflow_uuid = {p} AND status = 'PENDING'"
@@ -62,7 +81,7 @@ class WorkflowStore:
     def _start_sql(self, columns: Tuple[str, ...]) -> str:
         sql = self._insert_sql.get(columns)
         if sql is None:
-            sql = (
+            sql = preparable(
                 f"INSERT INTO {self._status} ({', '.join(columns)}) "
                 f"VALUES ({', '.join([self._p] * len(columns))}) "
                 "ON CONFLICT (workflow_uuid) DO UPDATE SET updated_at = EXCLUDED.updated_at "
@@ -88,7 +107,10 @@ class WorkflowStore:
             return found
 
         try:
-            found = self._sysdb.run(work, transaction=link is not None)
+            if link is None:
+                found = self._sysdb.statement(sql, params, fetch_one)
+            else:
+                found = self._sysdb.run(work)
         except DBOSSystemDatabaseError as exc:
             self._raise_if_deduplicated(exc, row)
             raise
@@ -132,13 +154,19 @@ class WorkflowStore:
     # ------------------------------------------------------------------
 
     def insert_step(self, step: StepWrite) -> Optional[Tuple[Any, ...]]:
-        params = [
+        """Checkpoint ``step`` on the connection ``run`` holds."""
+        row: Optional[Tuple[Any, ...]] = self._sysdb.execute(
+            self._checkpoint_sql, self._checkpoint_params(step)
+        ).fetchone()
+        return row
+
+    @staticmethod
+    def _checkpoint_params(step: StepWrite) -> List[Any]:
+        return [
             step.workflow_id, step.function_id, step.function_name, step.output,
             step.error, step.child_workflow_id, step.started_at_ms,
             step.completed_at_ms or now_ms(), step.workflow_id,
         ]
-        row: Optional[Tuple[Any, ...]] = self._sysdb.execute(self._checkpoint_sql, params).fetchone()
-        return row
 
     def checkpoint(self, step: StepWrite) -> str:
         """Record a step; return the workflow's status as of that write.
@@ -146,7 +174,7 @@ class WorkflowStore:
         Raises ``DBOSWorkflowConflictIDError`` when another execution of the
         same workflow recorded this step first.
         """
-        row = self._sysdb.run(lambda: self.insert_step(step), transaction=False)
+        row = self._sysdb.statement(self._checkpoint_sql, self._checkpoint_params(step), fetch_one)
         if row is None:
             raise DBOSWorkflowConflictIDError(step.workflow_id)
         return str(row[0])
@@ -157,9 +185,7 @@ class WorkflowStore:
             "SELECT function_id, function_name, output, error, child_workflow_id "
             f"FROM {self._steps} WHERE workflow_uuid = {self._p}"
         )
-        rows = self._sysdb.run(
-            lambda: self._sysdb.execute(sql, [workflow_id]).fetchall(), transaction=False
-        )
+        rows = self._sysdb.statement(sql, [workflow_id], fetch_all)
         return {int(r[0]): StepRecord(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows}
 
     # ------------------------------------------------------------------
@@ -170,16 +196,11 @@ class WorkflowStore:
         """Record the outcome if the workflow is still PENDING; False if it was not."""
         stamp = now_ms()
         params = [status, output, error, stamp, stamp, workflow_id]
-        cursor = self._sysdb.run(
-            lambda: self._sysdb.execute(self._finish_sql, params), transaction=False
-        )
-        return bool(cursor.rowcount == 1)
+        return self._sysdb.statement(self._finish_sql, params, row_count) == 1
 
     def outcome(self, workflow_id: str) -> Optional[Outcome]:
         sql = f"SELECT status, output, error FROM {self._status} WHERE workflow_uuid = {self._p}"
-        row = self._sysdb.run(
-            lambda: self._sysdb.execute(sql, [workflow_id]).fetchone(), transaction=False
-        )
+        row = self._sysdb.statement(sql, [workflow_id], fetch_one)
         return Outcome(row[0], row[1], row[2]) if row else None
 
     def statuses(self, workflow_ids: Sequence[str]) -> Dict[str, str]:

@@ -12,6 +12,9 @@ import pytest
 from dbos import DBOS, SetWorkflowID
 from dbos.sysdb.storage import SystemDatabase
 
+# psycopg2.extensions.TRANSACTION_STATUS_IDLE, named without importing the driver.
+TRANSACTION_STATUS_IDLE = 0
+
 Statement = Tuple[str, bool]  # (SQL, sent inside an explicit transaction)
 _TARGET = re.compile(r'(?:INTO|UPDATE|FROM)\s+(?:"[^"]+"\.)?"?(\w+)"?')
 
@@ -21,14 +24,26 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[List[Statement]]:
     """Every statement the storage layer sends, as it reaches the driver."""
     log: List[Statement] = []
     original = SystemDatabase.execute
+    original_on = SystemDatabase.execute_on
+
+    def watched() -> bool:
+        # Background threads (recovery, queue workers) poll on their own.
+        return not threading.current_thread().name.startswith(("dbos-recovery", "dbos-queue"))
 
     def execute(self: SystemDatabase, sql: str, params: Sequence[Any] = ()) -> Any:
-        # Background threads (recovery, queue workers) poll on their own.
-        if not threading.current_thread().name.startswith(("dbos-recovery", "dbos-queue")):
+        if watched():
             log.append((sql, bool(self._db.in_transaction())))
         return original(self, sql, params)
 
+    def execute_on(self: SystemDatabase, conn: Any, sql: str, params: Sequence[Any]) -> Any:
+        # A statement sent on a connection taken straight from the pool
+        # (PostgreSQL): in a transaction if the driver has one open.
+        if watched():
+            log.append((sql, conn.get_transaction_status() != TRANSACTION_STATUS_IDLE))
+        return original_on(self, conn, sql, params)
+
     monkeypatch.setattr(SystemDatabase, "execute", execute)
+    monkeypatch.setattr(SystemDatabase, "execute_on", execute_on)
     yield log
 
 

@@ -391,3 +391,72 @@ def test_sqlite_writer_waits_for_the_lock_instead_of_failing(
         writer.join()
     assert written.is_set()
     assert [v.version_name for v in sysdb.list_application_versions()] == ["waited"]
+
+
+# ----------------------------------------------------------------------
+# 8. Single statements (``SystemDatabase.statement``, the workflow hot path)
+# ----------------------------------------------------------------------
+
+
+def first_row(cursor: Any) -> Any:
+    return cursor.fetchone()
+
+
+def versions_table(sysdb: SystemDatabase) -> str:
+    return sysdb.backend.qualified("dbos_migrations")
+
+
+def test_a_statement_returns_its_connection(sysdb: SystemDatabase) -> None:
+    row = sysdb.statement(f"SELECT count(*) FROM {versions_table(sysdb)}", [], first_row)
+    assert row[0] == 1
+    assert pool(sysdb)._in_use == {}
+    assert pool(sysdb).is_closed()  # no connection left attached to this thread
+
+
+def test_a_statement_inside_run_joins_its_transaction(sysdb: SystemDatabase) -> None:
+    p = sysdb.backend.placeholder
+    insert = (f"INSERT INTO {sysdb.backend.qualified('application_versions')} "
+              f"(version_id, version_name, version_timestamp, created_at, application_name) "
+              f"VALUES ({p}, {p}, 1, 1, 'app')")
+
+    def work() -> None:
+        sysdb.statement(insert, ["id-1", "rolled-back"], lambda cursor: None)
+        assert len(pool(sysdb)._in_use) == 1  # the run's own connection, not another
+        raise RuntimeError("roll back")
+
+    with pytest.raises(RuntimeError):
+        sysdb.run(work)
+    assert sysdb.list_application_versions() == []
+    assert pool(sysdb)._in_use == {}
+
+
+def test_a_failed_statement_raises_and_frees_its_connection(sysdb: SystemDatabase) -> None:
+    with pytest.raises(DBOSSystemDatabaseError, match="no_such_table"):
+        sysdb.statement("SELECT * FROM no_such_table", [], first_row)
+    assert pool(sysdb)._in_use == {}
+    assert sysdb.statement(f"SELECT count(*) FROM {versions_table(sysdb)}", [], first_row)[0] == 1
+
+
+def test_a_statement_waits_for_a_free_connection_then_gives_up(sys_db_url: str) -> None:
+    sysdb = SystemDatabase(sys_db_url, pool_size=1, pool_timeout=0.05)
+    sysdb.migrate()
+    release, holder = hold_connection(sysdb, transaction=False)
+    try:
+        with pytest.raises(DBOSSystemDatabaseError, match="No free connection"):
+            sysdb.statement(f"SELECT count(*) FROM {versions_table(sysdb)}", [], first_row)
+    finally:
+        release.set()
+        holder.join()
+    assert sysdb.statement(f"SELECT count(*) FROM {versions_table(sysdb)}", [], first_row)[0] == 1
+    sysdb.close()
+
+
+def test_a_statement_on_a_terminated_connection_is_retried(
+    backend: str, sysdb: SystemDatabase
+) -> None:
+    require_postgres(backend)
+    before = sysdb.statement("SELECT pg_backend_pid()", [], first_row)[0]
+    assert terminate_backends(sysdb) >= 1
+    after = sysdb.statement("SELECT pg_backend_pid()", [], first_row)[0]
+    assert after != before
+    assert pool(sysdb)._in_use == {}
