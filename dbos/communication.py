@@ -53,10 +53,20 @@ def wait_until(engine: Engine, keys: Sequence[str], check: Callable[[], Optional
         return wait_on(engine, event, check, wake_at, run)
 
 
+class Signal(threading.Event):
+    """An event that remembers whether its last wait ended because it was set."""
+
+    rang = False
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        self.rang = super().wait(timeout)
+        return self.rang
+
+
 @contextmanager
-def watching(engine: Engine, keys: Sequence[str], run: Optional[WorkflowRun]) -> Iterator[threading.Event]:
+def watching(engine: Engine, keys: Sequence[str], run: Optional[WorkflowRun]) -> Iterator[Signal]:
     """An event set whenever one of ``keys`` (or ``run``'s cancellation) is notified."""
-    event = threading.Event()
+    event = Signal()
     watched = list(keys) + ([cancel_key(run.workflow_id)] if run else [])
     for key in watched:
         engine.waiters.register(key, event)
@@ -222,7 +232,8 @@ def recv(engine: Engine, reserved: Tuple[WorkflowRun, int, int], topic: Optional
     messages = engine.sysdb.messages
 
     def take() -> Optional[Tuple[str, str]]:
-        return messages.consume(run.workflow_id, topic, step)
+        # Woken by a send, the message is most likely there: no look first.
+        return messages.consume(run.workflow_id, topic, step, look_first=not event.rang)
 
     with watching(engine, [message_key(run.workflow_id, topic)], run) as event:
         got = take()

@@ -136,11 +136,13 @@ class MessageStore:
         rows = self._sysdb.run(lambda: self._sysdb.execute(sql, workflow_ids).fetchall(), transaction=False)
         return {r[0] for r in rows}
 
-    def consume(self, destination_id: str, topic: Optional[str],
-                step: StepWrite) -> Optional[Tuple[str, str]]:
+    def consume(self, destination_id: str, topic: Optional[str], step: StepWrite,
+                look_first: bool = True) -> Optional[Tuple[str, str]]:
         """Take the oldest unread message and checkpoint it as ``step``, atomically.
 
         Returns ``(message, workflow status)``, or None when there is none.
+        ``look_first`` False skips the lock-free look that spares an empty
+        poll SQLite's write lock, when a message is expected.
         """
         params = [destination_id, topic or NULL_TOPIC]
         if self._one_statement:
@@ -153,7 +155,8 @@ class MessageStore:
             f"SELECT 1 FROM {self._notes} WHERE destination_uuid = {self._p} "
             f"AND topic = {self._p} AND NOT consumed LIMIT 1"
         )
-        if not self._sysdb.run(lambda: self._sysdb.execute(peek, params).fetchone(), transaction=False):
+        if look_first and not self._sysdb.run(lambda: self._sysdb.execute(peek, params).fetchone(),
+                                              transaction=False):
             return None
         return self._sysdb.run(lambda: self._consume_each(params, step))
 
