@@ -48,6 +48,9 @@ class Backend(ABC):
     skip_locked: str  # appended to a SELECT that claims rows other workers may hold
     queue_lock: Optional[str]  # serialises claimers of one queue for a transaction
     writable_ctes: bool  # INSERT/UPDATE inside WITH, so one statement can do a transaction's work
+    # Unread notifications, spelled as the partial index on them is, so the
+    # planner uses it (SQLite matches the index's WHERE term by term).
+    unread: str
 
     def __init__(self, url: DatabaseURL, schema: Optional[str]) -> None:
         self.url = url
@@ -160,6 +163,7 @@ class SqliteBackend(Backend):
     skip_locked = ""
     queue_lock = None
     writable_ctes = False
+    unread = "consumed = 0"
     sql_tokens = {
         "now_ms": "(CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))",
         "random_id": "(lower(hex(randomblob(16))))",
@@ -300,6 +304,7 @@ class PostgresBackend(Backend):
     arrival_order = "seq"
     skip_locked = " FOR UPDATE SKIP LOCKED"
     writable_ctes = True
+    unread = "NOT consumed"
     queue_lock = "SELECT pg_advisory_xact_lock(hashtext(%s))"
     sql_tokens = {
         "now_ms": "((EXTRACT(EPOCH FROM now()) * 1000.0)::BIGINT)",

@@ -52,7 +52,7 @@ class MessageStore:
         self._status = backend.qualified("workflow_status")
         self._steps = backend.qualified("operation_outputs")
         self._order = backend.arrival_order
-        self._lock_clause = backend.skip_locked
+        self._unread = backend.unread
         self._notify = None if sysdb.is_sqlite else f"SELECT pg_notify('{NOTIFY_CHANNEL}', {self._p})"
         # PostgreSQL runs a send or a receive and its checkpoint as one statement.
         self._one_statement = backend.writable_ctes
@@ -153,7 +153,7 @@ class MessageStore:
         # (a writer waiting on it sleeps in the busy handler for milliseconds).
         peek = (
             f"SELECT 1 FROM {self._notes} WHERE destination_uuid = {self._p} "
-            f"AND topic = {self._p} AND NOT consumed LIMIT 1"
+            f"AND topic = {self._p} AND {self._unread} LIMIT 1"
         )
         if look_first and not self._sysdb.run(lambda: self._sysdb.execute(peek, params).fetchone(),
                                               transaction=False):
@@ -161,17 +161,19 @@ class MessageStore:
         return self._sysdb.run(lambda: self._consume_each(params, step))
 
     def _consume_each(self, params: List[str], step: StepWrite) -> Optional[Tuple[str, str]]:
+        # SQLite: the transaction already holds the write lock, so picking and
+        # marking the oldest message is one UPDATE ... RETURNING.
         p = self._p
-        pick = (
-            f"SELECT message_uuid, message FROM {self._notes} WHERE destination_uuid = {p} "
-            f"AND topic = {p} AND NOT consumed ORDER BY {self._order} LIMIT 1{self._lock_clause}"
+        take = (
+            f"UPDATE {self._notes} SET consumed = TRUE WHERE message_uuid = ("
+            f"SELECT message_uuid FROM {self._notes} WHERE destination_uuid = {p} "
+            f"AND topic = {p} AND {self._unread} ORDER BY {self._order} LIMIT 1) RETURNING message"
         )
-        row = self._sysdb.execute(pick, params).fetchone()
+        row = self._sysdb.execute(take, params).fetchone()
         if row is None:
             return None
-        self._sysdb.execute(f"UPDATE {self._notes} SET consumed = TRUE WHERE message_uuid = {p}", [row[0]])
-        status = self._checkpoint(replace(step, output=row[1]))
-        return row[1], str(status)
+        status = self._checkpoint(replace(step, output=row[0]))
+        return row[0], str(status)
 
     def _consume_statement(self, params: List[str], step: StepWrite) -> Optional[Tuple[str, str]]:
         sql = preparable(compound.consume_sql(self._notes, self._steps, self._status, self._order))
