@@ -1,0 +1,55 @@
+"""Where the one-process send/recv round trip spends its time (a profiling aid).
+
+    .venv/bin/python benchmarks/roundtrip_profile.py sqlite:////tmp/rt.sqlite
+    .venv/bin/python benchmarks/roundtrip_profile.py postgresql://postgres@127.0.0.1/rt
+
+Unlike the benchmarks this reaches inside the library: it times each call of
+the message store (a send, a receive that found its message, one that found
+none) during the same ping-pong that bench.py measures, and prints medians.
+The database must not exist yet (it is created).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections import defaultdict
+from typing import Any, Callable, Dict, List
+
+import workloads
+from dbos.sysdb.messages import MessageStore
+
+TIMES: Dict[str, List[float]] = defaultdict(list)
+
+
+def timed(method: Callable[..., Any], name: Callable[[Any], str]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        result = method(*args, **kwargs)
+        TIMES[name(result)].append((time.perf_counter() - started) * 1000)
+        return result
+    return wrapper
+
+
+def main() -> None:
+    url, rounds = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 500
+    setattr(MessageStore, "send", timed(MessageStore.send, lambda _: "send (insert + checkpoint, one commit)"))
+    setattr(MessageStore, "consume", timed(MessageStore.consume, lambda found: (
+        "receive that found its message (one commit)" if found else "receive that found none (a read)")))
+    workloads.launch(url, poll=0.05)
+    for _ in range(2):  # the first pass warms up; the second is reported
+        TIMES.clear()
+        peer = f"echo-{uuid.uuid4().hex[:8]}"
+        workloads._start_peer(url, {}, "echo", peer, False, rounds)
+        trips = workloads.pinger(peer, rounds)
+    print(f"round trip: median {statistics.median(trips):.3f} ms over {rounds}")
+    for name, values in sorted(TIMES.items()):
+        print(f"  {name}: {len(values) / rounds:.0f} per round trip, median {statistics.median(values):.3f} ms")
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
