@@ -26,7 +26,7 @@ BUSY_TIMEOUT_MS = 30_000
 
 
 # Peewee's own translation of driver errors into ``pw.DatabaseError`` and kin.
-_PEEWEE_ERRORS: Any = getattr(pw, "__exception_wrapper__")
+PEEWEE_ERRORS: Any = getattr(pw, "__exception_wrapper__")
 
 
 def driver_error(exc: BaseException) -> BaseException:
@@ -256,7 +256,7 @@ class SqliteBackend(Backend):
     def run_script(self, db: pw.Database, sql: str) -> None:
         cursor = db.cursor()
         for statement in split_sqlite_script(sql):
-            with _PEEWEE_ERRORS:
+            with PEEWEE_ERRORS:
                 cursor.execute(statement)
 
     def truncate(self, db: pw.Database, tables: Sequence[str]) -> None:
@@ -434,7 +434,7 @@ class PostgresBackend(Backend):
 
     def run_script(self, db: pw.Database, sql: str) -> None:
         cursor = db.cursor()
-        with _PEEWEE_ERRORS:
+        with PEEWEE_ERRORS:
             cursor.execute(f'SET LOCAL search_path TO "{self.schema}", public')
             # No parameters, so the driver sends the script as written, '%' included.
             cursor.execute(sql)

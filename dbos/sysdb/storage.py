@@ -24,7 +24,7 @@ from playhouse.pool import MaxConnectionsExceeded
 
 from ..error import DBOSMigrationRequiredError, DBOSSystemDatabaseError
 from ..version import VersionInfo
-from .backend import Backend, backend_for, driver_error
+from .backend import PEEWEE_ERRORS, Backend, backend_for, driver_error
 from .migrator import Migration, Migrator, latest_version
 from .models import BoundModels
 from .url import DatabaseURL
@@ -38,9 +38,6 @@ logger = logging.getLogger("dbos")
 
 T = TypeVar("T")
 
-# Peewee turns driver errors into its own classes, which ``_wrap`` and the
-# backends' disconnect tests expect; ``statement`` bypasses Peewee's execute.
-_peewee_errors: Any = getattr(pw, "__exception_wrapper__")
 _peewee_log = logging.getLogger("peewee")
 
 
@@ -149,7 +146,7 @@ class SystemDatabase:
         for attempt in (1, 2):
             conn = self._checkout()
             try:
-                with _peewee_errors:
+                with PEEWEE_ERRORS:
                     result = read(self.execute_on(conn, sql, params))
             except pw.PeeweeException as exc:
                 if not self.backend.is_disconnect(exc):
@@ -180,7 +177,7 @@ class SystemDatabase:
     def _checkout(self) -> Any:
         """A connection from the pool, waiting as Peewee's ``connect`` would when none is free."""
         try:
-            with _peewee_errors:
+            with PEEWEE_ERRORS:
                 return self._db._connect()
         except MaxConnectionsExceeded as exc:
             return self._wait_for_connection(exc)
@@ -200,7 +197,7 @@ class SystemDatabase:
             with db._pool_available:
                 db._pool_available.wait(timeout=min(remaining, 1.0))
             try:
-                with _peewee_errors:
+                with PEEWEE_ERRORS:
                     return db._connect()
             except MaxConnectionsExceeded:
                 continue

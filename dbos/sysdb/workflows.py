@@ -17,16 +17,13 @@ from ..error import (
     DBOSWorkflowCancelledError,
     DBOSWorkflowConflictIDError,
 )
+from .compound import STEP_COLUMNS
 from .prepared import preparable
 from .records import Outcome, StartResult, StepRecord, StepWrite
 
 if TYPE_CHECKING:
     from .storage import SystemDatabase
 
-_STEP_COLUMNS = (
-    "workflow_uuid, function_id, function_name, output, error, "
-    "child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms"
-)
 _RECOVERY_FIELDS = (
     "name, class_name, config_name, inputs, recovery_attempts, workflow_deadline_epoch_ms, "
     "authenticated_user, authenticated_roles, assumed_role"
@@ -64,7 +61,7 @@ class WorkflowStore:
         # server more than the rest of each statement. Every parameter is a
         # column's value or compared with one, so it is typed as before.
         self._checkpoint_sql = preparable(
-            f"INSERT INTO {self._steps} ({_STEP_COLUMNS}) VALUES ({', '.join([p] * 8)}) "
+            f"INSERT INTO {self._steps} ({STEP_COLUMNS}) VALUES ({', '.join([p] * 8)}) "
             "ON CONFLICT (workflow_uuid, function_id) DO NOTHING "
             f"RETURNING (SELECT status FROM {self._status} WHERE workflow_uuid = {p})"
         )
