@@ -80,34 +80,35 @@ class Figure:
     label: str
     unit: str
     higher_is_better: bool
-    digits: int = 2
+    digits: int
+    workload: str  # the workload that measures it, to name the reason when it is missing
 
 
 FIGURES: Tuple[Figure, ...] = (
-    Figure("floor_ms", "floor: INSERT + COMMIT", "ms", False, 3),
-    Figure("floor_rollback_ms", "floor, rollback journal (DBOS Transact's SQLite mode)", "ms", False, 3),
-    Figure("seq0_ms", "sequential 0-step workflow latency", "ms", False, 3),
-    Figure("seq0_wps", "sequential 0-step workflows", "wf/s", True, 0),
-    Figure("seq3_ms", "sequential 3-step workflow latency", "ms", False, 3),
-    Figure("seq3_wps", "sequential 3-step workflows", "wf/s", True, 0),
-    Figure("step_ms", "cost per step ((3-step - 0-step) / 3)", "ms", False, 3),
-    Figure("step_over_floor", "cost per step / floor", "x", False, 2),
-    Figure("thr1_wps", "3-step workflows, 1 thread", "wf/s", True, 0),
-    Figure("thr4_wps", "3-step workflows, 4 threads", "wf/s", True, 0),
-    Figure("thr16_wps", "3-step workflows, 16 threads", "wf/s", True, 0),
-    Figure("thr16_over_1", "16 threads over 1 thread", "x", True, 2),
-    Figure("queue_jps", "queue of {jobs} one-step jobs (enqueue + run)", "jobs/s", True, 0),
-    Figure("queue_enqueue_ms", "queue: enqueue per job", "ms", False, 3),
-    Figure("queue_threads", "queue: peak threads (OS)", "threads", False, 0),
-    Figure("queue_rss_mb", "queue: peak RSS (whole process)", "MB", False, 1),
-    Figure("recovery_s", "recovery of {workflows} pending workflows", "s", False, 3),
-    Figure("recovery_launch_s", "recovery: launch() returns after", "s", False, 3),
-    Figure("rt1_ms", "send/recv round trip, one process", "ms", False, 3),
-    Figure("rt2_ms", "send/recv round trip, two processes", "ms", False, 3),
-    Figure("ev1_ms", "event wake-up, one process", "ms", False, 3),
-    Figure("ev2_ms", "event wake-up, two processes", "ms", False, 3),
-    Figure("first_launch_ms", "first launch (creates + migrates)", "ms", False, 1),
-    Figure("launch_ms", "launch, migrated database (DBOS() + launch())", "ms", False, 1),
+    Figure("floor_ms", "floor: INSERT + COMMIT", "ms", False, 3, "floor"),
+    Figure("floor_rollback_ms", "floor, rollback journal (DBOS Transact's SQLite mode)", "ms", False, 3, "floor"),
+    Figure("seq0_ms", "sequential 0-step workflow latency", "ms", False, 3, "sequential"),
+    Figure("seq0_wps", "sequential 0-step workflows", "wf/s", True, 0, "sequential"),
+    Figure("seq3_ms", "sequential 3-step workflow latency", "ms", False, 3, "sequential"),
+    Figure("seq3_wps", "sequential 3-step workflows", "wf/s", True, 0, "sequential"),
+    Figure("step_ms", "cost per step ((3-step - 0-step) / 3)", "ms", False, 3, "sequential"),
+    Figure("step_over_floor", "cost per step / floor", "x", False, 2, "sequential"),
+    Figure("thr1_wps", "3-step workflows, 1 thread", "wf/s", True, 0, "threads"),
+    Figure("thr4_wps", "3-step workflows, 4 threads", "wf/s", True, 0, "threads"),
+    Figure("thr16_wps", "3-step workflows, 16 threads", "wf/s", True, 0, "threads"),
+    Figure("thr16_over_1", "16 threads over 1 thread", "x", True, 2, "threads"),
+    Figure("queue_jps", "queue of {jobs} one-step jobs (enqueue + run)", "jobs/s", True, 0, "queue"),
+    Figure("queue_enqueue_ms", "queue: enqueue per job", "ms", False, 3, "queue"),
+    Figure("queue_threads", "queue: peak threads (OS)", "threads", False, 0, "queue"),
+    Figure("queue_rss_mb", "queue: peak RSS (whole process)", "MB", False, 1, "queue"),
+    Figure("recovery_s", "recovery of {workflows} pending workflows", "s", False, 3, "recovery"),
+    Figure("recovery_launch_s", "recovery: launch() returns after", "s", False, 3, "recovery"),
+    Figure("rt1_ms", "send/recv round trip, one process", "ms", False, 3, "communication"),
+    Figure("rt2_ms", "send/recv round trip, two processes", "ms", False, 3, "communication"),
+    Figure("ev1_ms", "event wake-up, one process", "ms", False, 3, "communication"),
+    Figure("ev2_ms", "event wake-up, two processes", "ms", False, 3, "communication"),
+    Figure("first_launch_ms", "first launch (creates + migrates)", "ms", False, 1, "launch"),
+    Figure("launch_ms", "launch, migrated database (DBOS() + launch())", "ms", False, 1, "launch"),
 )
 FIGURE_BY_KEY = {f.key: f for f in FIGURES}
 
@@ -242,23 +243,12 @@ def advantage(figure: Figure, ours: Optional[float], reference: Optional[float])
     return r if figure.higher_is_better else 1 / r
 
 
-# Which workload produces each figure, to name the reason when it is missing.
-SOURCE = {
-    "floor_ms": "floor", "floor_rollback_ms": "floor",
-    "seq0_ms": "sequential", "seq0_wps": "sequential", "seq3_ms": "sequential",
-    "seq3_wps": "sequential", "step_ms": "sequential", "step_over_floor": "sequential",
-    "thr1_wps": "threads", "thr4_wps": "threads", "thr16_wps": "threads", "thr16_over_1": "threads",
-    "queue_jps": "queue", "queue_enqueue_ms": "queue", "queue_threads": "queue",
-    "queue_rss_mb": "queue", "recovery_s": "recovery", "recovery_launch_s": "recovery",
-    "rt1_ms": "communication", "rt2_ms": "communication", "ev1_ms": "communication",
-    "ev2_ms": "communication", "first_launch_ms": "launch", "launch_ms": "launch",
-}
 
 
 def missing_reason(side: Optional[Side], key: str) -> Optional[str]:
     if side is None:
         return None
-    return side.errors.get(SOURCE.get(key, ""))
+    return side.errors.get(FIGURE_BY_KEY[key].workload)
 
 
 def build_figures(ours: Values, reference: Optional[Values], ours_side: Side,
