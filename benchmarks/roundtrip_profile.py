@@ -20,7 +20,7 @@ from collections import defaultdict
 from typing import Any, Callable, Dict, List
 
 import workloads
-from dbos.sysdb.messages import MessageStore
+from dbos._sysdb.messages import MessageStore
 
 TIMES: Dict[str, List[float]] = defaultdict(list)
 

@@ -4,21 +4,21 @@ import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from . import error
-from .client import DBOSClient, EnqueueOptions
-from .config import DBOSConfig
-from .communication import SendMessage
-from .context import DBOSContextEnsure, DBOSContextSetAuth, SetWorkflowID
-from .datasource import Datasource, DBAPIDatasource, PeeweeDatasource
-from .deadline import SetWorkflowTimeout
-from .decorators import DBOSConfiguredInstance
-from .handle import WorkflowHandle, WorkflowHandleAsync
-from .operations import StepInfo
-from .queue import Queue, QueueRateLimit, SetEnqueueOptions
-from .runtime import DBOS
-from .schema import run_dbos_database_migrations
-from .serialization import DefaultSerializer, Serializer
-from .status import StepStatus, WorkflowStatus, WorkflowStatusString
-from .version import VersionInfo
+from ._ops.client import DBOSClient, EnqueueOptions
+from ._config import DBOSConfig
+from ._engine.messages import SendMessage
+from ._engine.context import DBOSContextEnsure, DBOSContextSetAuth, SetWorkflowID
+from ._datasource import Datasource, DBAPIDatasource, PeeweeDatasource
+from ._engine.deadline import SetWorkflowTimeout
+from ._engine.decorators import DBOSConfiguredInstance
+from ._engine.handles import WorkflowHandle, WorkflowHandleAsync
+from ._ops.management import StepInfo
+from ._queues.queue import Queue, QueueRateLimit, SetEnqueueOptions
+from ._facade.dbos import DBOS
+from ._ops.migrate import run_dbos_database_migrations
+from ._serialization import DefaultSerializer, Serializer
+from ._status import StepStatus, WorkflowStatus, WorkflowStatusString
+from ._versions import VersionInfo
 
 if TYPE_CHECKING:
     from .contrib.sqlalchemy import SQLAlchemyDatasource  # noqa: F401  (for type checkers)

@@ -1,4 +1,4 @@
-"""Versioned system-database migrations, installed as ``dbos.migrations``.
+"""Versioned system-database migrations, installed as ``dbos._migrations``.
 
 A migration is ``NNNN_name.sql``, written once for every backend (the tokens
 ``{{now_ms}}``, ``{{random_id}}`` and ``{{boolean}}`` are rendered in each dialect), or

@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 
 from dbos import DBOS, DBOSConfig
-from dbos.sysdb import DatabaseURL, SystemDatabase
+from dbos._sysdb import DatabaseURL, SystemDatabase
 from tests.probe import drop_database
 
 POSTGRES_SERVER = os.environ.get("DBOS_TEST_POSTGRES_URL", "postgresql://postgres@localhost:5432/postgres")

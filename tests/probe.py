@@ -90,7 +90,7 @@ def execute(url: str, sql: str, params: tuple[Any, ...] = ()) -> None:
 
 def driver_connection(url: str, timeout: float = 5.0) -> Any:
     """A new plain driver connection in autocommit mode."""
-    from dbos.sysdb import DatabaseURL
+    from dbos._sysdb import DatabaseURL
 
     parsed = DatabaseURL.parse(url)
     if parsed.is_sqlite:

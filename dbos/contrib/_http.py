@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Iterator, Optional
 
-from ..context import DBOSContext, get_context, reset_context, set_context
-from ..engine import peek_engine
+from .._engine.context import DBOSContext, get_context, reset_context, set_context
+from .._engine.engine import peek_engine
 from ..error import DBOSInitializationError
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -86,7 +86,7 @@ def launch_if_needed() -> None:
     ``DBOS.launch()`` warns when called twice; this checks first, under a
     lock, so concurrent first requests launch once and quietly.
     """
-    from ..runtime import DBOS, is_initialized
+    from .._facade.dbos import DBOS, is_initialized
 
     if peek_engine() is not None:
         return

@@ -69,7 +69,7 @@ def _wrap_lifespan(app: "FastAPI") -> None:
 def _dbos_lifespan(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[Optional[Dict[str, Any]]]:
-        from ..runtime import DBOS
+        from .._facade.dbos import DBOS
 
         try:
             async with inner(app) as state:

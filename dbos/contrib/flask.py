@@ -26,7 +26,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, Optional
 
-from ..config import DBOSConfig, Settings, resolve
+from .._config import DBOSConfig, Settings, resolve
 from ..error import DBOSException
 from ._http import (
     require_app,
@@ -102,7 +102,7 @@ class DBOSFlask:
             self.init_app(app)
 
     def init_app(self, app: "Flask") -> None:
-        from ..runtime import DBOS, is_initialized
+        from .._facade.dbos import DBOS, is_initialized
 
         require_app(app, "flask", "Flask", "flask")
         if not is_initialized():
@@ -171,8 +171,8 @@ def _cli_errors() -> Iterator[None]:
     """Problems the user must fix, as one ``Error: ...`` line and exit status 1."""
     import click
 
-    from ..cli import CLIError, one_line
-    from ..sysdb.url import URLError
+    from .._ops.cli import CLIError, one_line
+    from .._sysdb.url import URLError
 
     try:
         yield
@@ -182,7 +182,7 @@ def _cli_errors() -> Iterator[None]:
 
 def _settings() -> Settings:
     """The configuration of this app's DBOS instance (built by the app factory)."""
-    from ..runtime import DBOS
+    from .._facade.dbos import DBOS
 
     config = DBOS.config
     if config is None:
@@ -196,7 +196,7 @@ def _settings() -> Settings:
 def migrate_command(app_role: Optional[str]) -> None:
     import click
 
-    from ..schema import run_dbos_database_migrations
+    from .._ops.migrate import run_dbos_database_migrations
 
     with _cli_errors():
         settings = _settings()
@@ -215,11 +215,11 @@ def list_command(
 ) -> None:
     import click
 
-    from .. import cli_output as out
-    from ..cli import require_migrated
-    from ..operations import Operations
-    from ..serialization import Codec
-    from ..sysdb import SystemDatabase
+    from .._ops import cli_output as out
+    from .._ops.cli import require_migrated
+    from .._ops.management import Operations
+    from .._serialization import Codec
+    from .._sysdb import SystemDatabase
 
     # Inputs and outputs can be large, and the listing never shows them.
     filters: Dict[str, Any] = {"limit": limit, "sort_desc": sort_desc,

@@ -21,7 +21,7 @@ from sqlalchemy.engine import RootTransaction
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from ..datasource import (
+from .._datasource import (
     POOL_TIMEOUT_S,
     Dialect,
     IsolationLevel,
@@ -31,8 +31,8 @@ from ..datasource import (
     is_retryable_error,
 )
 from ..error import DBOSException
-from ..sysdb.backend import BUSY_TIMEOUT_MS, backend_for
-from ..sysdb.url import DatabaseURL
+from .._sysdb.backend import BUSY_TIMEOUT_MS, backend_for
+from .._sysdb.url import DatabaseURL
 
 # DBOS Transact's application-engine defaults, so a program moved over gets
 # the same pool. No pool_pre_ping: it costs a round trip per transaction, and

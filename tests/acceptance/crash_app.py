@@ -96,8 +96,8 @@ def datasource_config(kind: str, app_url: str) -> Dict[str, Any]:
     if kind == "sqlalchemy":
         return {"application_database_url": app_url, "application_datasource": "sqlalchemy"}
     from dbos import DBAPIDatasource
-    from dbos.sysdb.backend import backend_for
-    from dbos.sysdb.url import DatabaseURL
+    from dbos._sysdb.backend import backend_for
+    from dbos._sysdb.url import DatabaseURL
 
     parsed = DatabaseURL.parse(app_url)
     backend_for(parsed).create_database()
@@ -170,7 +170,7 @@ def txn_app(sys_url: str, app_url: str, workflow_id: str, crash: bool, kind: str
 
 def _crash_before_checkpoint(function_name: str) -> None:
     """Die by SIGKILL between the transaction's commit and its checkpoint."""
-    from dbos.sysdb.workflows import WorkflowStore
+    from dbos._sysdb.workflows import WorkflowStore
 
     original = WorkflowStore.checkpoint
 

@@ -18,7 +18,7 @@ import sys
 
 def crash_before_checkpoint(function_name: str) -> None:
     """Die by SIGKILL between the transaction's commit and its checkpoint."""
-    from dbos.sysdb.workflows import WorkflowStore
+    from dbos._sysdb.workflows import WorkflowStore
 
     original = WorkflowStore.checkpoint
 

@@ -16,7 +16,7 @@ import pytest
 
 from dbos import DBOSClient, EnqueueOptions
 from dbos.error import DBOSAwaitedWorkflowCancelledError
-from dbos.sysdb import SystemDatabase
+from dbos._sysdb import SystemDatabase
 
 pytestmark = pytest.mark.acceptance
 

@@ -26,8 +26,8 @@ from typing import IO, Any, Dict, Iterator, List, Set, Tuple
 import pytest
 
 from dbos import DBOSClient
-from dbos.sysdb.backend import backend_for
-from dbos.sysdb.url import DatabaseURL
+from dbos._sysdb.backend import backend_for
+from dbos._sysdb.url import DatabaseURL
 
 from ..conftest import postgres_url
 from ..probe import SYSTEM_TABLES, qualified, query, sqlite_path, table_names

@@ -90,10 +90,10 @@ def shipped_migration_versions(migrations_dir: Path) -> List[int]:
 def test_wheel_holds_the_package_data(installed: Installed) -> None:
     with zipfile.ZipFile(installed.wheel) as wheel:
         names = set(wheel.namelist())
-    expected = ("__init__.py", "config.schema.json", "py.typed", "sysdb/storage.py")
+    expected = ("__init__.py", "config.schema.json", "py.typed", "_sysdb/backend.py")
     assert {f"dbos/{name}" for name in expected} <= names
     repo_sql = sorted(p.name for p in (REPO / "migrations").glob("*.sql"))
-    assert repo_sql and {f"dbos/migrations/{name}" for name in repo_sql} <= names
+    assert repo_sql and {f"dbos/_migrations/{name}" for name in repo_sql} <= names
     assert not any(name.startswith(("tests/", "examples/")) for name in names)
 
 
@@ -101,7 +101,7 @@ def test_installed_package_is_the_wheel_not_the_working_tree(installed: Installe
     package = installed.package_dir
     assert package.is_relative_to(installed.venv), package
     assert (package / "config.schema.json").is_file()
-    installed_sql = sorted(p.name for p in (package / "migrations").glob("*.sql"))
+    installed_sql = sorted(p.name for p in (package / "_migrations").glob("*.sql"))
     assert installed_sql == sorted(p.name for p in (REPO / "migrations").glob("*.sql"))
 
 
@@ -118,7 +118,7 @@ def test_installed_dbos_migrate_creates_the_system_database(
         (version,) = conn.execute("SELECT MAX(version) FROM dbos_migrations").fetchone()
     expected = {"workflow_status", "operation_outputs", "application_versions", "dbos_migrations"}
     assert expected <= tables
-    versions = shipped_migration_versions(installed.package_dir / "migrations")
+    versions = shipped_migration_versions(installed.package_dir / "_migrations")
     assert versions == list(range(1, len(versions) + 1))
     assert version == len(versions)
 

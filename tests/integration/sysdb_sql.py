@@ -9,8 +9,8 @@ from __future__ import annotations
 import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from dbos.engine import Engine, peek_engine
-from dbos.recovery import recover_one
+from dbos._engine.engine import Engine, peek_engine
+from dbos._engine.recovery import recover_one
 
 Row = Tuple[Any, ...]
 WAIT_S = 30.0  # an upper bound reached only when a test is already failing

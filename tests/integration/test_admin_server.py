@@ -24,8 +24,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, cast
 import pytest
 
 from dbos import DBOS, DBOSConfig, DBOSContextSetAuth, Queue, SetWorkflowID
-from dbos import admin_server
-from dbos.engine import Engine, peek_engine
+from dbos._ops import admin_server
+from dbos._engine.engine import Engine, peek_engine
 from dbos.error import DBOSAwaitedWorkflowCancelledError, DBOSInitializationError
 from tests.threads import result
 from tests.integration.sysdb_sql import set_pending, sys_sql, wait_for_launch_recovery

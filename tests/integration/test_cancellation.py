@@ -25,10 +25,10 @@ from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, Tup
 import pytest
 
 from dbos import DBOS, DBOSConfig, SetWorkflowID, SetWorkflowTimeout
-from dbos.engine import Engine, Waiters, peek_engine
+from dbos._engine.engine import Engine, Waiters, peek_engine
 from dbos.error import DBOSAwaitedWorkflowCancelledError, DBOSWorkflowCancelledError
-from dbos.recovery import recover_one
-from dbos.sysdb.messages import cancel_key
+from dbos._engine.recovery import recover_one
+from dbos._sysdb.messages import cancel_key
 from tests.integration.sysdb_sql import set_pending, sys_sql, wait_for_launch_recovery
 from tests.probe import qualified, query
 

@@ -10,7 +10,7 @@ from typing import Any, Iterator, List, Sequence, Tuple
 import pytest
 
 from dbos import DBOS, SetWorkflowID
-from dbos.sysdb.storage import SystemDatabase
+from dbos._sysdb.storage import SystemDatabase
 
 # psycopg2.extensions.TRANSACTION_STATUS_IDLE, named without importing the driver.
 TRANSACTION_STATUS_IDLE = 0
@@ -81,8 +81,8 @@ def test_fresh_workflow_costs_one_autocommit_write_per_step(
 
 
 def test_recovered_workflow_reads_its_steps_once(dbos: type[DBOS], statements: List[Statement]) -> None:
-    from dbos.engine import peek_engine
-    from dbos.recovery import recover_one
+    from dbos._engine.engine import peek_engine
+    from dbos._engine.recovery import recover_one
     from tests.probe import execute, qualified
 
     @DBOS.step()
@@ -113,8 +113,8 @@ def test_recovered_workflow_reads_its_steps_once(dbos: type[DBOS], statements: L
 def test_recovery_claims_and_reads_steps_once_per_batch(
     dbos: type[DBOS], statements: List[Statement]
 ) -> None:
-    from dbos.engine import peek_engine
-    from dbos.recovery import recover_pending
+    from dbos._engine.engine import peek_engine
+    from dbos._engine.recovery import recover_pending
     from tests.probe import execute, qualified
 
     @DBOS.step()
@@ -145,7 +145,7 @@ def test_recovery_claims_and_reads_steps_once_per_batch(
 def test_a_queue_poll_with_nothing_delayed_writes_nothing(
     dbos: type[DBOS], statements: List[Statement]
 ) -> None:
-    from dbos.engine import peek_engine
+    from dbos._engine.engine import peek_engine
 
     engine = peek_engine()
     assert engine is not None

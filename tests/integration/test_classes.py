@@ -20,7 +20,7 @@ from dbos.error import (
     DBOSException,
     DBOSNotAuthorizedError,
 )
-from dbos.recovery import recover_one, recover_pending
+from dbos._engine.recovery import recover_one, recover_pending
 from tests.integration.sysdb_sql import (
     delete_step,
     engine,

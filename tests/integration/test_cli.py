@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from dbos.package import package_version
-from dbos.sysdb import latest_version
+from dbos._package import package_version
+from dbos._sysdb import latest_version
 
 from ..probe import (
     SYSTEM_TABLES,

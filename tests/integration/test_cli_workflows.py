@@ -19,8 +19,8 @@ import pytest
 
 from dbos import DBOS, SetWorkflowID, WorkflowStatus
 from dbos.error import DBOSAwaitedWorkflowCancelledError
-from dbos.sysdb import SystemDatabase, latest_version
-from dbos.sysdb.migrator import load_migrations
+from dbos._sysdb import SystemDatabase, latest_version
+from dbos._sysdb.migrator import load_migrations
 
 from ..probe import database_exists, migration_version
 from .test_cli import UNREACHABLE, assert_clean_failure, run_dbos

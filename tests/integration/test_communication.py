@@ -24,13 +24,13 @@ import pytest
 from tests.threads import in_thread
 
 from dbos import DBOS, DBOSConfig, SendMessage, SetWorkflowID
-from dbos.engine import Engine, peek_engine
+from dbos._engine.engine import Engine, peek_engine
 from dbos.error import (
     DBOSException,
     DBOSNonExistentWorkflowError,
     DBOSStreamTimeoutError,
 )
-from dbos.recovery import recover_one
+from dbos._engine.recovery import recover_one
 from tests.probe import execute, qualified, query
 
 WAIT_S = 20.0

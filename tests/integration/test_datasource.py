@@ -23,10 +23,10 @@ import pytest
 
 from tests.probe import driver_connection
 
-from dbos.datasource import DBAPIDatasource, Datasource, PeeweeDatasource, is_retryable_error
+from dbos._datasource import DBAPIDatasource, Datasource, PeeweeDatasource, is_retryable_error
 from dbos.error import DBOSException
-from dbos.sysdb.backend import backend_for
-from dbos.sysdb.url import DatabaseURL
+from dbos._sysdb.backend import backend_for
+from dbos._sysdb.url import DatabaseURL
 
 Row = Tuple[Any, ...]
 WAIT_S = 30  # upper bound for thread hand-offs; reached only when a test is already failing
@@ -528,8 +528,8 @@ def test_concurrent_transactions_leave_no_connection_checked_out(h: Harness) -> 
 ENSURE_SCHEMA_AFTER_GO = """
 import os, sqlite3, sys
 import psycopg2
-from dbos.datasource import DBAPIDatasource, PeeweeDatasource
-from dbos.sysdb.url import DatabaseURL
+from dbos._datasource import DBAPIDatasource, PeeweeDatasource
+from dbos._sysdb.url import DatabaseURL
 
 url, kind, go = sys.argv[1], sys.argv[2], int(sys.argv[3])
 parsed = DatabaseURL.parse(url)

@@ -26,8 +26,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 
-from dbos.sysdb.backend import backend_for
-from dbos.sysdb.url import DatabaseURL
+from dbos._sysdb.backend import backend_for
+from dbos._sysdb.url import DatabaseURL
 from tests.probe import drop_database
 
 ROOT = Path(__file__).resolve().parents[2]

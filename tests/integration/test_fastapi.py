@@ -18,9 +18,10 @@ import pytest
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.testclient import TestClient
 
-from dbos import DBOS, DBOSConfig, runtime
+from dbos import DBOS, DBOSConfig
+from dbos._facade import dbos as runtime
 from dbos.contrib.fastapi import current_request
-from dbos.engine import peek_engine
+from dbos._engine.engine import peek_engine
 from dbos.error import DBOSException, DBOSInitializationError, DBOSNotAuthorizedError
 from tests.integration.web_support import (
     app_config,

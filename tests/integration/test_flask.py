@@ -19,12 +19,13 @@ from typing import Any, Dict, Iterator, List
 import pytest
 from flask import Flask
 
-from dbos import DBOS, DBOSConfig, runtime
-from dbos.context import get_context
+from dbos import DBOS, DBOSConfig
+from dbos._facade import dbos as runtime
+from dbos._engine.context import get_context
 from dbos.contrib.flask import DBOSFlask, current_request
-from dbos.engine import peek_engine
+from dbos._engine.engine import peek_engine
 from dbos.error import DBOSInitializationError
-from dbos.sysdb import latest_version
+from dbos._sysdb import latest_version
 from tests.integration.web_support import (
     EXAMPLES,
     app_config,

@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from dbos import DBOS, DBOSConfig, runtime
+from dbos import DBOS, DBOSConfig
+from dbos._facade import dbos as runtime
 from dbos.error import (
     DBOSConfigError,
     DBOSException,
@@ -30,8 +31,8 @@ from dbos.error import (
     DBOSMigrationRequiredError,
     DBOSNotLaunchedError,
 )
-from dbos.registry import get_registry
-from dbos.sysdb import latest_version
+from dbos._engine.registry import get_registry
+from dbos._sysdb import latest_version
 
 from ..probe import (
     SYSTEM_TABLES,

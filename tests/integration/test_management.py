@@ -494,7 +494,7 @@ def test_management_calls_are_steps_inside_workflows(app: Dict[str, Any]) -> Non
     with SetWorkflowID("a2"):
         app["adder"](2)
     set_pending("op")
-    from dbos.recovery import recover_one
+    from dbos._engine.recovery import recover_one
 
     replay = recover_one(engine(), "op").get_result()
     assert replay == first  # the listing and the fork replayed, not re-run

@@ -12,9 +12,9 @@ from typing import Any, List, Tuple
 import pytest
 
 from dbos.error import DBOSWorkflowConflictIDError
-from dbos.sysdb import SystemDatabase
-from dbos.sysdb.messages import NULL_TOPIC
-from dbos.sysdb.records import StepWrite
+from dbos._sysdb import SystemDatabase
+from dbos._sysdb.messages import NULL_TOPIC
+from dbos._sysdb.records import StepWrite
 
 
 def add_workflow(sysdb: SystemDatabase, workflow_id: str, status: str = "PENDING") -> None:

@@ -21,9 +21,9 @@ import pytest
 
 from dbos import run_dbos_database_migrations
 from dbos.error import DBOSMigrationRequiredError, DBOSSystemDatabaseError
-from dbos.sysdb import DatabaseURL, SystemDatabase, latest_version
-from dbos.sysdb.migrator import load_migrations, read_migrations
-from dbos.sysdb.models import SYSTEM_MODELS, TransactionOutput, bind_model
+from dbos._sysdb import DatabaseURL, SystemDatabase, latest_version
+from dbos._sysdb.migrator import load_migrations, read_migrations
+from dbos._sysdb.models import SYSTEM_MODELS, TransactionOutput, bind_model
 
 SYSTEM_TABLES = sorted(m._meta.table_name for m in SYSTEM_MODELS)
 
@@ -449,7 +449,7 @@ def test_migration_numbers_must_have_no_gaps(tmp_path: Path) -> None:
 
 def test_schema_comparison_reports_drift(sysdb: SystemDatabase) -> None:
     # The checker above must not pass vacuously: a model unlike the table fails it.
-    from dbos.sysdb.models import WorkflowStatus
+    from dbos._sysdb.models import WorkflowStatus
 
     class Drifted(WorkflowStatus):
         priority = pw.BooleanField(null=True)

@@ -7,8 +7,8 @@ from typing import Any, Callable, List
 import pytest
 
 from dbos.error import DBOSSystemDatabaseError
-from dbos.sysdb import SystemDatabase
-from dbos.sysdb.prepared import preparable
+from dbos._sysdb import SystemDatabase
+from dbos._sysdb.prepared import preparable
 
 
 @pytest.fixture(autouse=True)

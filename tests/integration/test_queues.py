@@ -33,10 +33,10 @@ from dbos import (
     WorkflowHandle,
     WorkflowHandleAsync,
 )
-from dbos.engine import Engine, peek_engine
+from dbos._engine.engine import Engine, peek_engine
 from dbos.error import DBOSAwaitedWorkflowCancelledError, DBOSException, DBOSQueueDeduplicatedError
-from dbos.queue import INTERNAL_QUEUE
-from dbos.scheduler import Scheduler
+from dbos._queues.queue import INTERNAL_QUEUE
+from dbos._queues.scheduler import Scheduler
 from tests.threads import result
 from tests.integration.sysdb_sql import recover, status_row, sys_sql, wait_for_launch_recovery
 from tests.probe import execute, qualified, query

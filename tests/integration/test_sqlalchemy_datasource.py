@@ -20,8 +20,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from dbos import DBOS, DBOSConfig, SetWorkflowID, SQLAlchemyDatasource
 from dbos.error import DBOSException
-from dbos.sysdb.backend import backend_for
-from dbos.sysdb.url import DatabaseURL
+from dbos._sysdb.backend import backend_for
+from dbos._sysdb.url import DatabaseURL
 from tests.integration.sysdb_sql import (
     delete_step,
     loaded_error,

@@ -14,7 +14,7 @@ import pytest
 
 from dbos import DBOS, SetWorkflowID
 from dbos.error import DBOSException, DBOSMaxStepRetriesExceeded, DBOSRecordedError
-from dbos.registry import TEMP_PREFIX
+from dbos._engine.registry import TEMP_PREFIX
 from tests.integration.sysdb_sql import (
     count_rows,
     delete_step,

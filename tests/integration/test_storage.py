@@ -17,7 +17,7 @@ import psycopg2
 import pytest
 
 from dbos.error import DBOSSystemDatabaseError
-from dbos.sysdb import SystemDatabase, latest_version
+from dbos._sysdb import SystemDatabase, latest_version
 
 THREADS = 32
 OPERATIONS_PER_THREAD = 4

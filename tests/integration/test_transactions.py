@@ -25,9 +25,9 @@ from tests.probe import drop_database, driver_connection
 
 from dbos import DBAPIDatasource, DBOS, DBOSConfig, SetWorkflowID
 from dbos.error import DBOSException, DBOSSerializationError
-from dbos.registry import TEMP_PREFIX
-from dbos.sysdb.backend import backend_for
-from dbos.sysdb.url import DatabaseURL
+from dbos._engine.registry import TEMP_PREFIX
+from dbos._sysdb.backend import backend_for
+from dbos._sysdb.url import DatabaseURL
 from tests.conftest import postgres_url
 from tests.integration.sysdb_sql import (
     WAIT_S,

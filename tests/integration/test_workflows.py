@@ -32,7 +32,7 @@ from dbos import (
     WorkflowHandleAsync,
     WorkflowStatus,
 )
-from dbos.engine import Engine, peek_engine
+from dbos._engine.engine import Engine, peek_engine
 from dbos.error import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSConflictingWorkflowError,
@@ -46,7 +46,7 @@ from dbos.error import (
     DBOSWorkflowCancelledError,
     DBOSWorkflowFunctionNotFoundError,
 )
-from dbos.recovery import recover_one
+from dbos._engine.recovery import recover_one
 from tests.probe import execute, qualified, query
 
 WAIT_S = 30.0

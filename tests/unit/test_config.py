@@ -19,9 +19,9 @@ from typing import Any, Dict, List, Optional
 import psycopg2
 import pytest
 
-import dbos.config
+import dbos._config
 from dbos import DBOS, DBOSConfig
-from dbos.config import (
+from dbos._config import (
     config_from_yaml,
     config_schema,
     default_app_name,
@@ -32,7 +32,7 @@ from dbos.config import (
     substitute,
 )
 from dbos.error import DBOSConfigError, DBOSInitializationError
-from dbos.sysdb.url import DatabaseURL, mask_url
+from dbos._sysdb.url import DatabaseURL, mask_url
 
 POSTGRES_SERVER = os.environ.get(
     "DBOS_TEST_POSTGRES_URL", "postgresql://postgres@localhost:5432/postgres"
@@ -86,7 +86,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def secrets_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     directory = tmp_path / "secrets"
     directory.mkdir()
-    monkeypatch.setattr(dbos.config, "SECRETS_DIR", str(directory))
+    monkeypatch.setattr(dbos._config, "SECRETS_DIR", str(directory))
     return directory
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from dbos import DBAPIDatasource, PeeweeDatasource
-from dbos.config import validate_config
-from dbos.datasource import datasource_from_config, default_kind
+from dbos._config import validate_config
+from dbos._datasource import datasource_from_config, default_kind
 from dbos.error import DBOSConfigError
 
 

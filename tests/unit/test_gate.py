@@ -9,7 +9,7 @@ from typing import Callable, Iterator, List
 import pytest
 
 from dbos.error import DBOSException
-from dbos.gate import Gate
+from dbos._engine.gate import Gate
 
 WAIT_S = 30.0  # reached only when a test is already failing
 

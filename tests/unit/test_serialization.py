@@ -26,7 +26,7 @@ from dbos.error import (
     DBOSSerializationError,
     DBOSWorkflowCancelledError,
 )
-from dbos.serialization import Codec, DefaultSerializer, Serializer
+from dbos._serialization import Codec, DefaultSerializer, Serializer
 
 # -- module-level fixtures (pickle finds classes by module and name) ---------
 

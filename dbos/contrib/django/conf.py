@@ -19,10 +19,10 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS
 
-from ...config import DBOSConfig, validate_config
+from ..._config import DBOSConfig, validate_config
 from ...error import DBOSConfigError
-from ...runtime import DBOS
-from ...sysdb.url import DatabaseURL
+from ..._facade.dbos import DBOS
+from ..._sysdb.url import DatabaseURL
 from .datasource import DjangoDatasource
 
 SETTING = "DBOS"

@@ -16,7 +16,7 @@ from typing import Any, ContextManager, Iterator, List, Sequence
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
-from ...datasource import ISOLATION_LEVELS, Dialect, IsolationLevel, Row, SQLDatasource
+from ..._datasource import ISOLATION_LEVELS, Dialect, IsolationLevel, Row, SQLDatasource
 from ...error import DBOSException
 
 

@@ -19,9 +19,9 @@ from typing import Optional, Sequence
 from django.conf import settings
 from django.utils.module_loading import autodiscover_modules
 
-from ...config import DBOSConfig
-from ...logger import dbos_logger
-from ...runtime import DBOS
+from ..._config import DBOSConfig
+from ..._logger import dbos_logger
+from ..._facade.dbos import DBOS
 from .conf import configure, constructed_here, dbos_config
 
 # The module name autodiscovered in every installed app.

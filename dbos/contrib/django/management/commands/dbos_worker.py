@@ -17,7 +17,7 @@ from typing import Any, List, Optional
 from django.core.management.base import BaseCommand, CommandParser
 
 from dbos.contrib.django.launching import launch
-from dbos.runtime import DBOS
+from dbos._facade.dbos import DBOS
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

@@ -14,13 +14,13 @@ from typing import Any, Callable, Dict, Iterator
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from dbos import cli_output as out
-from dbos.cli import CLIError, _list_options, list_filters, one_line
+from dbos._ops import cli_output as out
+from dbos._ops.cli import CLIError, _list_options, list_filters, one_line
 from dbos.contrib.django.conf import dbos_config
 from dbos.error import DBOSException
-from dbos.operations import Operations
-from dbos.serialization import Codec
-from dbos.sysdb import SystemDatabase, latest_version
+from dbos._ops.management import Operations
+from dbos._serialization import Codec
+from dbos._sysdb import SystemDatabase, latest_version
 
 Action = Callable[[Operations, argparse.Namespace], str]
 

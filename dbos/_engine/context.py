@@ -1,0 +1,181 @@
+"""The DBOS context: who is calling, and which workflow and step are running.
+
+It lives in a ``ContextVar`` so threads and asyncio tasks each see their own.
+Context managers (``SetWorkflowID``, ``DBOSContextSetAuth``, ...) change a
+copy and restore the previous context on exit.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field, replace
+from types import TracebackType
+from typing import Any, Dict, List, Optional, Type
+
+from ..error import DBOSException, DBOSUnexpectedStepError
+from .._status import StepStatus
+from .._sysdb.records import StepRecord
+
+
+class WorkflowRun:
+    """The state of one execution of a workflow's body.
+
+    ``recorded`` holds the steps an earlier execution checkpointed; a fresh
+    workflow has none, so its steps never read before they write.
+    """
+
+    def __init__(
+        self,
+        workflow_id: str,
+        name: str,
+        recorded: Optional[Dict[int, StepRecord]] = None,
+        deadline_ms: Optional[int] = None,
+    ) -> None:
+        self.workflow_id = workflow_id
+        self.name = name
+        self.recorded = recorded or {}
+        self.deadline_ms = deadline_ms
+        self._function_id = 0
+        self._lock = threading.Lock()
+
+    def next_function_id(self) -> int:
+        # Async workflows may start operations from several tasks at once;
+        # each takes its ID synchronously, in the order it begins.
+        with self._lock:
+            self._function_id += 1
+            return self._function_id
+
+    def recorded_step(self, function_id: int, name: str) -> Optional[StepRecord]:
+        """The earlier outcome at this ID, checking the code still calls the same thing."""
+        record = self.recorded.get(function_id)
+        if record is not None and record.function_name != name:
+            raise DBOSUnexpectedStepError(
+                self.workflow_id, function_id, name, record.function_name
+            )
+        return record
+
+
+@dataclass
+class DBOSContext:
+    next_workflow_id: Optional[str] = None
+    authenticated_user: Optional[str] = None
+    authenticated_roles: Optional[List[str]] = None
+    assumed_role: Optional[str] = None
+    run: Optional[WorkflowRun] = None
+    step_id: Optional[int] = None
+    step_status: Optional[StepStatus] = None
+    in_transaction: bool = False
+    sql_session: Any = None
+    extras: Dict[str, Any] = field(default_factory=dict)
+
+    def workflow_child(self, run: WorkflowRun) -> "DBOSContext":
+        """The context a workflow body runs in: caller's identity, fresh state."""
+        return DBOSContext(
+            authenticated_user=self.authenticated_user,
+            authenticated_roles=self.authenticated_roles,
+            assumed_role=self.assumed_role,
+            run=run,
+        )
+
+    def take_workflow_id(self) -> Optional[str]:
+        """``SetWorkflowID`` applies to the next workflow only."""
+        wid, self.next_workflow_id = self.next_workflow_id, None
+        return wid
+
+
+_context: ContextVar[Optional[DBOSContext]] = ContextVar("dbos_context", default=None)
+
+
+def get_context() -> Optional[DBOSContext]:
+    return _context.get()
+
+
+def ensure_context() -> DBOSContext:
+    ctx = _context.get()
+    if ctx is None:
+        ctx = DBOSContext()
+        _context.set(ctx)
+    return ctx
+
+
+def set_context(ctx: Optional[DBOSContext]) -> "Token[Optional[DBOSContext]]":
+    return _context.set(ctx)
+
+
+def reset_context(token: "Token[Optional[DBOSContext]]") -> None:
+    _context.reset(token)
+
+
+def current_run() -> Optional[WorkflowRun]:
+    """The workflow whose code (not one of its steps) is executing here."""
+    ctx = _context.get()
+    if ctx is None or ctx.run is None or ctx.step_id is not None:
+        return None
+    return ctx.run
+
+
+class _ContextChange:
+    """Base of the context managers: change a copy, restore the original on exit."""
+
+    def _change(self, ctx: DBOSContext) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> "_ContextChange":
+        current = _context.get()
+        changed = replace(current) if current is not None else DBOSContext()
+        self._change(changed)
+        self._token = _context.set(changed)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        _context.reset(self._token)
+
+
+class SetWorkflowID(_ContextChange):
+    """Run the next workflow started in this block under ``workflow_id``."""
+
+    def __init__(self, workflow_id: str) -> None:
+        if not isinstance(workflow_id, str) or not workflow_id.strip():
+            raise DBOSException(f"SetWorkflowID needs a non-empty workflow ID, got {workflow_id!r}")
+        self.workflow_id = workflow_id
+
+    def _change(self, ctx: DBOSContext) -> None:
+        ctx.next_workflow_id = self.workflow_id
+
+    def __enter__(self) -> "SetWorkflowID":
+        super().__enter__()
+        return self
+
+
+class DBOSContextEnsure(_ContextChange):
+    """Make sure a DBOS context exists for the block."""
+
+    def _change(self, ctx: DBOSContext) -> None:
+        pass
+
+    def __enter__(self) -> "DBOSContextEnsure":
+        super().__enter__()
+        return self
+
+
+class DBOSContextSetAuth(_ContextChange):
+    """Run the block as ``user`` with ``roles`` (inherited by workflows it starts)."""
+
+    def __init__(self, user: Optional[str], roles: Optional[List[str]]) -> None:
+        self.user = user
+        self.roles = roles
+
+    def _change(self, ctx: DBOSContext) -> None:
+        ctx.authenticated_user = self.user
+        ctx.authenticated_roles = self.roles
+        ctx.assumed_role = None
+
+    def __enter__(self) -> "DBOSContextSetAuth":
+        super().__enter__()
+        return self

@@ -1,0 +1,270 @@
+"""The running engine: system database, serializer, threads and wake-ups.
+
+``DBOS.launch()`` builds one ``Engine``; decorated functions reach it through
+``get_engine``. Nothing here knows SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+import sys
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Coroutine, Dict, List, Optional, Set, TypeVar
+
+from .deadline import DeadlineTimer
+from ..error import DBOSException, DBOSNotLaunchedError
+from .._serialization import Codec
+from .._sysdb import SystemDatabase
+from .._sysdb.listener import LISTENING
+
+logger = logging.getLogger("dbos")
+
+T = TypeVar("T")
+
+# With a listener, how often (at most) a waiter re-checks on its own, in case
+# a notification was lost.
+LISTENER_RECHECK_S = 5.0
+
+
+class BackgroundLoop:
+    """An asyncio loop on its own thread, for async workflows started from sync code."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="dbos-event-loop", daemon=True
+        )
+        self._thread.start()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> "Future[T]":
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def stop(self) -> None:
+        def cancel_all() -> None:
+            for task in asyncio.all_tasks(self.loop):
+                task.cancel()
+            self.loop.stop()
+
+        self.loop.call_soon_threadsafe(cancel_all)
+        self._thread.join(timeout=10)
+
+
+class Waiters:
+    """Wakes local waiters the moment a local execution records an outcome."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: Dict[str, List[threading.Event]] = {}
+
+    def register(self, key: str, event: Optional[threading.Event] = None) -> threading.Event:
+        """Wake ``event`` (a new one by default) when ``key`` is notified."""
+        event = event or threading.Event()
+        with self._lock:
+            self._events.setdefault(key, []).append(event)
+        return event
+
+    def unregister(self, key: str, event: threading.Event) -> None:
+        with self._lock:
+            events = self._events.get(key, [])
+            if event in events:
+                events.remove(event)
+            if not events:
+                self._events.pop(key, None)
+
+    def notify(self, key: str) -> None:
+        with self._lock:
+            events = list(self._events.get(key, []))
+        for event in events:
+            event.set()
+
+    def notify_all(self) -> None:
+        """Wake every waiter, to look again at what it waits for."""
+        with self._lock:
+            events = [event for events in self._events.values() for event in events]
+        for event in events:
+            event.set()
+
+
+@dataclass
+class Identity:
+    app_name: str
+    app_version: str
+    executor_id: str
+
+
+class Engine:
+    def __init__(
+        self,
+        sysdb: SystemDatabase,
+        codec: Codec,
+        identity: Identity,
+        max_threads: Optional[int] = None,
+        datasource: Any = None,
+        owns_datasource: bool = True,
+        poll_interval: float = 1.0,
+        listen: bool = True,
+    ) -> None:
+        self.sysdb = sysdb
+        self.codec = codec
+        self.identity = identity
+        self.datasource = datasource
+        self._owns_datasource = owns_datasource
+        self.pool = ThreadPoolExecutor(
+            max_workers=max_threads or sys.maxsize, thread_name_prefix="dbos-executor-"
+        )
+        self.background = BackgroundLoop()
+        self.waiters = Waiters()
+        self._active: Set[str] = set()
+        self._active_lock = threading.Lock()
+        self._cancelled: Set[str] = set()
+        self.deadlines = DeadlineTimer(lambda workflow_id: self.cancel([workflow_id]))
+        self.listener = sysdb.listen(self.on_notification) if listen else None
+        # Without a listener waiters poll. With one they still re-check now and
+        # then, never more often than polling would.
+        self.poll_interval = (
+            max(LISTENER_RECHECK_S, poll_interval) if self.listener is not None else poll_interval
+        )
+        self.queue_workers: Optional[Any] = None  # set by the runtime at launch
+        self.internal_queue: Any = None
+        self.on_close: List[Callable[[], None]] = []
+        # Strong references: the loop itself only keeps weak ones to tasks.
+        self.tasks: Set["asyncio.Future[Any]"] = set()
+
+    async def in_pool(self, func: Callable[..., T], *args: Any) -> T:
+        """Run blocking ``func`` on DBOS's pool (not the loop's small default
+        executor), with the caller's context."""
+        loop = asyncio.get_running_loop()
+        call = functools.partial(contextvars.copy_context().run, func, *args)
+        return await loop.run_in_executor(self.pool, call)
+
+    def queue_work_arrived(self, queue_name: str) -> None:
+        """This process enqueued onto ``queue_name``: let its worker look now."""
+        if self.queue_workers is not None:
+            self.queue_workers.wake(queue_name)
+
+    def keep(self, task: "asyncio.Future[Any]") -> None:
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def track(self, workflow_id: str, deadline_ms: Optional[int] = None) -> None:
+        """A workflow body starts running here; its deadline, if any, is armed."""
+        with self._active_lock:
+            self._active.add(workflow_id)
+        if deadline_ms is not None:
+            self.deadlines.arm(workflow_id, int(deadline_ms))
+
+    def cancel(self, workflow_ids: List[str]) -> None:
+        """Cancel workflows wherever they run; those running here notice at once."""
+        for workflow_id in self.sysdb.workflows.cancel(workflow_ids):
+            self.mark_cancelled(workflow_id)
+
+    def check_cancelled_here(self, workflow_id: str) -> None:
+        """Raise if this process knows the workflow was cancelled (no database read)."""
+        # Read without the lock: a set's membership test is atomic, and every
+        # step asks, from every thread.
+        if workflow_id in self._cancelled:
+            from ..error import DBOSWorkflowCancelledError
+
+            raise DBOSWorkflowCancelledError(f"Workflow {workflow_id} was cancelled")
+
+    def untrack(self, workflow_id: str) -> None:
+        with self._active_lock:
+            self._active.discard(workflow_id)
+            self._cancelled.discard(workflow_id)
+
+    def on_notification(self, key: str) -> None:
+        """A key another process notified (from the PostgreSQL listener)."""
+        if key == LISTENING:
+            self.catch_up()
+            return
+        if key.startswith("cancel::"):
+            self.mark_cancelled(key[len("cancel::"):])
+        self.waiters.notify(key)
+
+    def catch_up(self) -> None:
+        """LISTEN is (again) in place: find what was missed while it was not."""
+        try:
+            active = self.active_workflows()
+            statuses = self.sysdb.workflows.statuses(active) if active else {}
+        except Exception:
+            logger.warning("Could not re-read workflow statuses after reconnecting", exc_info=True)
+            statuses = {}
+        for workflow_id, status in statuses.items():
+            if status == "CANCELLED":
+                self.mark_cancelled(workflow_id)
+        self.waiters.notify_all()
+
+    def mark_cancelled(self, workflow_id: str) -> None:
+        with self._active_lock:
+            if workflow_id in self._active:
+                self._cancelled.add(workflow_id)
+        self.waiters.notify(f"cancel::{workflow_id}")
+        self.waiters.notify(workflow_id)
+
+    def forget_cancelled(self, workflow_ids: List[str]) -> None:
+        """Resumed workflows run again here without the old cancellation mark."""
+        with self._active_lock:
+            self._cancelled.difference_update(workflow_ids)
+
+    def is_cancelled(self, workflow_id: str) -> bool:
+        """Whether a workflow running here was cancelled (a read where nothing tells us)."""
+        with self._active_lock:
+            if workflow_id in self._cancelled:
+                return True
+        if self.listener is not None:
+            return False
+        outcome = self.sysdb.workflows.outcome(workflow_id)
+        return outcome is not None and outcome.status == "CANCELLED"
+
+    def active_workflows(self) -> List[str]:
+        with self._active_lock:
+            return sorted(self._active)
+
+    def stop_intake(self) -> None:
+        """Stop schedulers and queue workers from starting more workflows."""
+        for stop in self.on_close:
+            stop()
+        self.on_close.clear()
+        if self.queue_workers is not None:
+            self.queue_workers.stop()
+
+    def close(self) -> None:
+        self.stop_intake()
+        self.deadlines.stop()
+        if self.listener is not None:
+            self.listener.stop()
+        self.background.stop()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.datasource is not None and self._owns_datasource:
+            self.datasource.close()
+
+
+_engine: Optional[Engine] = None
+
+
+def set_engine(engine: Optional[Engine]) -> None:
+    global _engine
+    _engine = engine
+
+
+def get_engine(what: str) -> Engine:
+    """The launched engine, or a clear error naming what was used too early."""
+    if _engine is not None:
+        return _engine
+    from .._facade.dbos import is_initialized
+
+    if not is_initialized():
+        raise DBOSException(
+            f"{what} was invoked before DBOS was initialized: construct "
+            "DBOS(config=...) and call DBOS.launch() first"
+        )
+    raise DBOSNotLaunchedError(f"{what} was invoked")
+
+
+def peek_engine() -> Optional[Engine]:
+    return _engine

@@ -1,0 +1,92 @@
+"""The registry of decorated functions, classes and configured instances.
+
+Decorators fill it at import time, before ``DBOS`` exists; recovery looks
+workflows up in it by their recorded name.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Literal, Optional, Tuple
+
+from ..error import DBOSConflictingRegistrationError, DBOSException
+
+logger = logging.getLogger("dbos")
+
+Kind = Literal["workflow", "step", "transaction"]
+MethodKind = Literal["static", "class", "instance"]
+TEMP_PREFIX = "<temp>."
+
+
+@dataclass
+class FunctionInfo:
+    """A decorated function and how DBOS runs it."""
+
+    name: str
+    kind: Kind
+    func: Callable[..., Any]
+    is_async: bool
+    max_recovery_attempts: Optional[int] = 100
+    options: Dict[str, Any] = field(default_factory=dict)
+    method_kind: Optional[MethodKind] = None
+    class_name: Optional[str] = None
+    required_roles: Optional[List[str]] = None
+    wrapper: Optional[Callable[..., Any]] = None
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.functions: Dict[str, FunctionInfo] = {}
+        self.classes: Dict[str, type] = {}
+        self.instances: Dict[str, object] = {}
+        self.queues: Dict[str, Any] = {}
+        self.schedules: List[Tuple[FunctionInfo, str]] = []
+
+    @property
+    def workflows(self) -> Dict[str, FunctionInfo]:
+        return {n: i for n, i in self.functions.items() if i.kind == "workflow"}
+
+    def register(self, info: FunctionInfo) -> None:
+        existing = self.functions.get(info.name)
+        if existing is not None and existing.kind != info.kind:
+            raise DBOSConflictingRegistrationError(info.name)
+        if existing is not None and existing.func is not info.func:
+            logger.warning(f"Duplicate registration of function {info.name}; the later one wins")
+        self.functions[info.name] = info
+
+    def workflow_functions(self) -> List[Callable[..., Any]]:
+        return [i.func for i in self.functions.values() if i.kind == "workflow"]
+
+    def register_queue(self, name: str, queue: Any) -> None:
+        if name in self.queues:
+            raise DBOSException(f"Queue {name} has already been declared")
+        self.queues[name] = queue
+
+    def register_class(self, name: str, cls: type) -> None:
+        known = self.classes.get(name)
+        if known is not None and known is not cls:
+            raise DBOSException(f"Another class is already registered under the name {name!r}")
+        self.classes[name] = cls
+
+    def register_instance(self, key: str, instance: object) -> None:
+        known = self.instances.get(key)
+        if known is not None and known is not instance:
+            raise DBOSException(
+                f"Another instance is already registered as {key!r}: give each "
+                "DBOSConfiguredInstance of a class its own config_name"
+            )
+        self.instances[key] = instance
+
+
+_registry = Registry()
+
+
+def get_registry() -> Registry:
+    return _registry
+
+
+def clear_registry() -> None:
+    """Forget every decorated function (``DBOS.destroy(destroy_registry=True)``)."""
+    global _registry
+    _registry = Registry()

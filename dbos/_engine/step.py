@@ -1,0 +1,237 @@
+"""Steps: run once, checkpoint the outcome, replay it afterwards.
+
+Outside a workflow (or inside another step) a step is a plain call. Inside
+one it takes the next function ID; a recorded outcome at that ID is returned
+(or raised) without running the function again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, Union
+
+from .context import DBOSContext, WorkflowRun, get_context, reset_context, set_context
+from .engine import Engine
+from ..error import DBOSException, DBOSMaxStepRetriesExceeded
+from .registry import FunctionInfo
+from .._status import StepStatus
+from .._sysdb.records import StepWrite
+from .._sysdb.workflows import now_ms
+from .workflow import raise_if_cancelled, replayed
+
+logger = logging.getLogger("dbos")
+
+MAX_BACKOFF_SEC = 3600.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    retries_allowed: bool = False
+    interval_seconds: float = 1.0
+    max_attempts: int = 3
+    backoff_rate: float = 2.0
+    should_retry: Optional[Callable[[BaseException], Union[bool, Awaitable[bool]]]] = None
+
+    @property
+    def attempts(self) -> int:
+        return max(1, self.max_attempts) if self.retries_allowed else 1
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.interval_seconds * self.backoff_rate ** attempt, MAX_BACKOFF_SEC))
+
+
+@dataclass
+class StepCall:
+    """One checkpointed step call inside a workflow."""
+
+    run: WorkflowRun
+    function_id: int
+    name: str
+    started_at_ms: int
+    caller: DBOSContext  # the workflow's context, which the step's derives from
+
+    def write(self, engine: Engine, output: Optional[str] = None, error: Optional[str] = None) -> StepWrite:
+        return StepWrite(self.run.workflow_id, self.function_id, self.name,
+                         output=output, error=error, started_at_ms=self.started_at_ms)
+
+
+def begin(info: FunctionInfo) -> Tuple[Optional[StepCall], Optional[Any]]:
+    """Where a step call stands: plain (no workflow), replayed, or to be run.
+
+    Returns ``(None, None)`` for a plain call, ``(None, record)`` for a replay
+    and ``(call, None)`` when the function must run now.
+    """
+    ctx = get_context()
+    if ctx is None or ctx.run is None or ctx.step_id is not None:
+        return None, None
+    function_id = ctx.run.next_function_id()
+    record = ctx.run.recorded_step(function_id, info.name)
+    if record is not None:
+        return None, record
+    return StepCall(ctx.run, function_id, info.name, now_ms(), ctx), None
+
+
+def step_context(call: StepCall, policy: RetryPolicy) -> DBOSContext:
+    ctx = call.caller
+    max_attempts = policy.attempts if policy.retries_allowed else None
+    status = StepStatus(call.function_id, None, max_attempts)
+    return DBOSContext(
+        authenticated_user=ctx.authenticated_user,
+        authenticated_roles=ctx.authenticated_roles,
+        assumed_role=ctx.assumed_role,
+        run=call.run,
+        step_id=call.function_id,
+        step_status=status,
+    )
+
+
+def finish(engine: Engine, call: StepCall, output: Optional[str], error: Optional[str]) -> None:
+    status = engine.sysdb.workflows.checkpoint(call.write(engine, output, error))
+    raise_if_cancelled(call.run, status)
+
+
+def _exhausted(name: str, policy: RetryPolicy, errors: List[Exception]) -> Exception:
+    if not policy.retries_allowed:
+        return errors[-1]
+    return DBOSMaxStepRetriesExceeded(name, policy.max_attempts, errors)
+
+
+def _keep_storable(engine: Engine, exc: Exception) -> None:
+    """Make a retries-exhausted error record as itself.
+
+    One attempt's error that does not survive the serializer would otherwise
+    turn the whole ``DBOSMaxStepRetriesExceeded`` into a stand-in; only that
+    attempt's error is replaced by its stand-in instead.
+    """
+    if isinstance(exc, DBOSMaxStepRetriesExceeded):
+        exc.errors = [_storable(engine, error) for error in exc.errors]
+
+
+def _storable(engine: Engine, error: Exception) -> Exception:
+    restored = engine.codec.load_error(engine.codec.dump_error(error))
+    if type(restored) is type(error) or not isinstance(restored, Exception):
+        return error
+    return restored
+
+
+def _log_retry(name: str, attempt: int, policy: RetryPolicy, exc: Exception) -> None:
+    logger.warning(
+        f"Step {name} failed ({type(exc).__name__}: {exc}); retrying "
+        f"(attempt {attempt + 2} of {policy.attempts})"
+    )
+
+
+# ----------------------------------------------------------------------
+# Sync
+# ----------------------------------------------------------------------
+
+
+def run_with_retries(info: FunctionInfo, policy: RetryPolicy, ctx: DBOSContext,
+                     args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
+    errors: List[Exception] = []
+    for attempt in range(policy.attempts):
+        if ctx.step_status is not None and policy.retries_allowed:
+            ctx.step_status.current_attempt = attempt + 1
+        try:
+            return info.func(*args, **kwargs)
+        except Exception as exc:
+            errors.append(exc)
+            if policy.should_retry is not None and not _sync_predicate(policy, exc):
+                raise
+            if attempt + 1 < policy.attempts:
+                _log_retry(info.name, attempt, policy, exc)
+                time.sleep(policy.delay(attempt))
+    raise _exhausted(info.name, policy, errors)
+
+
+def _sync_predicate(policy: RetryPolicy, exc: Exception) -> bool:
+    assert policy.should_retry is not None
+    verdict = policy.should_retry(exc)
+    if inspect.isawaitable(verdict):
+        if inspect.iscoroutine(verdict):
+            verdict.close()  # never awaited: close it rather than leak a warning
+        raise DBOSException("An async should_retry predicate needs an async step")
+    return bool(verdict)
+
+
+def call_step_sync(engine: Engine, info: FunctionInfo, policy: RetryPolicy,
+                   args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
+    call, record = begin(info)
+    if call is not None:
+        engine.check_cancelled_here(call.run.workflow_id)
+    if record is not None:
+        return replayed(engine, record)
+    if call is None:
+        return info.func(*args, **kwargs)
+    ctx = step_context(call, policy)
+    token = set_context(ctx)
+    try:
+        value = run_with_retries(info, policy, ctx, args, kwargs)
+    except Exception as exc:
+        _keep_storable(engine, exc)
+        finish(engine, call, None, engine.codec.dump_error(exc))
+        raise
+    finally:
+        reset_context(token)
+    output = engine.codec.dump_value(value, what=f"the output of step {info.name!r}")
+    finish(engine, call, output, None)
+    return value
+
+
+# ----------------------------------------------------------------------
+# Async
+# ----------------------------------------------------------------------
+
+
+async def run_with_retries_async(info: FunctionInfo, policy: RetryPolicy, ctx: DBOSContext,
+                                 args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
+    errors: List[Exception] = []
+    for attempt in range(policy.attempts):
+        if ctx.step_status is not None and policy.retries_allowed:
+            ctx.step_status.current_attempt = attempt + 1
+        try:
+            return await info.func(*args, **kwargs)
+        except Exception as exc:
+            errors.append(exc)
+            if policy.should_retry is not None and not await _async_predicate(policy, exc):
+                raise
+            if attempt + 1 < policy.attempts:
+                _log_retry(info.name, attempt, policy, exc)
+                await asyncio.sleep(policy.delay(attempt))
+    raise _exhausted(info.name, policy, errors)
+
+
+async def _async_predicate(policy: RetryPolicy, exc: Exception) -> bool:
+    assert policy.should_retry is not None
+    verdict = policy.should_retry(exc)
+    if inspect.isawaitable(verdict):
+        verdict = await verdict
+    return bool(verdict)
+
+
+async def call_step_async(engine: Engine, info: FunctionInfo, policy: RetryPolicy,
+                          args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
+    call, record = begin(info)
+    if call is not None:
+        engine.check_cancelled_here(call.run.workflow_id)
+    if record is not None:
+        return replayed(engine, record)
+    if call is None:
+        return await info.func(*args, **kwargs)
+    ctx = step_context(call, policy)
+    token = set_context(ctx)
+    try:
+        value = await run_with_retries_async(info, policy, ctx, args, kwargs)
+    except Exception as exc:
+        _keep_storable(engine, exc)
+        await asyncio.to_thread(finish, engine, call, None, engine.codec.dump_error(exc))
+        raise
+    finally:
+        reset_context(token)
+    output = engine.codec.dump_value(value, what=f"the output of step {info.name!r}")
+    await asyncio.to_thread(finish, engine, call, output, None)
+    return value

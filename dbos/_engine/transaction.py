@@ -1,0 +1,134 @@
+"""Transactions: exactly once, by recording the output with the user's writes.
+
+The function runs in a transaction of the application database, and its
+output is inserted into that database's ``transaction_outputs`` table in the
+same transaction. If the process dies after that commit and before the step
+checkpoint, the replay finds the output there and does not run the function
+again. Serialization failures and deadlocks are retried with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any, Dict, Optional, Tuple
+
+from .context import DBOSContext, get_context, reset_context, set_context
+from .engine import Engine
+from ..error import DBOSException
+from .registry import FunctionInfo
+from .step import StepCall, begin, finish
+from .workflow import replayed
+
+logger = logging.getLogger("dbos")
+
+FIRST_BACKOFF_SEC = 0.001
+MAX_BACKOFF_SEC = 2.0
+
+
+def require_datasource(engine: Engine, info: FunctionInfo) -> Any:
+    if engine.datasource is None:
+        raise DBOSException(
+            f"Transaction {info.name} needs an application database: set "
+            "application_database_url in the configuration"
+        )
+    return engine.datasource
+
+
+def call_transaction(engine: Engine, info: FunctionInfo, args: Tuple[Any, ...],
+                     kwargs: Dict[str, Any]) -> Any:
+    """Run a transaction inside the current workflow (the caller made sure of one)."""
+    ctx = get_context()
+    if ctx is not None and ctx.step_id is not None:
+        # An AssertionError, as in DBOS Transact: this is a programming error.
+        raise AssertionError(
+            f"Transaction {info.name} was called from inside a step or transaction; "
+            "transactions must be called from within workflows"
+        )
+    datasource = require_datasource(engine, info)
+    call, record = begin(info)
+    if call is not None:
+        engine.check_cancelled_here(call.run.workflow_id)
+    if record is not None:
+        return replayed(engine, record)
+    assert call is not None, "call_transaction runs inside a workflow"
+    try:
+        output, value = _run_until_committed(engine, datasource, info, call, args, kwargs)
+    except Exception as exc:
+        error = engine.codec.dump_error(exc)
+        _record_error(engine, datasource, info, call, error)
+        finish(engine, call, None, error)
+        raise
+    finish(engine, call, output, None)
+    return value
+
+
+def _record_error(engine: Engine, datasource: Any, info: FunctionInfo, call: StepCall,
+                  error: str) -> None:
+    """Record the failure in ``transaction_outputs`` too, in a transaction of its own.
+
+    The user's writes are already rolled back. Best effort: the step checkpoint
+    that follows records the error as well, and is what replay reads first.
+    """
+    isolation = info.options.get("isolation_level", "SERIALIZABLE")
+    workflow_id = call.run.workflow_id
+    try:
+        with datasource.transaction(isolation) as session:
+            if datasource.recorded_output(session, workflow_id, call.function_id) is None:
+                datasource.record_output(session, workflow_id, call.function_id, info.name,
+                                         None, error, engine.identity.executor_id)
+    except Exception as exc:
+        logger.warning(f"Could not record the error of transaction {info.name} "
+                       f"in the application database: {exc}")
+
+
+def _run_until_committed(engine: Engine, datasource: Any, info: FunctionInfo, call: StepCall,
+                         args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Tuple[Optional[str], Any]:
+    delay = FIRST_BACKOFF_SEC
+    while True:
+        try:
+            return _attempt(engine, datasource, info, call, args, kwargs)
+        except Exception as exc:
+            if not datasource.is_retryable(exc):
+                raise
+            logger.debug(f"Transaction {info.name} conflicted ({exc}); retrying")
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 1.5, MAX_BACKOFF_SEC)
+
+
+def _attempt(engine: Engine, datasource: Any, info: FunctionInfo, call: StepCall,
+             args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Tuple[Optional[str], Any]:
+    isolation = info.options.get("isolation_level", "SERIALIZABLE")
+    workflow_id = call.run.workflow_id
+    with datasource.transaction(isolation) as session:
+        done = datasource.recorded_output(session, workflow_id, call.function_id)
+        if done is not None:
+            output, error = done
+            if error is not None:
+                raise engine.codec.load_error(error)
+            return output, engine.codec.load_value(output)
+        value = _call_in_session(info, call, session, args, kwargs)
+        output = engine.codec.dump_value(value, what=f"the output of transaction {info.name!r}")
+        datasource.record_output(session, workflow_id, call.function_id, info.name,
+                                 output, None, engine.identity.executor_id)
+    return output, value
+
+
+def _call_in_session(info: FunctionInfo, call: StepCall, session: Any,
+                     args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
+    outer = get_context() or DBOSContext()
+    ctx = DBOSContext(
+        authenticated_user=outer.authenticated_user,
+        authenticated_roles=outer.authenticated_roles,
+        assumed_role=outer.assumed_role,
+        run=call.run,
+        step_id=call.function_id,
+        in_transaction=True,
+        sql_session=session,
+    )
+    token = set_context(ctx)
+    try:
+        return info.func(*args, **kwargs)
+    finally:
+        reset_context(token)

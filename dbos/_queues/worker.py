@@ -1,0 +1,207 @@
+"""Queue workers: one thread per queue per process, claiming and dispatching.
+
+A worker polls its queue every ``polling_interval_sec``, and at once when a
+workflow it dispatched finishes or this process enqueues onto it. It claims
+only what its limits allow: the queue's worker concurrency, the process's
+dispatch budget (so a backlog of 10,000 never means 10,000 threads), and in
+the claim's transaction the queue's global concurrency and rate limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
+
+from .._engine.context import WorkflowRun
+from .._engine.recovery import launch_from_row, function_for, submit
+from .._sysdb.queues import ClaimLimits
+
+if TYPE_CHECKING:
+    from .._engine.engine import Engine
+    from .queue import Queue, QueueConfig
+
+logger = logging.getLogger("dbos")
+
+Slot = Tuple[str, Optional[str]]  # (queue, partition key)
+
+
+DISCOVERY_INTERVAL_S = 1.0
+
+
+class QueueWorkers:
+    """This process's queue workers, their shared dispatch budget, and a
+    manager thread that starts workers for queues appearing after launch
+    (registered in the database by any process, or declared in code)."""
+
+    def __init__(self, engine: "Engine", max_dispatch: int, listen: Optional[Set[str]] = None) -> None:
+        self.engine = engine
+        self.max_dispatch = max_dispatch
+        self.listen = listen
+        self._workers: Dict[str, "QueueWorker"] = {}
+        self._lock = threading.Lock()
+        self._running: Dict[Slot, int] = {}
+        self._total = 0
+        self._halt = threading.Event()
+        self._manager = threading.Thread(target=self._discover, name="dbos-queue-manager", daemon=True)
+        self._manager.start()
+
+    def serve(self, queue: "Queue") -> None:
+        """Start a worker for ``queue`` unless one runs or this process ignores it."""
+        if self.listen is not None and queue.name not in self.listen:
+            return
+        with self._lock:
+            if self._halt.is_set() or queue.name in self._workers:
+                return
+            worker = QueueWorker(self, queue)
+            self._workers[queue.name] = worker
+        worker.start()
+
+    def retire(self, worker: "QueueWorker") -> None:
+        """A worker whose queue is gone stops; the queue may be served again later."""
+        with self._lock:
+            if self._workers.get(worker.queue.name) is worker:
+                del self._workers[worker.queue.name]
+
+    def worker(self, queue_name: str) -> Optional["QueueWorker"]:
+        return self._workers.get(queue_name)
+
+    def wake(self, queue_name: str) -> None:
+        worker = self._workers.get(queue_name)
+        if worker is not None:
+            worker.wake.set()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._halt.set()
+            workers = list(self._workers.values())
+        for worker in workers:
+            worker.halt.set()
+            worker.wake.set()
+        self._manager.join(timeout=10)
+        for worker in workers:
+            worker.join(timeout=10)
+
+    def _discover(self) -> None:
+        from .queue import Queue
+        from .._engine.registry import get_registry
+
+        while not self._halt.wait(DISCOVERY_INTERVAL_S):
+            try:
+                for queue in list(get_registry().queues.values()):
+                    if queue.name not in self._workers:
+                        self.serve(queue)
+                for row in self.engine.sysdb.queues.list_queues():
+                    if row["name"] not in self._workers:
+                        self.serve(Queue(row["name"], _database_backed=True))
+            except Exception:
+                logger.warning("Looking for new queues failed", exc_info=True)
+
+    # Budget accounting ------------------------------------------------
+
+    def free(self, slot: Slot, worker_concurrency: Optional[int]) -> int:
+        with self._lock:
+            free = self.max_dispatch - self._total
+            if worker_concurrency is not None:
+                free = min(free, worker_concurrency - self._running.get(slot, 0))
+            return free
+
+    def running(self) -> int:
+        """Workflows this process dispatched from its queues that have not ended."""
+        with self._lock:
+            return self._total
+
+    def started(self, slot: Slot) -> None:
+        with self._lock:
+            self._running[slot] = self._running.get(slot, 0) + 1
+            self._total += 1
+
+    def ended(self, slot: Slot) -> None:
+        with self._lock:
+            self._running[slot] -= 1
+            self._total -= 1
+        self.wake(slot[0])
+
+
+class QueueWorker(threading.Thread):
+    def __init__(self, workers: QueueWorkers, queue: "Queue") -> None:
+        super().__init__(name=f"dbos-queue-{queue.name}", daemon=True)
+        self.workers = workers
+        self.queue = queue
+        self.wake = threading.Event()
+        self.halt = threading.Event()
+        self.polls = 0  # polls completed, successful or not
+        self.polled = threading.Condition()
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self.workers.retire(self)
+
+    def _loop(self) -> None:
+        interval = 1.0
+        while not self.halt.is_set():
+            # Cleared before polling: a wake-up that arrives mid-poll is kept.
+            self.wake.clear()
+            try:
+                config = self.queue.current_config()
+                if config is None:
+                    logger.info(f"Queue {self.queue.name} was deleted; its worker stops")
+                    return
+                interval = config.polling_interval_sec
+                self.poll(config)
+            except Exception:
+                logger.warning(f"Polling queue {self.queue.name} failed", exc_info=True)
+            with self.polled:
+                self.polls += 1
+                self.polled.notify_all()
+            self.wake.wait(interval * random.uniform(0.95, 1.05))
+
+    def wait_polls(self, count: int, timeout: float) -> bool:
+        """Wait until ``count`` more polls have completed (for observers and tests)."""
+        with self.polled:
+            target = self.polls + count
+            return self.polled.wait_for(lambda: self.polls >= target, timeout)
+
+    def poll(self, config: "QueueConfig") -> None:
+        store = self.workers.engine.sysdb.queues
+        store.promote_delayed(self.queue.name)
+        keys: List[Optional[str]] = [None]
+        if config.partition_queue:
+            keys = list(store.partitions(self.queue.name))
+        random.shuffle(keys)
+        for key in keys:
+            self._claim_and_run(config, key)
+
+    def _claim_and_run(self, config: "QueueConfig", key: Optional[str]) -> None:
+        slot: Slot = (self.queue.name, key)
+        budget = self.workers.free(slot, config.worker_concurrency)
+        if budget <= 0:
+            return
+        limiter = config.limiter
+        limits = ClaimLimits(budget, config.concurrency,
+                             limiter["limit"] if limiter else None,
+                             limiter["period"] if limiter else None, key)
+        engine = self.workers.engine
+        rows = engine.sysdb.queues.claim(self.queue.name, limits, engine.identity.executor_id,
+                                         engine.identity.app_version)
+        for row in rows:
+            self._dispatch(slot, row)
+
+    def _dispatch(self, slot: Slot, row: Dict[str, Any]) -> None:
+        engine, workflow_id = self.workers.engine, row["workflow_uuid"]
+        try:
+            info = function_for(engine, workflow_id, row)
+            if info is None:
+                return
+            launch = launch_from_row(engine, info, workflow_id, row)
+            steps = engine.sysdb.workflows.load_steps(workflow_id) if row["has_steps"] else {}
+            run = WorkflowRun(workflow_id, info.name, steps, row.get("workflow_deadline_epoch_ms"))
+        except Exception:
+            logger.error(f"Could not start queued workflow {workflow_id}", exc_info=True)
+            return
+        self.workers.started(slot)
+        handle = submit(engine, launch, run)
+        handle.add_done_callback(lambda: self.workers.ended(slot))

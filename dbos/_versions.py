@@ -1,0 +1,37 @@
+"""Application versions: what a launch registers, and how one is computed."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional
+
+from ._package import package_version
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version_id: str
+    version_name: str
+    version_timestamp: int
+    created_at: int
+    application_name: Optional[str]
+
+
+def compute_application_version(functions: Iterable[Callable[..., object]], app_name: str) -> str:
+    """A hash of the registered workflows' source, the library version and the app name.
+
+    Code that changes a workflow changes the version, so a process never
+    recovers workflows that an older revision of the code started.
+    """
+    try:
+        sources = sorted(inspect.getsource(f) for f in functions)
+    except (OSError, TypeError):
+        return f"DEFAULT_VERSION-{app_name}"
+    digest = hashlib.md5()
+    for source in sources:
+        digest.update(source.encode())
+    digest.update(package_version().encode())
+    digest.update(app_name.encode())
+    return digest.hexdigest()
