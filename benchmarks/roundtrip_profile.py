@@ -4,8 +4,8 @@
     .venv/bin/python benchmarks/roundtrip_profile.py postgresql://postgres@127.0.0.1/rt
 
 Unlike the benchmarks this reaches inside the library: it times each call of
-the message store (a send, a receive that found its message, one that found
-none) during the same ping-pong that bench.py measures, and prints medians.
+the system database's message calls (a send, a receive that found its
+message, one that found none) during the same ping-pong that bench.py measures, and prints medians.
 The database must not exist yet (it is created).
 """
 
@@ -20,7 +20,7 @@ from collections import defaultdict
 from typing import Any, Callable, Dict, List
 
 import workloads
-from dbos._sysdb.messages import MessageStore
+from dbos._engine.engine import peek_engine
 
 TIMES: Dict[str, List[float]] = defaultdict(list)
 
@@ -36,10 +36,13 @@ def timed(method: Callable[..., Any], name: Callable[[Any], str]) -> Callable[..
 
 def main() -> None:
     url, rounds = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 500
-    setattr(MessageStore, "send", timed(MessageStore.send, lambda _: "send (insert + checkpoint, one commit)"))
-    setattr(MessageStore, "consume", timed(MessageStore.consume, lambda found: (
-        "receive that found its message (one commit)" if found else "receive that found none (a read)")))
     workloads.launch(url, poll=0.05)
+    engine = peek_engine()
+    assert engine is not None, "launched"
+    sysdb: Any = engine.sysdb
+    sysdb.send_messages = timed(sysdb.send_messages, lambda _: "send (insert + checkpoint, one commit)")
+    sysdb.consume_message = timed(sysdb.consume_message, lambda found: (
+        "receive that found its message (one commit)" if found else "receive that found none (a read)"))
     for _ in range(2):  # the first pass warms up; the second is reported
         TIMES.clear()
         peer = f"echo-{uuid.uuid4().hex[:8]}"

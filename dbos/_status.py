@@ -1,10 +1,16 @@
-"""Workflow statuses and the status record users read."""
+"""Workflow statuses and the status record users read, built from a row."""
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
+
+from ._serialization import Codec
+
+logger = logging.getLogger("dbos")
 
 
 class WorkflowStatusString(str, Enum):
@@ -17,6 +23,7 @@ class WorkflowStatusString(str, Enum):
     DELAYED = "DELAYED"
 
 
+# A workflow in one of these has no outcome yet.
 ACTIVE_STATUSES = frozenset({"PENDING", "ENQUEUED", "DELAYED"})
 
 
@@ -76,3 +83,47 @@ class WorkflowStatus:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, WorkflowStatus) and vars(self) == vars(other)
+
+
+# Row columns that WorkflowStatus names differently, and those it does not show.
+_RENAMED = {
+    "workflow_uuid": "workflow_id",
+    "application_version": "app_version",
+    "application_id": "app_id",
+    "started_at_epoch_ms": "dequeued_at",
+}
+_NOT_SHOWN = {"request", "inputs", "output", "error", "owner_xid", "serialization",
+              "rate_limited", "debounce_deadline_epoch_ms", "is_debounced"}
+
+
+def status_from_row(codec: Codec, row: Dict[str, Any]) -> WorkflowStatus:
+    """A status object; data that cannot be read back is shown raw, with a warning."""
+    fields = {_RENAMED.get(k, k): v for k, v in row.items() if k not in _NOT_SHOWN}
+    fields["authenticated_roles"] = _json(row.get("authenticated_roles"))
+    fields["attributes"] = _json(row.get("attributes"))
+    fields["was_forked_from"] = bool(row.get("was_forked_from"))
+    fields["input"] = readable(lambda: _inputs(codec, row.get("inputs")), row.get("inputs"))
+    fields["output"] = readable(lambda: codec.load_value(row.get("output")), row.get("output"))
+    error = row.get("error")
+    fields["error"] = codec.load_error(error) if error else None
+    return WorkflowStatus(**fields)
+
+
+def _inputs(codec: Codec, text: Optional[str]) -> Optional[Dict[str, Any]]:
+    if text is None:
+        return None
+    args, kwargs = codec.load_inputs(text)
+    return {"args": args, "kwargs": kwargs}
+
+
+def readable(load: Callable[[], Any], raw: Any) -> Any:
+    """``load()``, or the raw recorded text (with a warning) when it cannot be read."""
+    try:
+        return load()
+    except Exception as exc:
+        logger.warning(f"Could not deserialize a recorded value ({exc}); showing it raw")
+        return raw
+
+
+def _json(text: Optional[str]) -> Any:
+    return json.loads(text) if text else None

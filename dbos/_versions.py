@@ -1,13 +1,22 @@
-"""Application versions: what a launch registers, and how one is computed."""
+"""Versions: the installed package's, and the application's that a launch registers."""
 
 from __future__ import annotations
 
 import hashlib
 import inspect
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib import metadata
 from typing import Callable, Iterable, Optional
 
-from ._package import package_version
+
+@lru_cache(maxsize=1)
+def package_version() -> str:
+    """The version of the installed ``dbos`` package."""
+    try:
+        return metadata.version("dbos")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,12 @@ def reset_context(token: "Token[Optional[DBOSContext]]") -> None:
     _context.reset(token)
 
 
+def take_next_workflow_id() -> Optional[str]:
+    """The ID ``SetWorkflowID`` chose for the next workflow, if any (used once)."""
+    ctx = _context.get()
+    return ctx.take_workflow_id() if ctx is not None else None
+
+
 def current_run() -> Optional[WorkflowRun]:
     """The workflow whose code (not one of its steps) is executing here."""
     ctx = _context.get()
@@ -115,13 +121,13 @@ def current_run() -> Optional[WorkflowRun]:
     return ctx.run
 
 
-class _ContextChange:
+class ContextChange:
     """Base of the context managers: change a copy, restore the original on exit."""
 
     def _change(self, ctx: DBOSContext) -> None:
         raise NotImplementedError
 
-    def __enter__(self) -> "_ContextChange":
+    def __enter__(self) -> "ContextChange":
         current = _context.get()
         changed = replace(current) if current is not None else DBOSContext()
         self._change(changed)
@@ -137,7 +143,7 @@ class _ContextChange:
         _context.reset(self._token)
 
 
-class SetWorkflowID(_ContextChange):
+class SetWorkflowID(ContextChange):
     """Run the next workflow started in this block under ``workflow_id``."""
 
     def __init__(self, workflow_id: str) -> None:
@@ -153,7 +159,7 @@ class SetWorkflowID(_ContextChange):
         return self
 
 
-class DBOSContextEnsure(_ContextChange):
+class DBOSContextEnsure(ContextChange):
     """Make sure a DBOS context exists for the block."""
 
     def _change(self, ctx: DBOSContext) -> None:
@@ -164,7 +170,7 @@ class DBOSContextEnsure(_ContextChange):
         return self
 
 
-class DBOSContextSetAuth(_ContextChange):
+class DBOSContextSetAuth(ContextChange):
     """Run the block as ``user`` with ``roles`` (inherited by workflows it starts)."""
 
     def __init__(self, user: Optional[str], roles: Optional[List[str]]) -> None:

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Callable, List, Optional, Tuple
 
-from .context import DBOSContext, _ContextChange
+from .context import DBOSContext, ContextChange
 
 logger = logging.getLogger("dbos")
 
@@ -22,7 +22,7 @@ _UNSET = object()
 TIMEOUT_KEY = "workflow_timeout_ms"
 
 
-class SetWorkflowTimeout(_ContextChange):
+class SetWorkflowTimeout(ContextChange):
     """Give workflows started in this block a timeout (None: no timeout, not even
     one inherited from a parent)."""
 

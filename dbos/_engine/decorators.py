@@ -14,13 +14,14 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Callable, Iterator, List, Optional, TypeVar
 
+from ..error import DBOSException
 from .context import DBOSContext, get_context, reset_context, set_context
 from .engine import get_engine, peek_engine
-from ..error import DBOSException
+from .launch import check_roles
 from .registry import TEMP_PREFIX, FunctionInfo, get_registry
 from .step import RetryPolicy, call_step_async, call_step_sync
 from .transaction import call_transaction
-from .workflow import call_async, call_sync, check_roles, wrapper_for
+from .workflow import call_async, call_sync
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,6 +37,14 @@ def _info(func: Callable[..., Any], name: Optional[str], kind: str, **extra: Any
     )
     get_registry().register(info)
     return info
+
+
+def wrapper_for(info: FunctionInfo, call: Callable[..., Any]) -> Callable[..., Any]:
+    """Attach the registry record to a decorated function."""
+    setattr(call, "dbos_function_name", info.name)
+    setattr(call, "__dbos_info__", info)
+    info.wrapper = call
+    return call
 
 
 def make_workflow(func: F, name: Optional[str], max_recovery_attempts: Optional[int]) -> F:

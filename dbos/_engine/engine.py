@@ -1,7 +1,8 @@
 """The running engine: system database, serializer, threads and wake-ups.
 
 ``DBOS.launch()`` builds one ``Engine``; decorated functions reach it through
-``get_engine``. Nothing here knows SQL.
+``get_engine``. Nothing here knows SQL: the engine holds the system database
+as a ``Storage``.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Coroutine, Dict, List, Optional, Set, TypeVar
 
-from .deadline import DeadlineTimer
-from ..error import DBOSException, DBOSNotLaunchedError
 from .._serialization import Codec
-from .._sysdb import SystemDatabase
-from .._sysdb.listener import LISTENING
+from .._sysdb import Storage
+from .._sysdb.notifications import CANCEL_PREFIX, LISTENING, cancel_key
+from ..error import DBOSException, DBOSNotLaunchedError, DBOSWorkflowCancelledError
+from .deadline import DeadlineTimer
+from .waiters import Waiters
 
 logger = logging.getLogger("dbos")
 
@@ -54,42 +56,6 @@ class BackgroundLoop:
         self._thread.join(timeout=10)
 
 
-class Waiters:
-    """Wakes local waiters the moment a local execution records an outcome."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._events: Dict[str, List[threading.Event]] = {}
-
-    def register(self, key: str, event: Optional[threading.Event] = None) -> threading.Event:
-        """Wake ``event`` (a new one by default) when ``key`` is notified."""
-        event = event or threading.Event()
-        with self._lock:
-            self._events.setdefault(key, []).append(event)
-        return event
-
-    def unregister(self, key: str, event: threading.Event) -> None:
-        with self._lock:
-            events = self._events.get(key, [])
-            if event in events:
-                events.remove(event)
-            if not events:
-                self._events.pop(key, None)
-
-    def notify(self, key: str) -> None:
-        with self._lock:
-            events = list(self._events.get(key, []))
-        for event in events:
-            event.set()
-
-    def notify_all(self) -> None:
-        """Wake every waiter, to look again at what it waits for."""
-        with self._lock:
-            events = [event for events in self._events.values() for event in events]
-        for event in events:
-            event.set()
-
-
 @dataclass
 class Identity:
     app_name: str
@@ -100,7 +66,7 @@ class Identity:
 class Engine:
     def __init__(
         self,
-        sysdb: SystemDatabase,
+        sysdb: Storage,
         codec: Codec,
         identity: Identity,
         max_threads: Optional[int] = None,
@@ -129,8 +95,8 @@ class Engine:
         self.poll_interval = (
             max(LISTENER_RECHECK_S, poll_interval) if self.listener is not None else poll_interval
         )
-        self.queue_workers: Optional[Any] = None  # set by the runtime at launch
-        self.internal_queue: Any = None
+        # What stops new work from starting here (queue workers, schedulers),
+        # called last registered first.
         self.on_close: List[Callable[[], None]] = []
         # Strong references: the loop itself only keeps weak ones to tasks.
         self.tasks: Set["asyncio.Future[Any]"] = set()
@@ -141,11 +107,6 @@ class Engine:
         loop = asyncio.get_running_loop()
         call = functools.partial(contextvars.copy_context().run, func, *args)
         return await loop.run_in_executor(self.pool, call)
-
-    def queue_work_arrived(self, queue_name: str) -> None:
-        """This process enqueued onto ``queue_name``: let its worker look now."""
-        if self.queue_workers is not None:
-            self.queue_workers.wake(queue_name)
 
     def keep(self, task: "asyncio.Future[Any]") -> None:
         self.tasks.add(task)
@@ -160,7 +121,7 @@ class Engine:
 
     def cancel(self, workflow_ids: List[str]) -> None:
         """Cancel workflows wherever they run; those running here notice at once."""
-        for workflow_id in self.sysdb.workflows.cancel(workflow_ids):
+        for workflow_id in self.sysdb.cancel_workflows(workflow_ids):
             self.mark_cancelled(workflow_id)
 
     def check_cancelled_here(self, workflow_id: str) -> None:
@@ -168,8 +129,6 @@ class Engine:
         # Read without the lock: a set's membership test is atomic, and every
         # step asks, from every thread.
         if workflow_id in self._cancelled:
-            from ..error import DBOSWorkflowCancelledError
-
             raise DBOSWorkflowCancelledError(f"Workflow {workflow_id} was cancelled")
 
     def untrack(self, workflow_id: str) -> None:
@@ -182,15 +141,15 @@ class Engine:
         if key == LISTENING:
             self.catch_up()
             return
-        if key.startswith("cancel::"):
-            self.mark_cancelled(key[len("cancel::"):])
+        if key.startswith(CANCEL_PREFIX):
+            self.mark_cancelled(key[len(CANCEL_PREFIX):])
         self.waiters.notify(key)
 
     def catch_up(self) -> None:
         """LISTEN is (again) in place: find what was missed while it was not."""
         try:
             active = self.active_workflows()
-            statuses = self.sysdb.workflows.statuses(active) if active else {}
+            statuses = self.sysdb.workflow_statuses(active) if active else {}
         except Exception:
             logger.warning("Could not re-read workflow statuses after reconnecting", exc_info=True)
             statuses = {}
@@ -203,7 +162,7 @@ class Engine:
         with self._active_lock:
             if workflow_id in self._active:
                 self._cancelled.add(workflow_id)
-        self.waiters.notify(f"cancel::{workflow_id}")
+        self.waiters.notify(cancel_key(workflow_id))
         self.waiters.notify(workflow_id)
 
     def forget_cancelled(self, workflow_ids: List[str]) -> None:
@@ -218,7 +177,7 @@ class Engine:
                 return True
         if self.listener is not None:
             return False
-        outcome = self.sysdb.workflows.outcome(workflow_id)
+        outcome = self.sysdb.workflow_outcome(workflow_id)
         return outcome is not None and outcome.status == "CANCELLED"
 
     def active_workflows(self) -> List[str]:
@@ -227,11 +186,8 @@ class Engine:
 
     def stop_intake(self) -> None:
         """Stop schedulers and queue workers from starting more workflows."""
-        for stop in self.on_close:
-            stop()
-        self.on_close.clear()
-        if self.queue_workers is not None:
-            self.queue_workers.stop()
+        while self.on_close:
+            self.on_close.pop()()
 
     def close(self) -> None:
         self.stop_intake()
@@ -244,7 +200,10 @@ class Engine:
             self.datasource.close()
 
 
+# The engine of this process, once launched; and whether DBOS() was
+# constructed, which only the wording of an error depends on.
 _engine: Optional[Engine] = None
+_constructed = False
 
 
 def set_engine(engine: Optional[Engine]) -> None:
@@ -252,13 +211,16 @@ def set_engine(engine: Optional[Engine]) -> None:
     _engine = engine
 
 
+def set_constructed(constructed: bool) -> None:
+    global _constructed
+    _constructed = constructed
+
+
 def get_engine(what: str) -> Engine:
     """The launched engine, or a clear error naming what was used too early."""
     if _engine is not None:
         return _engine
-    from .._facade.dbos import is_initialized
-
-    if not is_initialized():
+    if not _constructed:
         raise DBOSException(
             f"{what} was invoked before DBOS was initialized: construct "
             "DBOS(config=...) and call DBOS.launch() first"

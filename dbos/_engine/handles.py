@@ -1,91 +1,100 @@
-"""Workflow handles: wait for a workflow's result or read its status.
+"""Workflow handles: start a workflow in the background, find one, wait for
+its result or read its status.
 
-Inside a workflow, waiting for another workflow's result is itself
-checkpointed (as ``DBOS.getResult``) so a replay returns the same outcome.
+Inside a workflow, waiting for another workflow's result, reading a status
+and ``wait_first`` are operations (``operation.py``), so a replay returns
+what the first execution saw.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from concurrent.futures import Future
-from dataclasses import replace
-from typing import Any, Callable, Generic, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Generic, List, Optional, Tuple, TypeVar
 
-from .context import WorkflowRun, current_run
-from .engine import Engine, get_engine
+from .._status import ACTIVE_STATUSES, WorkflowStatus, status_from_row
 from ..error import DBOSNonExistentWorkflowError
-from .introspection import workflow_status, workflow_status_async
-from .._status import WorkflowStatus
-from .._sysdb.records import StepRecord, StepWrite
-from .workflow import checkpoint_step, GET_RESULT, outcome_value, replayed, wait_outcome
+from .context import current_run
+from .engine import Engine, get_engine
+from .launch import GET_RESULT, check_same_function, prepare
+from .operation import Operation, durable, durable_async
+from .registry import resolve
+from .workflow import decode_outcome, execute_async, execute_sync, submit, wait_outcome
 
 R = TypeVar("R")
+
+GET_STATUS = "DBOS.getStatus"
+WAIT_FIRST = "DBOS.waitFirst"
 
 
 def _engine() -> Engine:
     return get_engine("A workflow handle")
 
 
+# ----------------------------------------------------------------------
+# Results and statuses
+# ----------------------------------------------------------------------
+
+
 def polled_result(workflow_id: str, polling_interval_sec: float = 1.0) -> Any:
     """Wait for the workflow's recorded outcome; return or raise it."""
     engine = _engine()
     outcome = wait_outcome(engine, workflow_id, polling_interval_sec)
-    return outcome_value(engine, workflow_id, outcome)
+    return decode_outcome(engine.codec, workflow_id, outcome)
 
 
 def checkpointed_result(workflow_id: str, wait: Callable[[], Any]) -> Any:
     """Run ``wait()`` for a result; inside a workflow, record (or replay) it."""
-    run = current_run()
-    if run is None:
+    if current_run() is None:  # a handle kept past DBOS.destroy() still waits on its future
         return wait()
-    function_id, record = _reserve(run)
-    if record is not None:
-        return replayed(_engine(), record)
-    return _wait_and_record(run, function_id, workflow_id, wait)
+    op = Operation.begin(_engine(), GET_RESULT)
+    if op is None:
+        return wait()
+    if op.replaying:
+        return op.replay()
+    return op.run(wait, what=f"the result of workflow {workflow_id}", child_workflow_id=workflow_id)
 
 
 async def checkpointed_result_async(workflow_id: str, wait: Callable[[], Any]) -> Any:
-    """``checkpointed_result`` for async code: the function ID is taken before
-    the first ``await``, so concurrent operations number in the order they begin."""
-    run = current_run()
+    """``checkpointed_result`` for async code: the operation begins before the first ``await``."""
     engine = _engine()
-    if run is None:
+    op = Operation.begin(engine, GET_RESULT)
+    if op is None:
         return await engine.in_pool(wait)
-    function_id, record = _reserve(run)
-    if record is not None:
-        return replayed(engine, record)
-    return await engine.in_pool(_wait_and_record, run, function_id, workflow_id, wait)
+    if op.replaying:
+        return op.replay()
+    record = functools.partial(op.run, wait, what=f"the result of workflow {workflow_id}",
+                               child_workflow_id=workflow_id)
+    return await engine.in_pool(record)
 
 
-def _reserve(run: WorkflowRun) -> Tuple[int, Optional[StepRecord]]:
-    function_id = run.next_function_id()
-    return function_id, run.recorded_step(function_id, GET_RESULT)
+def workflow_status(engine: Engine, workflow_id: str) -> Optional[WorkflowStatus]:
+    """The status, or None; inside a workflow the answer is checkpointed."""
+    return durable(engine, GET_STATUS, lambda: _read_status(engine, workflow_id),
+                   what=f"the status of workflow {workflow_id}", record_error=False)
 
 
-def _wait_and_record(run: WorkflowRun, function_id: int, workflow_id: str,
-                     wait: Callable[[], Any]) -> Any:
-    engine = _engine()
-    write = StepWrite(run.workflow_id, function_id, GET_RESULT, child_workflow_id=workflow_id)
-    try:
-        value = wait()
-    except Exception as exc:
-        checkpoint_step(engine, replace(write, error=engine.codec.dump_error(exc)))
-        raise
-    output = engine.codec.dump_value(value, what=f"the result of workflow {workflow_id}")
-    checkpoint_step(engine, replace(write, output=output))
-    return value
+async def workflow_status_async(engine: Engine, workflow_id: str) -> Optional[WorkflowStatus]:
+    return await durable_async(engine, GET_STATUS, lambda: _read_status(engine, workflow_id),
+                               what=f"the status of workflow {workflow_id}", record_error=False)
 
 
-
-def read_status(workflow_id: str) -> Optional[WorkflowStatus]:
-    return workflow_status(_engine(), workflow_id)
+def _read_status(engine: Engine, workflow_id: str) -> Optional[WorkflowStatus]:
+    row = engine.sysdb.workflow_row(workflow_id)
+    return status_from_row(engine.codec, row) if row else None
 
 
 def _existing(workflow_id: str, status: Optional[WorkflowStatus]) -> WorkflowStatus:
     if status is None:
         raise DBOSNonExistentWorkflowError("workflow", workflow_id)
     return status
+
+
+# ----------------------------------------------------------------------
+# Handles
+# ----------------------------------------------------------------------
 
 
 class WorkflowHandle(Generic[R]):
@@ -103,7 +112,7 @@ class WorkflowHandle(Generic[R]):
         return result
 
     def get_status(self) -> WorkflowStatus:
-        return _existing(self.workflow_id, read_status(self.workflow_id))
+        return _existing(self.workflow_id, workflow_status(_engine(), self.workflow_id))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.workflow_id!r})"
@@ -148,3 +157,106 @@ class WorkflowHandleAsync(Generic[R]):
 
     def __repr__(self) -> str:
         return f"WorkflowHandleAsync({self.workflow_id!r})"
+
+
+# ----------------------------------------------------------------------
+# Starting and finding workflows
+# ----------------------------------------------------------------------
+
+
+def start_workflow(func: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> WorkflowHandle[Any]:
+    info, bound = resolve(func)
+    engine = get_engine("DBOS.start_workflow()")
+    launch = prepare(engine, info, bound + args, kwargs, direct=False)
+    found = engine.sysdb.start_workflow(launch.row, launch.link)
+    if not found.created:
+        check_same_function(launch, found)
+        return WorkflowHandle(launch.workflow_id)
+    return WorkflowHandleFuture(launch.workflow_id, submit(engine, launch, launch.new_run()))
+
+
+async def start_workflow_async(func: Callable[..., Any], args: Tuple[Any, ...],
+                               kwargs: Dict[str, Any]) -> WorkflowHandleAsync[Any]:
+    info, bound = resolve(func)
+    engine = get_engine("DBOS.start_workflow_async()")
+    launch = prepare(engine, info, bound + args, kwargs, direct=False)
+    found = await engine.in_pool(engine.sysdb.start_workflow, launch.row, launch.link)
+    if not found.created:
+        check_same_function(launch, found)
+        return WorkflowHandleAsync(launch.workflow_id)
+    run = launch.new_run()
+    if info.is_async:
+        task: "asyncio.Future[Any]" = asyncio.ensure_future(execute_async(engine, launch, run))
+    else:
+        task = asyncio.wrap_future(engine.pool.submit(execute_sync, engine, launch, run))
+    engine.keep(task)
+    return WorkflowHandleAsync(launch.workflow_id, task)
+
+
+def retrieve_workflow(workflow_id: str, existing_workflow: bool = True) -> WorkflowHandle[Any]:
+    engine = get_engine("DBOS.retrieve_workflow()")
+    if existing_workflow and workflow_status(engine, workflow_id) is None:
+        raise DBOSNonExistentWorkflowError("target workflow", workflow_id)
+    return WorkflowHandle(workflow_id)
+
+
+async def retrieve_workflow_async(workflow_id: str, existing_workflow: bool = True) -> WorkflowHandleAsync[Any]:
+    engine = get_engine("DBOS.retrieve_workflow_async()")
+    if existing_workflow and await workflow_status_async(engine, workflow_id) is None:
+        raise DBOSNonExistentWorkflowError("target workflow", workflow_id)
+    return WorkflowHandleAsync(workflow_id)
+
+
+def get_result(workflow_id: str, polling_interval_sec: float = 1.0) -> Any:
+    get_engine("DBOS.get_result()")
+    return checkpointed_result(workflow_id, functools.partial(polled_result, workflow_id, polling_interval_sec))
+
+
+async def get_result_async(workflow_id: str, polling_interval_sec: float = 1.0) -> Any:
+    get_engine("DBOS.get_result_async()")
+    wait = functools.partial(polled_result, workflow_id, polling_interval_sec)
+    return await checkpointed_result_async(workflow_id, wait)
+
+
+def wait_first(handles: List[Any], polling_interval_sec: float = 1.0) -> Any:
+    """The first of ``handles`` whose workflow is no longer active."""
+    ids = _distinct_ids(handles)
+    engine = get_engine("DBOS.wait_first()")
+    winner = durable(engine, WAIT_FIRST, lambda: _first_done(engine, ids, polling_interval_sec),
+                     what="the winner of DBOS.wait_first()", record_error=False)
+    return handles[ids.index(winner)]
+
+
+async def wait_first_async(handles: List[Any], polling_interval_sec: float = 1.0) -> Any:
+    """``wait_first`` for async code: the operation begins before the first ``await``."""
+    ids = _distinct_ids(handles)
+    engine = get_engine("DBOS.wait_first_async()")
+    winner = await durable_async(engine, WAIT_FIRST, lambda: _first_done(engine, ids, polling_interval_sec),
+                                 what="the winner of DBOS.wait_first()", record_error=False)
+    return handles[ids.index(winner)]
+
+
+def _distinct_ids(handles: List[Any]) -> List[str]:
+    ids = [h.workflow_id for h in handles]
+    if not ids:
+        raise ValueError("DBOS.wait_first() needs at least one handle")
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"DBOS.wait_first() was given the same workflow twice: {ids}")
+    return ids
+
+
+def _first_done(engine: Engine, ids: List[str], polling_interval_sec: float) -> str:
+    event = threading.Event()
+    for workflow_id in ids:
+        engine.waiters.register(workflow_id, event)
+    try:
+        while True:
+            statuses = engine.sysdb.workflow_statuses(ids)
+            for workflow_id in ids:
+                if statuses.get(workflow_id, "PENDING") not in ACTIVE_STATUSES:
+                    return workflow_id
+            event.wait(polling_interval_sec)
+            event.clear()
+    finally:
+        for workflow_id in ids:
+            engine.waiters.unregister(workflow_id, event)

@@ -12,14 +12,15 @@ import logging
 from functools import partial
 from typing import Any, Dict, List, Optional, Tuple
 
+from .._sysdb.records import StepRecord
+from ..error import DBOSWorkflowFunctionNotFoundError
 from .context import DBOSContext, WorkflowRun
 from .engine import Engine
-from ..error import DBOSWorkflowFunctionNotFoundError
 from .gate import Gate
 from .handles import WorkflowHandle, WorkflowHandleFuture
+from .launch import Launch
 from .registry import FunctionInfo, get_registry
-from .._sysdb.records import StepRecord
-from .workflow import Launch, execute_async, execute_sync
+from .workflow import execute_sync, submit
 
 logger = logging.getLogger("dbos")
 
@@ -37,7 +38,7 @@ def recover_pending(engine: Engine, workflow_ids: Optional[List[str]] = None) ->
     identity = engine.identity
     ids = workflow_ids
     if ids is None:
-        ids = engine.sysdb.workflows.pending(identity.executor_id, identity.app_version)
+        ids = engine.sysdb.pending_workflows(identity.executor_id, identity.app_version)
     if ids:
         logger.info(f"Recovering {len(ids)} pending workflow(s)")
     gate = Gate(engine.pool, RECOVERY_CONCURRENCY)
@@ -50,10 +51,9 @@ def recover_pending(engine: Engine, workflow_ids: Optional[List[str]] = None) ->
 def _recover_batch(engine: Engine, ids: List[str], gate: Gate) -> List[WorkflowHandle[Any]]:
     """Claim a batch in one statement and read all its steps in one query,
     rather than two round trips (and, on SQLite, a commit) per workflow."""
-    store = engine.sysdb.workflows
     try:
-        rows = store.claim_many_for_recovery(ids, engine.identity.executor_id)
-        steps = store.load_steps_many(list(rows))
+        rows = engine.sysdb.claim_many_for_recovery(ids, engine.identity.executor_id)
+        steps = engine.sysdb.load_steps_many(list(rows))
     except Exception as exc:
         logger.error(f"Could not recover workflows {ids[0]}..{ids[-1]}: {exc}")
         return []
@@ -68,7 +68,7 @@ def _recover_batch(engine: Engine, ids: List[str], gate: Gate) -> List[WorkflowH
         if found is not None and not found[0].info.is_async:
             gated.append((len(handles), workflow_id, *found))  # its handle is set below
             found = None
-        handles.append(WorkflowHandle(workflow_id) if found is None else submit(engine, *found))
+        handles.append(WorkflowHandle(workflow_id) if found is None else _submit(engine, *found))
     futures = gate.submit_all([partial(execute_sync, engine, launch, run) for _, _, launch, run in gated])
     for (index, workflow_id, _, _), future in zip(gated, futures):
         handles[index] = WorkflowHandleFuture(workflow_id, future)
@@ -76,9 +76,13 @@ def _recover_batch(engine: Engine, ids: List[str], gate: Gate) -> List[WorkflowH
 
 
 def recover_one(engine: Engine, workflow_id: str) -> WorkflowHandle[Any]:
-    row = engine.sysdb.workflows.claim_for_recovery(workflow_id, engine.identity.executor_id)
+    row = engine.sysdb.claim_for_recovery(workflow_id, engine.identity.executor_id)
     found = _prepare(engine, workflow_id, row, None)
-    return WorkflowHandle(workflow_id) if found is None else submit(engine, *found)
+    return WorkflowHandle(workflow_id) if found is None else _submit(engine, *found)
+
+
+def _submit(engine: Engine, launch: Launch, run: WorkflowRun) -> WorkflowHandleFuture[Any]:
+    return WorkflowHandleFuture(run.workflow_id, submit(engine, launch, run))
 
 
 def _prepare(engine: Engine, workflow_id: str, row: Optional[Dict[str, Any]],
@@ -93,7 +97,7 @@ def _prepare(engine: Engine, workflow_id: str, row: Optional[Dict[str, Any]],
         return None
     launch = launch_from_row(engine, info, workflow_id, row)
     if steps is None:
-        steps = engine.sysdb.workflows.load_steps(workflow_id)
+        steps = engine.sysdb.load_steps(workflow_id)
     return launch, WorkflowRun(workflow_id, info.name, steps, row.get("workflow_deadline_epoch_ms"))
 
 
@@ -103,22 +107,13 @@ def function_for(engine: Engine, workflow_id: str, row: Dict[str, Any]) -> Optio
     limit = info.max_recovery_attempts
     if limit is None or int(row["recovery_attempts"]) <= limit + 1:
         return info
-    engine.sysdb.workflows.dead_letter(workflow_id)
+    engine.sysdb.dead_letter(workflow_id)
     engine.waiters.notify(workflow_id)
     logger.warning(
         f"Workflow {workflow_id} exceeded its {limit} recovery attempts and was moved "
         "to MAX_RECOVERY_ATTEMPTS_EXCEEDED"
     )
     return None
-
-
-def submit(engine: Engine, launch: Launch, run: WorkflowRun) -> WorkflowHandleFuture[Any]:
-    """Run a workflow body in the background: the pool (sync) or the loop (async)."""
-    if launch.info.is_async:
-        future = engine.background.submit(execute_async(engine, launch, run))
-    else:
-        future = engine.pool.submit(execute_sync, engine, launch, run)
-    return WorkflowHandleFuture(run.workflow_id, future)
 
 
 def _function(workflow_id: str, name: str) -> FunctionInfo:
@@ -161,11 +156,3 @@ def _target(workflow_id: str, info: FunctionInfo, class_name: Optional[str],
     if info.method_kind == "class":
         return registry.classes[class_name or ""]
     return None
-
-
-def split_bound(func: Any) -> Tuple[Any, Tuple[Any, ...]]:
-    """A bound method's function and the object it is bound to."""
-    target = getattr(func, "__self__", None)
-    if target is None:
-        return func, ()
-    return func.__func__, (target,)

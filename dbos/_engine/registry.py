@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Literal, Optional, Tuple
 
-from ..error import DBOSConflictingRegistrationError, DBOSException
+from ..error import DBOSConflictingRegistrationError, DBOSException, DBOSWorkflowFunctionNotFoundError
 
 logger = logging.getLogger("dbos")
 
@@ -90,3 +90,28 @@ def clear_registry() -> None:
     """Forget every decorated function (``DBOS.destroy(destroy_registry=True)``)."""
     global _registry
     _registry = Registry()
+
+
+def resolve(func: Callable[..., Any]) -> Tuple[FunctionInfo, Tuple[Any, ...]]:
+    """The workflow to start for ``func``, and the object a bound method carries.
+
+    A step or transaction starts as the one-step workflow around it.
+    """
+    base, bound = split_bound(func)
+    info = getattr(base, "__dbos_info__", None)
+    if not isinstance(info, FunctionInfo):
+        name = getattr(func, "__qualname__", repr(func))
+        raise DBOSWorkflowFunctionNotFoundError(
+            "<none>", f"{name} is not decorated with @DBOS.workflow(), @DBOS.step() or @DBOS.transaction()"
+        )
+    if info.kind != "workflow":
+        info = info.options["temp"]
+    return info, bound
+
+
+def split_bound(func: Any) -> Tuple[Any, Tuple[Any, ...]]:
+    """A bound method's function and the object it is bound to."""
+    target = getattr(func, "__self__", None)
+    if target is None:
+        return func, ()
+    return func.__func__, (target,)

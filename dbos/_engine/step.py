@@ -1,27 +1,27 @@
 """Steps: run once, checkpoint the outcome, replay it afterwards.
 
 Outside a workflow (or inside another step) a step is a plain call. Inside
-one it takes the next function ID; a recorded outcome at that ID is returned
-(or raised) without running the function again.
+one it is an operation (``operation.py``): a recorded outcome is returned (or
+raised) without running the function again; otherwise the function runs,
+with retries if asked, and its outcome is checkpointed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, Union
 
-from .context import DBOSContext, WorkflowRun, get_context, reset_context, set_context
-from .engine import Engine
-from ..error import DBOSException, DBOSMaxStepRetriesExceeded
-from .registry import FunctionInfo
 from .._status import StepStatus
-from .._sysdb.records import StepWrite
-from .._sysdb.workflows import now_ms
-from .workflow import raise_if_cancelled, replayed
+from ..error import DBOSException, DBOSMaxStepRetriesExceeded
+from .context import DBOSContext, get_context, reset_context, set_context
+from .engine import Engine
+from .operation import Operation
+from .registry import FunctionInfo
 
 logger = logging.getLogger("dbos")
 
@@ -44,54 +44,19 @@ class RetryPolicy:
         return float(min(self.interval_seconds * self.backoff_rate ** attempt, MAX_BACKOFF_SEC))
 
 
-@dataclass
-class StepCall:
-    """One checkpointed step call inside a workflow."""
-
-    run: WorkflowRun
-    function_id: int
-    name: str
-    started_at_ms: int
-    caller: DBOSContext  # the workflow's context, which the step's derives from
-
-    def write(self, engine: Engine, output: Optional[str] = None, error: Optional[str] = None) -> StepWrite:
-        return StepWrite(self.run.workflow_id, self.function_id, self.name,
-                         output=output, error=error, started_at_ms=self.started_at_ms)
-
-
-def begin(info: FunctionInfo) -> Tuple[Optional[StepCall], Optional[Any]]:
-    """Where a step call stands: plain (no workflow), replayed, or to be run.
-
-    Returns ``(None, None)`` for a plain call, ``(None, record)`` for a replay
-    and ``(call, None)`` when the function must run now.
-    """
-    ctx = get_context()
-    if ctx is None or ctx.run is None or ctx.step_id is not None:
-        return None, None
-    function_id = ctx.run.next_function_id()
-    record = ctx.run.recorded_step(function_id, info.name)
-    if record is not None:
-        return None, record
-    return StepCall(ctx.run, function_id, info.name, now_ms(), ctx), None
-
-
-def step_context(call: StepCall, policy: RetryPolicy) -> DBOSContext:
-    ctx = call.caller
+def step_context(op: Operation, policy: RetryPolicy) -> DBOSContext:
+    """The context a step runs in: the workflow's caller, the step's own ID and status."""
+    ctx = get_context() or DBOSContext()
     max_attempts = policy.attempts if policy.retries_allowed else None
-    status = StepStatus(call.function_id, None, max_attempts)
+    status = StepStatus(op.function_id, None, max_attempts)
     return DBOSContext(
         authenticated_user=ctx.authenticated_user,
         authenticated_roles=ctx.authenticated_roles,
         assumed_role=ctx.assumed_role,
-        run=call.run,
-        step_id=call.function_id,
+        run=op.workflow,
+        step_id=op.function_id,
         step_status=status,
     )
-
-
-def finish(engine: Engine, call: StepCall, output: Optional[str], error: Optional[str]) -> None:
-    status = engine.sysdb.workflows.checkpoint(call.write(engine, output, error))
-    raise_if_cancelled(call.run, status)
 
 
 def _exhausted(name: str, policy: RetryPolicy, errors: List[Exception]) -> Exception:
@@ -160,26 +125,23 @@ def _sync_predicate(policy: RetryPolicy, exc: Exception) -> bool:
 
 def call_step_sync(engine: Engine, info: FunctionInfo, policy: RetryPolicy,
                    args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
-    call, record = begin(info)
-    if call is not None:
-        engine.check_cancelled_here(call.run.workflow_id)
-    if record is not None:
-        return replayed(engine, record)
-    if call is None:
+    op = Operation.begin(engine, info.name)
+    if op is None:
         return info.func(*args, **kwargs)
-    ctx = step_context(call, policy)
+    if op.replaying:
+        return op.replay()
+    op.check_cancelled()
+    ctx = step_context(op, policy)
     token = set_context(ctx)
     try:
         value = run_with_retries(info, policy, ctx, args, kwargs)
     except Exception as exc:
         _keep_storable(engine, exc)
-        finish(engine, call, None, engine.codec.dump_error(exc))
+        op.fail(exc)
         raise
     finally:
         reset_context(token)
-    output = engine.codec.dump_value(value, what=f"the output of step {info.name!r}")
-    finish(engine, call, output, None)
-    return value
+    return op.succeed(value, what=f"the output of step {info.name!r}")
 
 
 # ----------------------------------------------------------------------
@@ -215,23 +177,21 @@ async def _async_predicate(policy: RetryPolicy, exc: Exception) -> bool:
 
 async def call_step_async(engine: Engine, info: FunctionInfo, policy: RetryPolicy,
                           args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
-    call, record = begin(info)
-    if call is not None:
-        engine.check_cancelled_here(call.run.workflow_id)
-    if record is not None:
-        return replayed(engine, record)
-    if call is None:
+    op = Operation.begin(engine, info.name)
+    if op is None:
         return await info.func(*args, **kwargs)
-    ctx = step_context(call, policy)
+    if op.replaying:
+        return op.replay()
+    op.check_cancelled()
+    ctx = step_context(op, policy)
     token = set_context(ctx)
     try:
         value = await run_with_retries_async(info, policy, ctx, args, kwargs)
     except Exception as exc:
         _keep_storable(engine, exc)
-        await asyncio.to_thread(finish, engine, call, None, engine.codec.dump_error(exc))
+        await asyncio.to_thread(op.fail, exc)
         raise
     finally:
         reset_context(token)
-    output = engine.codec.dump_value(value, what=f"the output of step {info.name!r}")
-    await asyncio.to_thread(finish, engine, call, output, None)
-    return value
+    what = f"the output of step {info.name!r}"
+    return await asyncio.to_thread(functools.partial(op.succeed, value, what=what))

@@ -14,12 +14,11 @@ import random
 import time
 from typing import Any, Dict, Optional, Tuple
 
+from ..error import DBOSException
 from .context import DBOSContext, get_context, reset_context, set_context
 from .engine import Engine
-from ..error import DBOSException
+from .operation import Operation
 from .registry import FunctionInfo
-from .step import StepCall, begin, finish
-from .workflow import replayed
 
 logger = logging.getLogger("dbos")
 
@@ -47,24 +46,23 @@ def call_transaction(engine: Engine, info: FunctionInfo, args: Tuple[Any, ...],
             "transactions must be called from within workflows"
         )
     datasource = require_datasource(engine, info)
-    call, record = begin(info)
-    if call is not None:
-        engine.check_cancelled_here(call.run.workflow_id)
-    if record is not None:
-        return replayed(engine, record)
-    assert call is not None, "call_transaction runs inside a workflow"
+    op = Operation.begin(engine, info.name)
+    assert op is not None, "call_transaction runs inside a workflow"
+    if op.replaying:
+        return op.replay()
+    op.check_cancelled()
     try:
-        output, value = _run_until_committed(engine, datasource, info, call, args, kwargs)
+        output, value = _run_until_committed(engine, datasource, info, op, args, kwargs)
     except Exception as exc:
         error = engine.codec.dump_error(exc)
-        _record_error(engine, datasource, info, call, error)
-        finish(engine, call, None, error)
+        _record_error(engine, datasource, info, op, error)
+        op.checkpoint(error=error)
         raise
-    finish(engine, call, output, None)
+    op.checkpoint(output=output)
     return value
 
 
-def _record_error(engine: Engine, datasource: Any, info: FunctionInfo, call: StepCall,
+def _record_error(engine: Engine, datasource: Any, info: FunctionInfo, op: Operation,
                   error: str) -> None:
     """Record the failure in ``transaction_outputs`` too, in a transaction of its own.
 
@@ -72,23 +70,23 @@ def _record_error(engine: Engine, datasource: Any, info: FunctionInfo, call: Ste
     that follows records the error as well, and is what replay reads first.
     """
     isolation = info.options.get("isolation_level", "SERIALIZABLE")
-    workflow_id = call.run.workflow_id
+    workflow_id = op.workflow.workflow_id
     try:
         with datasource.transaction(isolation) as session:
-            if datasource.recorded_output(session, workflow_id, call.function_id) is None:
-                datasource.record_output(session, workflow_id, call.function_id, info.name,
+            if datasource.recorded_output(session, workflow_id, op.function_id) is None:
+                datasource.record_output(session, workflow_id, op.function_id, info.name,
                                          None, error, engine.identity.executor_id)
     except Exception as exc:
         logger.warning(f"Could not record the error of transaction {info.name} "
                        f"in the application database: {exc}")
 
 
-def _run_until_committed(engine: Engine, datasource: Any, info: FunctionInfo, call: StepCall,
+def _run_until_committed(engine: Engine, datasource: Any, info: FunctionInfo, op: Operation,
                          args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Tuple[Optional[str], Any]:
     delay = FIRST_BACKOFF_SEC
     while True:
         try:
-            return _attempt(engine, datasource, info, call, args, kwargs)
+            return _attempt(engine, datasource, info, op, args, kwargs)
         except Exception as exc:
             if not datasource.is_retryable(exc):
                 raise
@@ -97,33 +95,33 @@ def _run_until_committed(engine: Engine, datasource: Any, info: FunctionInfo, ca
             delay = min(delay * 1.5, MAX_BACKOFF_SEC)
 
 
-def _attempt(engine: Engine, datasource: Any, info: FunctionInfo, call: StepCall,
+def _attempt(engine: Engine, datasource: Any, info: FunctionInfo, op: Operation,
              args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Tuple[Optional[str], Any]:
     isolation = info.options.get("isolation_level", "SERIALIZABLE")
-    workflow_id = call.run.workflow_id
+    workflow_id = op.workflow.workflow_id
     with datasource.transaction(isolation) as session:
-        done = datasource.recorded_output(session, workflow_id, call.function_id)
+        done = datasource.recorded_output(session, workflow_id, op.function_id)
         if done is not None:
             output, error = done
             if error is not None:
                 raise engine.codec.load_error(error)
             return output, engine.codec.load_value(output)
-        value = _call_in_session(info, call, session, args, kwargs)
+        value = _call_in_session(info, op, session, args, kwargs)
         output = engine.codec.dump_value(value, what=f"the output of transaction {info.name!r}")
-        datasource.record_output(session, workflow_id, call.function_id, info.name,
+        datasource.record_output(session, workflow_id, op.function_id, info.name,
                                  output, None, engine.identity.executor_id)
     return output, value
 
 
-def _call_in_session(info: FunctionInfo, call: StepCall, session: Any,
+def _call_in_session(info: FunctionInfo, op: Operation, session: Any,
                      args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
     outer = get_context() or DBOSContext()
     ctx = DBOSContext(
         authenticated_user=outer.authenticated_user,
         authenticated_roles=outer.authenticated_roles,
         assumed_role=outer.assumed_role,
-        run=call.run,
-        step_id=call.function_id,
+        run=op.workflow,
+        step_id=op.function_id,
         in_transaction=True,
         sql_session=session,
     )

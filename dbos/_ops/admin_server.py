@@ -20,7 +20,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Pattern, Tuple, Union, cast
 from urllib.parse import unquote, urlsplit
 
-from .._engine.context import SetWorkflowID
 from .._engine.engine import Engine
 from ..error import (
     DBOSBaseException,
@@ -30,12 +29,12 @@ from ..error import (
     DBOSNonExistentWorkflowError,
     DBOSNotLaunchedError,
 )
-from .._facade.management import ManagementAPI, operations
-from .management import StepInfo, build_query
-from .._queues.queue import QueueConfig, config_from_row
 from .._engine.recovery import recover_pending
 from .._engine.registry import get_registry
+from .._queues.queue import QueueConfig, config_from_row, work_arrived
 from .._status import WorkflowStatus
+from .filters import build_query
+from .management import EngineManagement, StepInfo
 
 logger = logging.getLogger("dbos")
 
@@ -244,7 +243,7 @@ def deactivate(call: Call) -> Reply:
 
 
 def queues_metadata(call: Call) -> Reply:
-    configs = {row["name"]: config_from_row(row) for row in call.engine.sysdb.queues.list_queues()}
+    configs = {row["name"]: config_from_row(row) for row in call.engine.sysdb.list_queues()}
     # A queue declared in code runs with its declared limits in this process.
     configs.update({name: queue.config() for name, queue in get_registry().queues.items()})
     return Reply(200, [queue_json(name, configs[name]) for name in sorted(configs)])
@@ -264,7 +263,7 @@ def recover(call: Call) -> Reply:
 def _recover_executor(engine: Engine, executor_id: str) -> List[str]:
     """Meant for executors that are gone, as in DBOS Transact; what runs in
     this process is skipped, never started a second time."""
-    found = engine.sysdb.workflows.pending_queues(executor_id, engine.identity.app_version)
+    found = engine.sysdb.pending_workflow_queues(executor_id, engine.identity.app_version)
     running_here = set(engine.active_workflows())  # read after: catches those just started
     queue_of = {w: queue for w, queue in found.items() if w not in running_here}
     pending = list(queue_of)
@@ -280,25 +279,30 @@ def _requeue(engine: Engine, executor_id: str, queue_of: Dict[str, Optional[str]
     """Queued workflows go back to their queues, as at launch, rather than run here at once."""
     queued = [w for w, name in queue_of.items() if name]
     if queued:
-        engine.sysdb.queues.requeue_pending(executor_id, engine.identity.app_version)
+        engine.sysdb.requeue_pending(executor_id, engine.identity.app_version)
     for name in {name for name in queue_of.values() if name}:
-        engine.queue_work_arrived(name)
+        work_arrived(name)
     return queued
+
+
+def management(engine: Engine) -> EngineManagement:
+    """Management of the served engine's workflows."""
+    return EngineManagement(engine)
 
 
 def list_workflows(call: Call) -> Reply:
     defaults = {"load_input": False, "load_output": False}
     filters = _filters(call.body, WORKFLOW_FILTERS, "POST /workflows", defaults)
-    return Reply(200, [workflow_json(s) for s in ManagementAPI.list_workflows(**filters)])
+    return Reply(200, [workflow_json(s) for s in management(call.engine).list_workflows(filters)])
 
 
 def list_queued(call: Call) -> Reply:
     filters = _filters(call.body, QUEUE_FILTERS, "POST /queues", {"load_input": False})
-    return Reply(200, [workflow_json(s) for s in ManagementAPI.list_queued_workflows(**filters)])
+    return Reply(200, [workflow_json(s) for s in management(call.engine).list_queued_workflows(filters)])
 
 
 def get_workflow(call: Call) -> Reply:
-    status = operations(call.engine).get_workflow(call.workflow_id)
+    status = management(call.engine).get_workflow(call.workflow_id)
     if status is None:
         raise _missing(call.workflow_id)
     return Reply(200, workflow_json(status))
@@ -306,41 +310,38 @@ def get_workflow(call: Call) -> Reply:
 
 def list_steps(call: Call) -> Reply:
     _require(call)
-    return Reply(200, [step_json(s) for s in ManagementAPI.list_workflow_steps(call.workflow_id)])
+    return Reply(200, [step_json(s) for s in management(call.engine).list_workflow_steps(call.workflow_id)])
 
 
 def cancel(call: Call) -> Reply:
     _require(call)
-    ManagementAPI.cancel_workflow(call.workflow_id)
+    management(call.engine).cancel([call.workflow_id])
     return Reply(204)
 
 
 def resume(call: Call) -> Reply:
     _require(call)
-    ManagementAPI.resume_workflow(call.workflow_id)
+    management(call.engine).resume([call.workflow_id])
     return Reply(204)
 
 
 def restart(call: Call) -> Reply:
-    handle = ManagementAPI.fork_workflow(call.workflow_id, 1)
-    return Reply(200, {"workflow_id": handle.workflow_id})
+    return Reply(200, {"workflow_id": management(call.engine).fork(call.workflow_id, 1)})
 
 
 def fork(call: Call) -> Reply:
     fields = _fields({} if call.body is None else call.body, FORK_FIELDS, "POST /workflows/{id}/fork")
-    with contextlib.ExitStack() as scope:
-        if "new_workflow_id" in fields:
-            scope.enter_context(SetWorkflowID(fields["new_workflow_id"]))
-        handle = ManagementAPI.fork_workflow(call.workflow_id, fields.get("start_step", 1),
-                                             application_version=fields.get("application_version"))
-    return Reply(200, {"workflow_id": handle.workflow_id})
+    forked = management(call.engine).fork(
+        call.workflow_id, fields.get("start_step", 1), new_workflow_id=fields.get("new_workflow_id"),
+        application_version=fields.get("application_version"))
+    return Reply(200, {"workflow_id": forked})
 
 
 def garbage_collect(call: Call) -> Reply:
     fields = _fields(call.body, GC_FIELDS, "POST /dbos-garbage-collect")
     if not fields:
         raise HTTPError(400, "POST /dbos-garbage-collect needs cutoff_epoch_timestamp_ms or rows_threshold")
-    ManagementAPI.garbage_collect(**fields)
+    management(call.engine).garbage_collect(**fields)
     return Reply(204)
 
 
@@ -348,7 +349,7 @@ def global_timeout(call: Call) -> Reply:
     fields = _fields(call.body, TIMEOUT_FIELDS, "POST /dbos-global-timeout")
     if "cutoff_epoch_timestamp_ms" not in fields:
         raise HTTPError(400, "POST /dbos-global-timeout needs cutoff_epoch_timestamp_ms")
-    ManagementAPI.global_timeout(fields["cutoff_epoch_timestamp_ms"])
+    management(call.engine).global_timeout(fields["cutoff_epoch_timestamp_ms"])
     return Reply(204)
 
 
@@ -357,7 +358,7 @@ def _missing(workflow_id: str) -> HTTPError:
 
 
 def _require(call: Call) -> None:
-    if call.engine.sysdb.workflows.get(call.workflow_id) is None:
+    if call.engine.sysdb.workflow_row(call.workflow_id) is None:
         raise _missing(call.workflow_id)
 
 

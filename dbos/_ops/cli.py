@@ -20,8 +20,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 from . import cli_output as out
 from .._config import DBOSConfig, config_from_yaml, find_config_file, load_config_file, resolve_urls
 from ..error import DBOSException
-from .management import Operations
-from .._package import package_version
+from .management import Management
+from .._versions import package_version
 from .migrate import run_dbos_database_migrations
 from .._serialization import Codec
 from .._status import WorkflowStatus
@@ -110,7 +110,7 @@ def _add_workflow_commands(commands: argparse._SubParsersAction[argparse.Argumen
         description="Inspect and manage the workflows recorded in the system database.",
     )
     actions = workflow.add_subparsers(dest="action", metavar="ACTION", required=True)
-    _list_options(_action(actions, "list", cmd_workflow_list, "list recorded workflows, oldest first",
+    list_options(_action(actions, "list", cmd_workflow_list, "list recorded workflows, oldest first",
                           workflow_id=False))
     _action(actions, "get", cmd_workflow_get, "show a workflow's status, inputs and output")
     _action(actions, "steps", cmd_workflow_steps, "list the steps a workflow recorded")
@@ -133,11 +133,11 @@ def _add_workflow_commands(commands: argparse._SubParsersAction[argparse.Argumen
 def _add_queue_commands(queue: argparse.ArgumentParser) -> None:
     actions = queue.add_subparsers(dest="queue_action", metavar="ACTION", required=True)
     summary = "list workflows waiting on, or running from, a queue (ENQUEUED, PENDING or DELAYED)"
-    _list_options(_action(actions, "list", cmd_queue_list, summary, workflow_id=False))
+    list_options(_action(actions, "list", cmd_queue_list, summary, workflow_id=False))
 
 
-def _list_options(parser: argparse.ArgumentParser) -> None:
-    """The filters of ``list``; each ``dest`` is a key of ``Operations.list_workflows``."""
+def list_options(parser: argparse.ArgumentParser) -> None:
+    """The filters of ``list``; each ``dest`` is a key of ``Management.list_workflows``."""
     add = parser.add_argument
     add("-l", "--limit", type=int, default=10, help="show at most N workflows (default: 10)")
     add("-o", "--offset", type=int, help="skip the first N matching workflows")
@@ -231,14 +231,14 @@ DROPPED = {
 
 
 @contextmanager
-def operations(args: argparse.Namespace) -> Iterator[Operations]:
+def operations(args: argparse.Namespace) -> Iterator[Management]:
     """Management of the system database the options name; it must exist and be migrated."""
     target = resolve_target(args)
     sysdb = SystemDatabase(target.system_url, schema=target.schema, pool_size=2)
     try:
         require_migrated(sysdb)
         # Every application's workflows: the command line belongs to none of them.
-        yield Operations(sysdb, Codec(), app_name=None)
+        yield Management(sysdb, Codec(), app_name=None)
     finally:
         sysdb.close()
 
@@ -313,7 +313,7 @@ def cmd_workflow_resume(args: argparse.Namespace) -> int:
                       "Workflow {id} already finished with status {status}; nothing to resume")
 
 
-def report(ops: Operations, args: argparse.Namespace, done: List[str], did: str, not_done: str) -> int:
+def report(ops: Management, args: argparse.Namespace, done: List[str], did: str, not_done: str) -> int:
     """One line saying what happened to the workflow (its status, with --json)."""
     status = ops.require(args.workflow_id)
     if args.json:
@@ -339,7 +339,7 @@ def cmd_workflow_fork(args: argparse.Namespace) -> int:
         return report_fork(ops, args, message, new_id)
 
 
-def report_fork(ops: Operations, args: argparse.Namespace, message: str, new_id: str) -> int:
+def report_fork(ops: Management, args: argparse.Namespace, message: str, new_id: str) -> int:
     if args.json:
         print_status(ops.require(new_id), True)
     else:

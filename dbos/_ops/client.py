@@ -17,21 +17,22 @@ import time
 import uuid
 from typing import Any, Callable, Dict, Generator, List, Optional, Sequence, TypedDict, TypeVar
 
-from .._engine.messages import SendMessage, message_row
+from .._clock import now_ms
 from .._config import DBOSConfig, resolve_urls
-from .._engine.engine import Waiters
-from ..error import DBOSConflictingWorkflowError, DBOSException, DBOSNonExistentWorkflowError
+from .._engine.context import take_next_workflow_id
 from .._engine.handles import WorkflowHandle, WorkflowHandleAsync
-from .._facade.management import LIST_FILTERS, QUEUED_FILTERS, check_filters, new_fork_id
-from .management import Operations, StepInfo
+from .._engine.messages import SendMessage, message_row
+from .._engine.waiters import Waiters
+from .._engine.workflow import decode_outcome
 from .._queues.queue import MAX_PRIORITY
 from .._serialization import Codec, DefaultSerializer, Serializer
 from .._status import ACTIVE_STATUSES, WorkflowStatus
 from .._sysdb import SystemDatabase
-from .._sysdb.messages import event_key, stream_key
+from .._sysdb.notifications import event_key, stream_key
 from .._sysdb.records import Outcome
-from .._sysdb.workflows import now_ms
-from .._engine.workflow import decode_outcome
+from ..error import DBOSConflictingWorkflowError, DBOSException, DBOSNonExistentWorkflowError
+from .filters import LIST_FILTERS, QUEUED_FILTERS, check_filters
+from .management import Management, StepInfo
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -40,7 +41,8 @@ T = TypeVar("T")
 # soon), then every ``MAX_POLL_S``.
 FIRST_POLL_S = 0.005
 MAX_POLL_S = 1.0
-STREAM_END = "__DBOS_STREAM_CLOSED__"
+# What a stream's look returns once its writer is done and nothing is left.
+_STREAM_END = "stream-ended"
 
 
 class EnqueueOptions(TypedDict, total=False):
@@ -122,7 +124,7 @@ class DBOSClient:
                                      pool_size=system_database_pool_size or 5)
         self._codec = Codec(serializer)
         self.application_name = application_name
-        self._ops = Operations(self._sysdb, self._codec, application_name)
+        self._ops = Management(self._sysdb, self._codec, application_name)
         self._waiters = Waiters()
         self._listener = None
         try:
@@ -172,7 +174,7 @@ class DBOSClient:
 
     def _result(self, workflow_id: str, interval: float) -> Any:
         def finished() -> Optional[Outcome]:
-            outcome = self._sysdb.workflows.outcome(workflow_id)
+            outcome = self._sysdb.workflow_outcome(workflow_id)
             if outcome is None:
                 raise DBOSNonExistentWorkflowError("workflow", workflow_id)
             return outcome if outcome.status not in ACTIVE_STATUSES else None
@@ -196,7 +198,7 @@ class DBOSClient:
 
     def _enqueue(self, options: EnqueueOptions, args: Any, kwargs: Dict[str, Any]) -> str:
         row = self._enqueue_row(options, args, kwargs)
-        found = self._sysdb.workflows.start(row)
+        found = self._sysdb.start_workflow(row)
         if not found.created and (found.name, found.class_name, found.config_name) != (
                 row["name"], row["class_name"], row["config_name"]):
             raise DBOSConflictingWorkflowError(
@@ -262,12 +264,12 @@ class DBOSClient:
 
     def send_bulk(self, messages: List[SendMessage]) -> None:
         """Send several messages in one transaction: all are delivered or none."""
-        self._sysdb.messages.send([message_row(self._codec, m) for m in messages])
+        self._sysdb.send_messages([message_row(self._codec, m) for m in messages])
 
     def get_event(self, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
         """The event's latest value, waiting up to ``timeout_seconds`` for it to be set."""
         found = self._wait([event_key(workflow_id, key)],
-                           lambda: self._sysdb.messages.get_event(workflow_id, key),
+                           lambda: self._sysdb.get_event(workflow_id, key),
                            time.monotonic() + timeout_seconds)
         return self._codec.load_value(found[0]) if found else None
 
@@ -288,17 +290,17 @@ class DBOSClient:
     def _next_stream_value(self, workflow_id: str, key: str, offset: int,
                            timeout_seconds: Optional[float]) -> Optional[str]:
         def check() -> Optional[str]:
-            found = self._sysdb.messages.read_stream(workflow_id, key, offset)
+            found = self._sysdb.read_stream(workflow_id, key, offset)
             if found is not None:
                 return found[0]
-            outcome = self._sysdb.workflows.outcome(workflow_id)
+            outcome = self._sysdb.workflow_outcome(workflow_id)
             if outcome is None:
                 raise DBOSNonExistentWorkflowError("workflow", workflow_id)
-            return STREAM_END if outcome.status not in ACTIVE_STATUSES else None
+            return _STREAM_END if outcome.status not in ACTIVE_STATUSES else None
 
         deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
         value = self._wait([stream_key(workflow_id, key), workflow_id], check, deadline)
-        return None if value is None or value == STREAM_END else value
+        return None if value is None or value == _STREAM_END else value
 
     # ------------------------------------------------------------------
     # Management
@@ -364,7 +366,7 @@ class DBOSClient:
         Its ID is the one ``SetWorkflowID`` chose, if any, else a new UUID.
         """
         forked = self._ops.fork(
-            workflow_id, start_step, new_workflow_id=new_fork_id(),
+            workflow_id, start_step, new_workflow_id=take_next_workflow_id(),
             application_version=application_version, queue_name=queue_name,
             queue_partition_key=queue_partition_key, replacement_children=replacement_children,
             timeout_seconds=timeout_seconds)

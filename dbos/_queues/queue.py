@@ -11,20 +11,60 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple, TypedDict
+from typing import Any, Callable, Dict, Optional, Protocol, Tuple, TypedDict
 
-from .._engine.context import DBOSContext, _ContextChange, get_context
+from .._engine.context import ContextChange, DBOSContext, get_context
 from .._engine.deadline import TIMEOUT_KEY
-from .._engine.engine import Engine, get_engine, peek_engine
-from ..error import DBOSException
+from .._engine.engine import Engine, get_engine
 from .._engine.handles import WorkflowHandle, WorkflowHandleAsync
-from .._engine.registry import get_registry
-from .._engine.starting import resolve
-from .._engine.workflow import Launch, check_same_function, prepare
+from .._engine.launch import Launch, check_same_function, prepare
+from .._engine.registry import get_registry, resolve
+from ..error import DBOSException
 
 INTERNAL_QUEUE = "_dbos_internal_queue"
 ENQUEUE_KEY = "enqueue_options"
 MAX_PRIORITY = 2**31 - 1
+
+
+class Intake(Protocol):
+    """Where this process runs queued work: its queue workers (``worker.py``)."""
+
+    def serve(self, queue: "Queue") -> None:
+        """Start a worker for ``queue`` unless one runs."""
+
+    def wake(self, queue_name: str) -> None:
+        """Let the worker of ``queue_name`` look now rather than at its next poll."""
+
+
+# The launched process's intake; None before launch and after destroy.
+_intake: Optional[Intake] = None
+
+
+def set_intake(intake: Optional[Intake]) -> None:
+    global _intake
+    _intake = intake
+
+
+def current_intake() -> Optional[Intake]:
+    """This process's queue workers, from launch until DBOS is destroyed."""
+    return _intake
+
+
+def serve(queue: "Queue") -> None:
+    """Serve ``queue`` in this process, if it is launched."""
+    if _intake is not None:
+        _intake.serve(queue)
+
+
+def work_arrived(queue_name: str) -> None:
+    """This process put work on ``queue_name``: its worker here looks now."""
+    if _intake is not None:
+        _intake.wake(queue_name)
+
+
+def launched() -> bool:
+    """Whether this process's queue workers are running."""
+    return _intake is not None
 
 
 class QueueRateLimit(TypedDict):
@@ -84,10 +124,8 @@ class Queue:
         self.database_backed = _database_backed
         if not (_database_backed or _internal):
             get_registry().register_queue(name, self)
-            engine = peek_engine()
-            if engine is not None and engine.queue_workers is not None:
-                # Declared after launch: served from now on, like one declared before.
-                engine.queue_workers.serve(self)
+            # Declared after launch: served from now on, like one declared before.
+            serve(self)
 
     def config(self) -> QueueConfig:
         """The limits in force now (re-read from the database for registered queues)."""
@@ -97,7 +135,7 @@ class Queue:
         """The limits in force now; None when a registered queue's row was deleted."""
         if not self.database_backed:
             return self._config
-        row = get_engine("A registered queue").sysdb.queues.get_queue(self.name)
+        row = get_engine("A registered queue").sysdb.get_queue(self.name)
         return config_from_row(row) if row else None
 
     @property
@@ -161,7 +199,7 @@ class EnqueueSettings:
     delay_seconds: Optional[float] = None
 
 
-class SetEnqueueOptions(_ContextChange):
+class SetEnqueueOptions(ContextChange):
     """Options for the workflows enqueued in this block (not inherited by children)."""
 
     def __init__(self, *, deduplication_id: Optional[str] = None, priority: Optional[int] = None,
@@ -232,10 +270,10 @@ def _check_partition(queue: Queue, options: EnqueueSettings) -> None:
 
 
 def write_enqueued(engine: Engine, queue: Queue, launch: Launch) -> None:
-    found = engine.sysdb.workflows.start(launch.row, launch.link)
+    found = engine.sysdb.start_workflow(launch.row, launch.link)
     if not found.created:
         check_same_function(launch, found)
-    engine.queue_work_arrived(queue.name)
+    work_arrived(queue.name)
 
 
 def queue_named(engine: Engine, name: str) -> Queue:
@@ -244,7 +282,7 @@ def queue_named(engine: Engine, name: str) -> Queue:
     declared = get_registry().queues.get(name)
     if isinstance(declared, Queue):
         return declared
-    if engine.sysdb.queues.get_queue(name) is not None:
+    if engine.sysdb.get_queue(name) is not None:
         return Queue(name, _database_backed=True)
     return Queue(name, _internal=True)
 
@@ -254,3 +292,25 @@ def enqueue(engine: Engine, queue: Queue, func: Callable[..., Any], args: Tuple[
     launch = prepare_enqueue(engine, queue, func, args, kwargs)
     write_enqueued(engine, queue, launch)
     return launch
+
+
+def register_queue(engine: Engine, name: str, config: QueueConfig, update: bool) -> Queue:
+    """A queue kept in the database, served here at once: every process reads
+    its limits from there on each poll. ``update``: replace the limits of a
+    queue already registered."""
+    validate(name, config)
+    limiter = config.limiter
+    engine.sysdb.save_queue({
+        "name": name,
+        "concurrency": config.concurrency,
+        "worker_concurrency": config.worker_concurrency,
+        "rate_limit_max": limiter["limit"] if limiter else None,
+        "rate_limit_period_sec": limiter["period"] if limiter else None,
+        "priority_enabled": config.priority_enabled,
+        "partition_queue": config.partition_queue,
+        "polling_interval_sec": config.polling_interval_sec,
+        "application_name": engine.identity.app_name,
+    }, update)
+    queue = Queue(name, _database_backed=True)
+    serve(queue)
+    return queue

@@ -11,16 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, List, Tuple, TypeVar
+from typing import Any, Callable, List, Tuple, TypeVar
 
 from croniter import croniter
 
 from .._engine.context import SetWorkflowID
-from .._engine.engine import peek_engine
+from .._engine.engine import Engine, peek_engine
 from .._engine.registry import FunctionInfo, get_registry
-
-if TYPE_CHECKING:
-    from .._engine.engine import Engine
+from .queue import INTERNAL_QUEUE, Queue, enqueue, launched
 
 logger = logging.getLogger("dbos")
 
@@ -38,7 +36,7 @@ def scheduled(cron: str) -> Callable[[F], F]:
             raise TypeError("@DBOS.scheduled() goes above @DBOS.workflow()")
         get_registry().schedules.append((info, cron))
         engine = peek_engine()
-        if engine is not None and engine.queue_workers is not None:
+        if engine is not None and launched():
             # Declared after launch: its ticks start now.
             start_scheduler(engine, [(info, cron)])
         return func
@@ -46,7 +44,7 @@ def scheduled(cron: str) -> Callable[[F], F]:
     return register
 
 
-def start_scheduler(engine: "Engine", schedules: List[Tuple[FunctionInfo, str]]) -> "Scheduler":
+def start_scheduler(engine: Engine, schedules: List[Tuple[FunctionInfo, str]]) -> "Scheduler":
     scheduler = Scheduler(engine, schedules)
     scheduler.start()
     engine.on_close.append(scheduler.stop)
@@ -56,7 +54,7 @@ def start_scheduler(engine: "Engine", schedules: List[Tuple[FunctionInfo, str]])
 class Scheduler(threading.Thread):
     """One thread firing every registered schedule's ticks."""
 
-    def __init__(self, engine: "Engine", schedules: List[Tuple[FunctionInfo, str]]) -> None:
+    def __init__(self, engine: Engine, schedules: List[Tuple[FunctionInfo, str]]) -> None:
         super().__init__(name="dbos-scheduler", daemon=True)
         self.engine = engine
         self.halt = threading.Event()
@@ -81,10 +79,8 @@ class Scheduler(threading.Thread):
             self._fire(info, tick)
 
     def _fire(self, info: FunctionInfo, tick: datetime) -> None:
-        from .queue import INTERNAL_QUEUE, enqueue
-
         try:
-            queue = self.engine.internal_queue
+            queue = Queue(INTERNAL_QUEUE, _internal=True)
             with SetWorkflowID(f"sched-{info.name}-{tick.isoformat()}"):
                 enqueue(self.engine, queue, info.wrapper or info.func, (tick, datetime.now(timezone.utc)), {})
         except Exception:

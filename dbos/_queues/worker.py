@@ -12,15 +12,15 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from .._engine.context import WorkflowRun
-from .._engine.recovery import launch_from_row, function_for, submit
-from .._sysdb.queues import ClaimLimits
-
-if TYPE_CHECKING:
-    from .._engine.engine import Engine
-    from .queue import Queue, QueueConfig
+from .._engine.engine import Engine
+from .._engine.recovery import function_for, launch_from_row
+from .._engine.registry import get_registry
+from .._engine.workflow import submit
+from .._sysdb.records import ClaimLimits
+from .queue import INTERNAL_QUEUE, Queue, QueueConfig, set_intake
 
 logger = logging.getLogger("dbos")
 
@@ -35,7 +35,7 @@ class QueueWorkers:
     manager thread that starts workers for queues appearing after launch
     (registered in the database by any process, or declared in code)."""
 
-    def __init__(self, engine: "Engine", max_dispatch: int, listen: Optional[Set[str]] = None) -> None:
+    def __init__(self, engine: Engine, max_dispatch: int, listen: Optional[Set[str]] = None) -> None:
         self.engine = engine
         self.max_dispatch = max_dispatch
         self.listen = listen
@@ -47,7 +47,7 @@ class QueueWorkers:
         self._manager = threading.Thread(target=self._discover, name="dbos-queue-manager", daemon=True)
         self._manager.start()
 
-    def serve(self, queue: "Queue") -> None:
+    def serve(self, queue: Queue) -> None:
         """Start a worker for ``queue`` unless one runs or this process ignores it."""
         if self.listen is not None and queue.name not in self.listen:
             return
@@ -84,15 +84,12 @@ class QueueWorkers:
             worker.join(timeout=10)
 
     def _discover(self) -> None:
-        from .queue import Queue
-        from .._engine.registry import get_registry
-
         while not self._halt.wait(DISCOVERY_INTERVAL_S):
             try:
                 for queue in list(get_registry().queues.values()):
                     if queue.name not in self._workers:
                         self.serve(queue)
-                for row in self.engine.sysdb.queues.list_queues():
+                for row in self.engine.sysdb.list_queues():
                     if row["name"] not in self._workers:
                         self.serve(Queue(row["name"], _database_backed=True))
             except Exception:
@@ -125,7 +122,7 @@ class QueueWorkers:
 
 
 class QueueWorker(threading.Thread):
-    def __init__(self, workers: QueueWorkers, queue: "Queue") -> None:
+    def __init__(self, workers: QueueWorkers, queue: Queue) -> None:
         super().__init__(name=f"dbos-queue-{queue.name}", daemon=True)
         self.workers = workers
         self.queue = queue
@@ -165,17 +162,17 @@ class QueueWorker(threading.Thread):
             target = self.polls + count
             return self.polled.wait_for(lambda: self.polls >= target, timeout)
 
-    def poll(self, config: "QueueConfig") -> None:
-        store = self.workers.engine.sysdb.queues
-        store.promote_delayed(self.queue.name)
+    def poll(self, config: QueueConfig) -> None:
+        sysdb = self.workers.engine.sysdb
+        sysdb.promote_delayed(self.queue.name)
         keys: List[Optional[str]] = [None]
         if config.partition_queue:
-            keys = list(store.partitions(self.queue.name))
+            keys = list(sysdb.queue_partitions(self.queue.name))
         random.shuffle(keys)
         for key in keys:
             self._claim_and_run(config, key)
 
-    def _claim_and_run(self, config: "QueueConfig", key: Optional[str]) -> None:
+    def _claim_and_run(self, config: QueueConfig, key: Optional[str]) -> None:
         slot: Slot = (self.queue.name, key)
         budget = self.workers.free(slot, config.worker_concurrency)
         if budget <= 0:
@@ -185,7 +182,7 @@ class QueueWorker(threading.Thread):
                              limiter["limit"] if limiter else None,
                              limiter["period"] if limiter else None, key)
         engine = self.workers.engine
-        rows = engine.sysdb.queues.claim(self.queue.name, limits, engine.identity.executor_id,
+        rows = engine.sysdb.claim_queued(self.queue.name, limits, engine.identity.executor_id,
                                          engine.identity.app_version)
         for row in rows:
             self._dispatch(slot, row)
@@ -197,11 +194,23 @@ class QueueWorker(threading.Thread):
             if info is None:
                 return
             launch = launch_from_row(engine, info, workflow_id, row)
-            steps = engine.sysdb.workflows.load_steps(workflow_id) if row["has_steps"] else {}
+            steps = engine.sysdb.load_steps(workflow_id) if row["has_steps"] else {}
             run = WorkflowRun(workflow_id, info.name, steps, row.get("workflow_deadline_epoch_ms"))
         except Exception:
             logger.error(f"Could not start queued workflow {workflow_id}", exc_info=True)
             return
         self.workers.started(slot)
-        handle = submit(engine, launch, run)
-        handle.add_done_callback(lambda: self.workers.ended(slot))
+        submit(engine, launch, run).add_done_callback(lambda _: self.workers.ended(slot))
+
+
+def start_workers(engine: Engine, max_dispatch: int, listen: Optional[Set[str]] = None) -> QueueWorkers:
+    """Serve this process's queues: the internal one, each declared in code,
+    each registered in the database; until the engine stops its intake."""
+    workers = QueueWorkers(engine, max_dispatch, listen)
+    set_intake(workers)
+    engine.on_close.append(workers.stop)
+    for queue in [Queue(INTERNAL_QUEUE, _internal=True), *get_registry().queues.values()]:
+        workers.serve(queue)
+    for row in engine.sysdb.list_queues():
+        workers.serve(Queue(row["name"], _database_backed=True))
+    return workers

@@ -13,11 +13,13 @@ import sqlite3
 import time
 from abc import ABC, abstractmethod
 from contextlib import closing, contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import peewee as pw
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
+from .errors import PEEWEE_ERRORS, driver_error, postgres_disconnect, sqlite_busy, sqlstate
+from .notifications import NOTIFY_CHANNEL
 from .url import DatabaseURL
 
 # The key DBOS Transact also uses, so its migrator and ours never overlap.
@@ -25,32 +27,21 @@ MIGRATION_LOCK_KEY = 1234567890
 BUSY_TIMEOUT_MS = 30_000
 
 
-# Peewee's own translation of driver errors into ``pw.DatabaseError`` and kin.
-PEEWEE_ERRORS: Any = getattr(pw, "__exception_wrapper__")
-
-
-def driver_error(exc: BaseException) -> BaseException:
-    """The driver's own exception behind a Peewee wrapper; ``exc`` if none."""
-    if not isinstance(exc, pw.PeeweeException):
-        return exc
-    if exc.args and isinstance(exc.args[0], BaseException):
-        return exc.args[0]
-    # Peewee's own complaint (e.g. rollback on a closed connection) hides the cause.
-    return exc.__context__ or exc
-
-
 class Backend(ABC):
     """One kind of database server, addressed by one URL."""
 
     name: str
     placeholder: str  # the driver's parameter marker
-    arrival_order: str  # orders notifications rows as they were inserted
-    skip_locked: str  # appended to a SELECT that claims rows other workers may hold
-    queue_lock: Optional[str]  # serialises claimers of one queue for a transaction
-    writable_ctes: bool  # INSERT/UPDATE inside WITH, so one statement can do a transaction's work
-    # Unread notifications, spelled as the partial index on them is, so the
-    # planner uses it (SQLite matches the index's WHERE term by term).
-    unread: str
+    # Expressions that named statements write as {token} (see statements.py):
+    #   arrival_order  orders notifications rows as they were inserted
+    #   skip_locked    appended to a SELECT that claims rows other workers may hold
+    #   unread         unread notifications, spelled as the partial index on
+    #                  them is, so the planner uses it (SQLite matches the
+    #                  index's WHERE term by term)
+    #   notify_channel and attributes_match: PostgreSQL only
+    statement_tokens: Dict[str, str]
+    # Single statements may bypass Peewee's per-thread connection state.
+    direct_statements: bool = False
 
     def __init__(self, url: DatabaseURL, schema: Optional[str]) -> None:
         self.url = url
@@ -94,6 +85,10 @@ class Backend(ABC):
     def is_missing_database(self, exc: BaseException) -> bool:
         return False
 
+    def prepared_marker(self) -> Optional[Callable[[str], object]]:
+        """What marks a statement's SQL as worth preparing; None where nothing is prepared."""
+        return None
+
     def close_pool(self, db: Any) -> None:
         """Close every pooled connection, even those a thread still holds."""
         db.close_all()
@@ -111,14 +106,9 @@ class Backend(ABC):
         """Statements giving ``role`` what the application needs; none for SQLite."""
         return []
 
-    def limit_offset(self, limit: Optional[int], offset: Optional[int]) -> str:
-        """A LIMIT/OFFSET clause; either may be None (no limit, from the start)."""
-        clause = f" LIMIT {int(limit)}" if limit else ""
-        return clause + (f" OFFSET {int(offset)}" if offset else "")
-
-    def json_contains(self, column: str) -> Optional[str]:
-        """SQL testing that JSON text ``column`` contains the JSON parameter; None if unsupported."""
-        return None
+    def limit_param(self, limit: Optional[int]) -> Optional[int]:
+        """The value of a ``LIMIT :limit`` parameter; None (or 0) means no limit."""
+        return limit or None
 
     def qualified(self, table: str) -> str:
         return f'"{self.schema}"."{table}"' if self.schema else f'"{table}"'
@@ -158,12 +148,12 @@ class _PooledPostgres(PooledPostgresqlDatabase):  # type: ignore[misc]
 class SqliteBackend(Backend):
     name = "sqlite"
     placeholder = "?"
-    arrival_order = "created_at_epoch_ms, rowid"
-    # BEGIN IMMEDIATE already makes each claim the only writer.
-    skip_locked = ""
-    queue_lock = None
-    writable_ctes = False
-    unread = "consumed = 0"
+    statement_tokens = {
+        "arrival_order": "created_at_epoch_ms, rowid",
+        # BEGIN IMMEDIATE already makes each claim the only writer.
+        "skip_locked": "",
+        "unread": "consumed = 0",
+    }
     sql_tokens = {
         "now_ms": "(CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))",
         "random_id": "(lower(hex(randomblob(16))))",
@@ -214,7 +204,7 @@ class SqliteBackend(Backend):
                     conn.execute("PRAGMA journal_mode = wal")
                 return
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
+                if not sqlite_busy(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.01)
 
@@ -263,11 +253,9 @@ class SqliteBackend(Backend):
         for table in tables:
             db.execute_sql(f'DELETE FROM "{table}"')
 
-    def limit_offset(self, limit: Optional[int], offset: Optional[int]) -> str:
-        # SQLite takes OFFSET only after a LIMIT; -1 means none.
-        if offset and not limit:
-            return f" LIMIT -1 OFFSET {int(offset)}"
-        return super().limit_offset(limit, offset)
+    def limit_param(self, limit: Optional[int]) -> Optional[int]:
+        # SQLite refuses LIMIT NULL; -1 means no limit.
+        return limit or -1
 
     def is_disconnect(self, exc: BaseException) -> bool:
         # A SQLite file has no connection to lose.
@@ -301,11 +289,15 @@ def _strip_comments(sql: str) -> str:
 class PostgresBackend(Backend):
     name = "postgres"
     placeholder = "%s"
-    arrival_order = "seq"
-    skip_locked = " FOR UPDATE SKIP LOCKED"
-    writable_ctes = True
-    unread = "NOT consumed"
-    queue_lock = "SELECT pg_advisory_xact_lock(hashtext(%s))"
+    statement_tokens = {
+        "arrival_order": "seq",
+        "skip_locked": " FOR UPDATE SKIP LOCKED",
+        "unread": "NOT consumed",
+        "notify_channel": NOTIFY_CHANNEL,
+        # JSON containment; SQLite has no such test, and no such token.
+        "attributes_match": "CAST(attributes AS JSONB) @> CAST(:attributes AS JSONB)",
+    }
+    direct_statements = True
     sql_tokens = {
         "now_ms": "((EXTRACT(EPOCH FROM now()) * 1000.0)::BIGINT)",
         "random_id": "(gen_random_uuid()::TEXT)",
@@ -445,13 +437,12 @@ class PostgresBackend(Backend):
             db.execute_sql(f"TRUNCATE TABLE {names} CASCADE")
 
     def is_disconnect(self, exc: BaseException) -> bool:
-        import psycopg2
+        return postgres_disconnect(exc)
 
-        inner = driver_error(exc)
-        if not isinstance(inner, (psycopg2.OperationalError, psycopg2.InterfaceError)):
-            return False
-        code = getattr(inner, "pgcode", None)
-        return code is None or code.startswith("08") or code.startswith("57P")
+    def prepared_marker(self) -> Optional[Callable[[str], object]]:
+        from .prepared import preparable
+
+        return preparable
 
     def grant_sql(self, role: str) -> List[str]:
         schema, who = f'"{self.schema}"', '"' + role.replace('"', '""') + '"'
@@ -463,13 +454,11 @@ class PostgresBackend(Backend):
             f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT ALL ON TABLES TO {who}",
         ]
 
-    def json_contains(self, column: str) -> Optional[str]:
-        return f"CAST({column} AS JSONB) @> CAST(%s AS JSONB)"
-
     def is_missing_database(self, exc: BaseException) -> bool:
-        inner = driver_error(exc)
+        # libpq reports a refused connection as text only, without SQLSTATE
+        # 3D000, so the message is the only sign when connecting.
         missing = f'database "{self.url.database}" does not exist'
-        return getattr(inner, "pgcode", None) == "3D000" or missing in str(inner)
+        return sqlstate(exc) == "3D000" or missing in str(driver_error(exc))
 
 
 def backend_for(url: DatabaseURL, schema: Optional[str] = "dbos") -> Backend:

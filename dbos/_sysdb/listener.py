@@ -6,16 +6,13 @@ import logging
 import os
 import select
 import threading
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
-from .messages import NOTIFY_CHANNEL
+from .notifications import LISTENING, NOTIFY_CHANNEL
 from .url import DatabaseURL
 
 logger = logging.getLogger("dbos")
 
-# Handed to ``on_key`` each time LISTEN is (again) in place: notifications sent
-# while the connection was down are lost, so whoever waits must look again.
-LISTENING = "dbos::listening"
 
 
 class Listener(threading.Thread):
@@ -70,8 +67,3 @@ class Listener(threading.Thread):
         while conn.notifies:
             note = conn.notifies.pop(0)
             self._on_key(note.payload)
-
-
-def stop_listener(listener: Optional[Listener]) -> None:
-    if listener is not None:
-        listener.stop()

@@ -13,7 +13,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import peewee as pw
 
 from ..error import DBOSSystemDatabaseError
-from .backend import Backend, driver_error
+from .backend import Backend
+from .connection import Connection
+from .errors import driver_error
+from .statements import Statement
 
 if sys.version_info >= (3, 11):
     from importlib.resources.abc import Traversable
@@ -66,28 +69,32 @@ def latest_version() -> int:
     return len(load_migrations())
 
 
+CURRENT_VERSION = Statement("SELECT MAX(version) FROM {dbos_migrations}")
+CLEAR_VERSION = Statement("DELETE FROM {dbos_migrations}")
+SET_VERSION = Statement("INSERT INTO {dbos_migrations} (version) VALUES (:version)")
+
+
 class Migrator:
-    """Applies pending migrations, each in its own transaction.
+    """Applies pending migrations, each in its own transaction, on the
+    connection of the unit of work it runs in.
 
     ``migrations`` defaults to those shipped in the package; tools and tests
     may pass their own (as read by ``read_migrations``).
     """
 
-    def __init__(
-        self, backend: Backend, db: pw.Database, migrations: Optional[Sequence[Migration]] = None
-    ) -> None:
-        self.backend = backend
-        self.db = db
+    def __init__(self, connection: Connection, migrations: Optional[Sequence[Migration]] = None) -> None:
+        self.connection = connection
+        self.backend: Backend = connection.backend
+        self.db: pw.Database = connection.database
         self.migrations: Sequence[Migration] = (
             load_migrations() if migrations is None else migrations
         )
-        self.table = backend.qualified("dbos_migrations")
 
     def current_version(self) -> int:
         """The applied version; 0 for a database never migrated."""
         if not self.db.table_exists("dbos_migrations", schema=self.backend.schema):
             return 0
-        row = self.db.execute_sql(f"SELECT MAX(version) FROM {self.table}").fetchone()
+        row = self.connection.one(CURRENT_VERSION)
         return int(row[0]) if row and row[0] is not None else 0
 
     def migrate(self) -> List[int]:
@@ -120,10 +127,8 @@ class Migrator:
             script = migration.script_for(self.backend)
             if script.strip():
                 self.backend.run_script(self.db, script)
-            self.db.execute_sql(f"DELETE FROM {self.table}")
-            self.db.execute_sql(
-                f"INSERT INTO {self.table} (version) VALUES ({int(migration.version)})"
-            )
+            self.connection.rowcount(CLEAR_VERSION)
+            self.connection.rowcount(SET_VERSION, version=migration.version)
         return True
 
     def _failed(self, migration: Migration, exc: BaseException) -> DBOSSystemDatabaseError:

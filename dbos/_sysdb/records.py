@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+
+# A message to send: (destination, topic, message text, message UUID); an
+# idempotency key makes the UUID, so a resend is skipped.
+Message = Tuple[str, Optional[str], str, str]
 
 
 @dataclass(frozen=True)
@@ -49,3 +54,63 @@ class Outcome:
     status: str
     output: Optional[str]
     error: Optional[str]
+
+
+@dataclass(frozen=True)
+class ClaimLimits:
+    """How much of a queue one claim may take."""
+
+    max_tasks: int
+    global_concurrency: Optional[int] = None
+    rate_limit_max: Optional[int] = None
+    rate_limit_period_sec: Optional[float] = None
+    partition_key: Optional[str] = None
+
+    @property
+    def shared(self) -> bool:
+        return self.global_concurrency is not None or self.rate_limit_max is not None
+
+
+@dataclass
+class ListQuery:
+    """Normalised filters of ``list_workflows``: lists for IN, epoch ms for times."""
+
+    workflow_ids: Optional[List[str]] = None
+    status: Optional[List[str]] = None
+    name: Optional[List[str]] = None
+    app_version: Optional[List[str]] = None
+    forked_from: Optional[List[str]] = None
+    parent_workflow_id: Optional[List[str]] = None
+    user: Optional[List[str]] = None
+    queue_name: Optional[List[str]] = None
+    executor_id: Optional[List[str]] = None
+    schedule_name: Optional[List[str]] = None
+    workflow_id_prefix: Optional[List[str]] = None
+    # time filter (start_time, completed_before, ...) -> epoch ms
+    times: Dict[str, int] = field(default_factory=dict)
+    queues_only: bool = False
+    was_forked_from: Optional[bool] = None
+    has_parent: Optional[bool] = None
+    attributes: Optional[str] = None  # JSON text, matched by containment
+    # Rows of these apps and unclaimed rows; None means every row.
+    application_names: Optional[List[str]] = None
+    limit: Optional[int] = None
+    offset: Optional[int] = None
+    sort_desc: bool = False
+    load_input: bool = True
+    load_output: bool = True
+
+
+@dataclass(frozen=True)
+class ForkRequest:
+    """A fork of ``original_id`` as ``new_id``, keeping the steps before ``start_step``."""
+
+    original_id: str
+    new_id: str
+    start_step: int
+    queue_name: str
+    application_version: Optional[str] = None
+    queue_partition_key: Optional[str] = None
+    replacement_children: Dict[str, str] = field(default_factory=dict)
+    timeout_ms: Optional[int] = None
+    executor_id: Optional[str] = None

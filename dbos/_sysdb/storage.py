@@ -1,346 +1,222 @@
-"""``SystemDatabase``: the one interface through which the engine reaches its tables.
+"""``Storage``: every operation the engine may ask of the system database.
 
-Each operation borrows a pooled connection for its own duration and returns
-it, so a thread that ends never leaves a connection open. A connection the
-server dropped is discarded and the operation retried once on a fresh one.
-Driver errors leave this module as ``DBOSSystemDatabaseError``.
-
-The statements every workflow runs (start, step checkpoints, finish) go
-through ``statement``: on PostgreSQL it takes a connection straight from the
-pool and puts it back, without Peewee's per-thread connection state, which
-cost each of them more Python time than sending the statement itself.
+This is the whole contract between the layers above and the tables: the
+engine, the queues and the operations tools hold a ``Storage`` and call
+nothing else of it. ``SystemDatabase`` implements it over SQL, as SQLite and
+PostgreSQL both run it; ``PostgresSystemDatabase`` replaces what PostgreSQL
+does in fewer round trips. Each implementation lives with its named
+statements, one module per table group (named below each section).
 """
 
 from __future__ import annotations
 
-import logging
-import time
-import uuid
-from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
-import peewee as pw
-from playhouse.pool import MaxConnectionsExceeded
-
-from ..error import DBOSMigrationRequiredError, DBOSSystemDatabaseError
 from .._versions import VersionInfo
-from .backend import PEEWEE_ERRORS, Backend, backend_for, driver_error
-from .migrator import Migration, Migrator, latest_version
-from .models import BoundModels
-from .url import DatabaseURL
-from .listener import Listener
-from .messages import MessageStore
-from .management import ManagementStore
-from .queues import QueueStore
-from .workflows import WorkflowStore
-
-logger = logging.getLogger("dbos")
-
-T = TypeVar("T")
-
-_peewee_log = logging.getLogger("peewee")
+from .records import (
+    ClaimLimits, ForkRequest, ListQuery, Message, Outcome, StartResult, StepRecord, StepWrite,
+)
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+class Listening(Protocol):
+    def stop(self) -> None:
+        """Stop listening and close the connection."""
 
 
-class _Reconnect(Exception):
-    """The connection was lost mid-operation; try again on a new one."""
+class Storage(Protocol):
+    # -- steps (steps.py) ---------------------------------------------------
 
+    def record_step(self, step: StepWrite) -> str:
+        """Checkpoint a step; the workflow's status as of that write (conflict: DBOSWorkflowConflictIDError)."""
+        ...
 
-class SystemDatabase:
-    def __init__(
-        self,
-        url: Union[str, DatabaseURL],
-        *,
-        schema: Optional[str] = "dbos",
-        pool_size: int = 20,
-        pool_timeout: float = 30.0,
-        connect_args: Optional[Dict[str, Any]] = None,
-    ) -> None:
-        self.url = DatabaseURL.parse(url) if isinstance(url, str) else url
-        self.backend: Backend = backend_for(self.url, schema)
-        # A Peewee pooled database: Database plus the pool's methods.
-        self._db: Any = self.backend.open(pool_size, pool_timeout, dict(connect_args or {}))
-        # Only PostgreSQL takes the direct path: there Peewee's per-thread
-        # connect and close showed in profiles beside a sub-millisecond commit.
-        # It uses the pool's internals, so a Peewee without them (older than
-        # the 4.x we test) keeps the ordinary path.
-        self._direct = not self.url.is_sqlite and all(
-            hasattr(self._db, name) for name in ("_connect", "_close", "_pool_available", "_wait_timeout"))
-        self.models = BoundModels(self._db, self.backend.schema)
-        self.workflows = WorkflowStore(self)
-        self.messages = MessageStore(self)
-        self.queues = QueueStore(self)
-        self.management = ManagementStore(self)
+    def recorded_child(self, workflow_id: str, function_id: int) -> Optional[str]:
+        """The child workflow a recorded step started, if the step is recorded."""
+        ...
 
-    @property
-    def schema(self) -> Optional[str]:
-        return self.backend.schema
+    def load_steps(self, workflow_id: str) -> Dict[int, StepRecord]:
+        """Every step an earlier execution of the workflow recorded."""
+        ...
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.url.is_sqlite
+    def load_steps_many(self, workflow_ids: Sequence[str]) -> Dict[str, Dict[int, StepRecord]]:
+        """``load_steps`` for many workflows in one query."""
+        ...
 
-    # ------------------------------------------------------------------
-    # Connections and transactions
-    # ------------------------------------------------------------------
+    def list_steps(self, workflow_id: str, limit: Optional[int] = None,
+                   offset: Optional[int] = None) -> List[Dict[str, Any]]:
+        """A workflow's recorded steps in order, as column dicts."""
+        ...
 
-    @contextmanager
-    def _connection(self) -> Iterator[pw.Database]:
-        """This thread's connection: borrowed here unless an outer call holds one."""
-        db = self._db
-        if not db.is_closed():
-            yield db
-            return
-        db.connect()
-        try:
-            yield db
-        except pw.PeeweeException as exc:
-            # A lost connection shows as pw.OperationalError, or as
-            # pw.InterfaceError when the transaction's ROLLBACK finds it closed.
-            if self.backend.is_disconnect(exc):
-                db.manual_close()
-                # Idle connections are not pinged when checked out, so those
-                # the server dropped with this one go too: the retry connects anew.
-                db.close_idle()
-                raise _Reconnect() from exc
-            raise
-        finally:
-            if not db.is_closed():
-                db.close()
+    # -- workflows (workflows.py) -------------------------------------------
 
-    def run(self, work: Callable[[], T], *, transaction: bool = True) -> T:
-        """Run ``work`` on a connection (in a transaction), wrapping driver errors."""
-        for attempt in (1, 2):
-            try:
-                with self._connection() as db:
-                    if not transaction:
-                        return work()
-                    with db.atomic():
-                        return work()
-            except _Reconnect as exc:
-                if attempt == 2:
-                    raise self._wrap(exc.__cause__ or exc) from exc.__cause__
-                logger.warning(f"Lost the connection to {self.url}; reconnecting")
-            except (pw.PeeweeException, MaxConnectionsExceeded) as exc:
-                raise self._wrap(exc) from exc
-        raise AssertionError("unreachable")
+    def start_workflow(self, row: Dict[str, Any], link: Optional[StepWrite] = None) -> StartResult:
+        """Insert a workflow's row or find the one there; ``link`` checkpoints the start in its parent."""
+        ...
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """Run one statement on this thread's connection; only inside ``run``."""
-        return self._db.execute_sql(sql, params)
+    def record_outcome(self, workflow_id: str, status: str, output: Optional[str],
+                       error: Optional[str]) -> bool:
+        """Record a workflow's outcome if it is still PENDING; False if it was not."""
+        ...
 
-    def statement(self, sql: str, params: Sequence[Any], read: Callable[[Any], T]) -> T:
-        """Run one statement, committed by itself, and ``read`` its cursor.
+    def workflow_outcome(self, workflow_id: str) -> Optional[Outcome]:
+        """Status, output and error of a workflow; None if there is none."""
+        ...
 
-        Inside ``run`` (a connection or transaction held) it joins that
-        connection like ``execute``.
-        """
-        if self._direct and self._db._state.closed:
-            return self._direct_statement(sql, params, read)
-        return self.run(lambda: read(self.execute(sql, params)), transaction=False)
+    def workflow_statuses(self, workflow_ids: Sequence[str]) -> Dict[str, str]:
+        """The status of each listed workflow that exists."""
+        ...
 
-    def _direct_statement(self, sql: str, params: Sequence[Any], read: Callable[[Any], T]) -> T:
-        for attempt in (1, 2):
-            conn = self._checkout()
-            try:
-                with PEEWEE_ERRORS:
-                    result = read(self.execute_on(conn, sql, params))
-            except pw.PeeweeException as exc:
-                if not self.backend.is_disconnect(exc):
-                    self._db._close(conn)
-                    raise self._wrap(exc) from exc
-                # As in ``_connection``: the idle ones were likely dropped too.
-                self._db._close(conn, close_conn=True)
-                self._db.close_idle()
-                if attempt == 2:
-                    raise self._wrap(exc) from exc
-                logger.warning(f"Lost the connection to {self.url}; reconnecting")
-                continue
-            except BaseException:
-                self._db._close(conn)
-                raise
-            self._db._close(conn)
-            return result
-        raise AssertionError("unreachable")
+    def workflow_row(self, workflow_id: str) -> Optional[Dict[str, Any]]:
+        """The whole ``workflow_status`` row of a workflow."""
+        ...
 
-    def execute_on(self, conn: Any, sql: str, params: Sequence[Any]) -> Any:
-        """Send one statement on a connection ``statement`` checked out."""
-        if _peewee_log.isEnabledFor(logging.DEBUG):
-            _peewee_log.debug((sql, params))
-        cursor = conn.cursor()
-        cursor.execute(sql, params)
-        return cursor
+    def existing_workflows(self, workflow_ids: Sequence[str]) -> List[str]:
+        """Those of the IDs that name a workflow."""
+        ...
 
-    def _checkout(self) -> Any:
-        """A connection from the pool, waiting as Peewee's ``connect`` would when none is free."""
-        try:
-            with PEEWEE_ERRORS:
-                return self._db._connect()
-        except MaxConnectionsExceeded as exc:
-            return self._wait_for_connection(exc)
-        except pw.PeeweeException as exc:
-            raise self._wrap(exc) from exc
+    def cancel_workflows(self, workflow_ids: Sequence[str]) -> List[str]:
+        """Cancel the unfinished ones and tell other processes; return those cancelled."""
+        ...
 
-    def _wait_for_connection(self, exc: MaxConnectionsExceeded) -> Any:
-        db = self._db
-        if not db._wait_timeout:
-            raise self._wrap(exc) from exc
-        deadline = time.monotonic() + db._wait_timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                full = MaxConnectionsExceeded("Max connections exceeded, timed out attempting to connect.")
-                raise self._wrap(full) from exc
-            with db._pool_available:
-                db._pool_available.wait(timeout=min(remaining, 1.0))
-            try:
-                with PEEWEE_ERRORS:
-                    return db._connect()
-            except MaxConnectionsExceeded:
-                continue
-            except pw.PeeweeException as error:
-                raise self._wrap(error) from error
+    def resume_workflows(self, workflow_ids: Sequence[str], queue_name: str) -> List[str]:
+        """Re-enqueue unfinished workflows (every ID must exist); return those re-enqueued."""
+        ...
 
-    def _wrap(self, exc: BaseException) -> DBOSSystemDatabaseError:
-        inner = driver_error(exc)
-        detail = " ".join(str(inner).split()).rstrip(".?!") or type(inner).__name__
-        if isinstance(exc, MaxConnectionsExceeded):
-            return DBOSSystemDatabaseError(
-                f"No free connection to the system database at {self.url}: {detail}. "
-                "Raise sys_db_pool_size or use fewer threads at once."
-            )
-        if self.backend.is_disconnect(exc) or isinstance(inner, pw.OperationalError):
-            return DBOSSystemDatabaseError(
-                f"Cannot use the system database at {self.url}: {detail}. "
-                "Check that the database server is running and that the URL, "
-                "user and password are right."
-            )
-        return DBOSSystemDatabaseError(f"System database error on {self.url}: {detail}")
+    def delete_workflows(self, workflow_ids: Sequence[str]) -> int:
+        """Delete workflows with all they recorded; how many were deleted."""
+        ...
 
-    # ------------------------------------------------------------------
-    # Schema lifecycle
-    # ------------------------------------------------------------------
+    def pending_workflows(self, executor_id: str, application_version: str) -> List[str]:
+        """PENDING workflows of an executor and version, oldest first."""
+        ...
 
-    def exists(self) -> bool:
-        return self._guard(self.backend.database_exists)
+    def pending_workflow_queues(self, executor_id: str,
+                                application_version: str) -> Dict[str, Optional[str]]:
+        """``pending_workflows``, each with its queue (None: started directly)."""
+        ...
 
-    def create_if_missing(self) -> None:
-        self._guard(self.backend.create_database)
+    def claim_for_recovery(self, workflow_id: str, executor_id: str) -> Optional[Dict[str, Any]]:
+        """Count a recovery attempt on a PENDING workflow; what running it needs."""
+        ...
 
-    def migrate(self, migrations: Optional[Sequence[Migration]] = None) -> List[int]:
-        """Create the database if needed and apply every pending migration.
+    def claim_many_for_recovery(self, workflow_ids: Sequence[str],
+                                executor_id: str) -> Dict[str, Dict[str, Any]]:
+        """``claim_for_recovery`` for many workflows in one statement."""
+        ...
 
-        ``migrations`` defaults to those shipped in the package.
-        """
-        self.create_if_missing()
-        migrator = Migrator(self.backend, self._db, migrations)
-        return self.run(migrator.migrate, transaction=False)
+    def dead_letter(self, workflow_id: str) -> bool:
+        """Move a workflow out of recovery attempts to MAX_RECOVERY_ATTEMPTS_EXCEEDED."""
+        ...
 
-    def schema_version(self) -> int:
-        if not self.exists():
-            return 0
-        return self.run(lambda: Migrator(self.backend, self._db).current_version())
+    # -- messages, events, streams (messages.py) ----------------------------
 
-    def verify_schema(self, command: str) -> None:
-        """Raise if the schema is behind this code; a newer schema is fine."""
-        current, required = self.schema_version(), latest_version()
-        if current < required:
-            raise DBOSMigrationRequiredError(current, required, command)
+    def send_messages(self, messages: Sequence[Message], step: Optional[StepWrite] = None) -> Optional[str]:
+        """Insert messages with ``step``'s checkpoint, atomically; the sender's status."""
+        ...
 
-    def listen(self, on_key: Callable[[str], None]) -> Optional["Listener"]:
-        """Start waking ``on_key`` for keys other processes notify (PostgreSQL only)."""
-        if self.is_sqlite:
-            return None
-        listener = Listener(self.url, on_key)
-        listener.start()
-        return listener
+    def consume_message(self, destination_id: str, topic: Optional[str], step: StepWrite,
+                        look_first: bool = True) -> Optional[Tuple[str, str]]:
+        """Take the oldest unread message as ``step``'s output; (message, status) or None."""
+        ...
 
-    def grant(self, role: str) -> None:
-        """Give an application role access to the system tables (PostgreSQL)."""
+    def set_event(self, workflow_id: str, key: str, value: str, function_id: int,
+                  step: Optional[StepWrite] = None) -> Optional[str]:
+        """Set an event's value and history, with ``step``'s checkpoint; the status."""
+        ...
 
-        def work() -> None:
-            for statement in self.backend.grant_sql(role):
-                self._db.execute_sql(statement)
+    def get_event(self, workflow_id: str, key: str) -> Optional[Tuple[str]]:
+        """``(value,)`` of an event, if set."""
+        ...
 
-        self.run(work)
+    def all_events(self, workflow_id: str) -> Dict[str, str]:
+        """Every event of a workflow with its latest value."""
+        ...
 
-    def table_names(self) -> List[str]:
-        return self.run(lambda: self.backend.table_names(self._db), transaction=False)
+    def write_stream(self, workflow_id: str, key: str, value: str, function_id: int,
+                     step: Optional[StepWrite] = None) -> Optional[str]:
+        """Append to a stream with ``step``'s checkpoint; the status."""
+        ...
 
-    def truncate(self) -> None:
-        """Delete every row but the migration version; keep the schema."""
-        present = set(self.table_names())
-        tables = [m._meta.table_name for m in self.models.data_tables()]
-        self.run(lambda: self.backend.truncate(self._db, [t for t in tables if t in present]))
+    def read_stream(self, workflow_id: str, key: str, offset: int) -> Optional[Tuple[str]]:
+        """``(value,)`` at an offset of a stream, if written yet."""
+        ...
 
-    def drop(self) -> str:
-        """Drop the whole database (PostgreSQL) or delete its file (SQLite).
+    def listen(self, on_key: Callable[[str], None]) -> Optional[Listening]:
+        """Wake ``on_key`` with the keys other processes notify; None where they cannot."""
+        ...
 
-        A database that also holds other data (an application's tables beside
-        ours) keeps it: only our schema (PostgreSQL) or our tables (SQLite) go.
-        Returns what was dropped: "database", "schema" or "tables".
-        """
-        self.close()
-        own = list(self.models.by_table)
-        return self._guard(lambda: self.backend.drop_database(own))
+    # -- queues (queues.py) --------------------------------------------------
 
-    def close(self) -> None:
-        """Close the pooled connections; a later operation opens new ones."""
-        self._db.close()
-        self.backend.close_pool(self._db)
+    def claim_queued(self, queue_name: str, limits: ClaimLimits, executor_id: str,
+                     app_version: str) -> List[Dict[str, Any]]:
+        """Move what the limits allow from ENQUEUED to PENDING here; the claimed rows."""
+        ...
 
-    def _guard(self, work: Callable[[], T]) -> T:
-        try:
-            return work()
-        except Exception as exc:
-            if isinstance(exc, DBOSSystemDatabaseError):
-                raise
-            raise self._wrap(exc) from exc
+    def queue_partitions(self, queue_name: str) -> List[str]:
+        """Partition keys of a queue that have work waiting."""
+        ...
 
-    # ------------------------------------------------------------------
-    # Application versions
-    # ------------------------------------------------------------------
+    def promote_delayed(self, queue_name: str) -> int:
+        """Make DELAYED workflows whose time has come ENQUEUED."""
+        ...
+
+    def requeue_pending(self, executor_id: str, app_version: str) -> int:
+        """Put the queued workflows an executor was running back on their queues."""
+        ...
+
+    def save_queue(self, fields: Dict[str, Any], update: bool) -> None:
+        """Register a queue (``update``: replace the limits of one registered)."""
+        ...
+
+    def get_queue(self, name: str) -> Optional[Dict[str, Any]]:
+        """A registered queue's row."""
+        ...
+
+    def list_queues(self) -> List[Dict[str, Any]]:
+        """Every registered queue's row, by name."""
+        ...
+
+    def delete_queue(self, name: str) -> None:
+        """Forget a registered queue."""
+        ...
+
+    # -- listing and forks (listing.py, forks.py) ----------------------------
+
+    def list_workflows(self, query: ListQuery) -> List[Dict[str, Any]]:
+        """``workflow_status`` rows matching a listing's filters."""
+        ...
+
+    def descendants(self, workflow_ids: Sequence[str]) -> List[str]:
+        """The workflows and every workflow started under them, at any depth."""
+        ...
+
+    def collectable_workflows(self, cutoff_ms: int, application_names: Optional[List[str]],
+                              batch_size: int) -> List[str]:
+        """Finished workflows created before the cutoff, oldest first, a batch at most."""
+        ...
+
+    def nth_newest_created_at(self, n: int, application_names: Optional[List[str]]) -> Optional[int]:
+        """``created_at`` of the n-th newest workflow, if there are n."""
+        ...
+
+    def active_created_before(self, cutoff_ms: int, application_names: Optional[List[str]]) -> List[str]:
+        """Active workflows created at or before the cutoff."""
+        ...
+
+    def fork_workflow(self, request: ForkRequest) -> str:
+        """Create a fork, ENQUEUED, with the original's history before its start step."""
+        ...
+
+    # -- application versions (versions.py) ----------------------------------
 
     def register_application_version(self, version_name: str, application_name: str) -> None:
-        versions = self.models.application_versions
-        stamp = now_ms()
-        row = dict(
-            version_id=str(uuid.uuid4()),
-            version_name=version_name,
-            version_timestamp=stamp,
-            created_at=stamp,
-            application_name=application_name,
-        )
-        self.run(lambda: versions.insert(**row).on_conflict_ignore().execute())
+        """Record a version this application launched with."""
+        ...
 
     def list_application_versions(self) -> List[VersionInfo]:
-        versions = self.models.application_versions
-        query = versions.select().order_by(versions.version_timestamp.desc())
-
-        def fetch() -> List[VersionInfo]:
-            rows: List[Dict[str, Any]] = [dict(r) for r in query.dicts().execute()]
-            return [_version_info(r) for r in rows]
-
-        return self.run(fetch, transaction=False)
+        """Registered application versions, newest first."""
+        ...
 
     def set_latest_application_version(self, version_name: str) -> None:
-        versions = self.models.application_versions
-        query = versions.update(version_timestamp=now_ms()).where(
-            versions.version_name == version_name
-        )
-        self.run(lambda: query.execute())
-
-
-def _version_info(row: Dict[str, Any]) -> VersionInfo:
-    return VersionInfo(
-        version_id=row["version_id"],
-        version_name=row["version_name"],
-        version_timestamp=int(row["version_timestamp"]),
-        created_at=int(row["created_at"]),
-        application_name=row["application_name"],
-    )
-
-
+        """Make a version the latest."""
+        ...

@@ -15,14 +15,12 @@ request ID takes it as an argument, so it is recorded with its inputs.
 from __future__ import annotations
 
 import importlib
-import threading
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Iterator, Optional
 
 from .._engine.context import DBOSContext, get_context, reset_context, set_context
-from .._engine.engine import peek_engine
 from ..error import DBOSInitializationError
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -75,24 +73,6 @@ def handler_context(info: RequestInfo, idempotency_key: Optional[str]) -> Iterat
         yield ctx
     finally:
         reset_context(token)
-
-
-_launch_lock = threading.Lock()
-
-
-def launch_if_needed() -> None:
-    """``DBOS.launch()`` unless DBOS is launched already (or not constructed).
-
-    ``DBOS.launch()`` warns when called twice; this checks first, under a
-    lock, so concurrent first requests launch once and quietly.
-    """
-    from .._facade.dbos import DBOS, is_initialized
-
-    if peek_engine() is not None:
-        return
-    with _launch_lock:
-        if peek_engine() is None and is_initialized():
-            DBOS.launch()
 
 
 def require_app(app: Any, package: str, class_name: str, option: str) -> None:

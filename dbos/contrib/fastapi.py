@@ -20,16 +20,16 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Dict, Optional
 
+from .. import _runtime as runtime
 from ..error import DBOSException
 from ._http import (
-    require_app,
     IDEMPOTENCY_KEY_HEADER,
     REQUEST_ID_HEADER,
     RequestInfo,
     current_request,
     handler_context,
-    launch_if_needed,
     request_id_from,
+    require_app,
 )
 
 if TYPE_CHECKING:
@@ -69,17 +69,15 @@ def _wrap_lifespan(app: "FastAPI") -> None:
 def _dbos_lifespan(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[Optional[Dict[str, Any]]]:
-        from .._facade.dbos import DBOS
-
         try:
             async with inner(app) as state:
                 # After the app's own startup, as DBOS Transact does on
                 # lifespan.startup.complete; a launch there is left alone.
-                launch_if_needed()
+                runtime.launch_if_needed()
                 yield state
         finally:
             # After the app's own shutdown, which may still use DBOS.
-            DBOS.destroy()
+            runtime.destroy()
 
     return lifespan
 

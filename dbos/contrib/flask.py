@@ -26,16 +26,10 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, Optional
 
+from .. import _runtime as runtime
 from .._config import DBOSConfig, Settings, resolve
 from ..error import DBOSException
-from ._http import (
-    require_app,
-    RequestInfo,
-    current_request,
-    handler_context,
-    launch_if_needed,
-    request_id_from,
-)
+from ._http import RequestInfo, current_request, handler_context, request_id_from, require_app
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -102,17 +96,14 @@ class DBOSFlask:
             self.init_app(app)
 
     def init_app(self, app: "Flask") -> None:
-        from .._facade.dbos import DBOS, is_initialized
-
         require_app(app, "flask", "Flask", "flask")
-        if not is_initialized():
-            DBOS(config=self.config if self.config is not None else app.config.get(CONFIG_KEY))
+        runtime.construct_from(self.config if self.config is not None else app.config.get(CONFIG_KEY))
         _install(app)
         hooks = app.before_request_funcs.setdefault(None, [])
-        if self.launch and launch_if_needed not in hooks:
+        if self.launch and runtime.launch_if_needed not in hooks:
             # Registered now, so it runs before the app's own later hooks,
             # which may then use DBOS.
-            app.before_request(launch_if_needed)
+            app.before_request(runtime.launch_if_needed)
         app.extensions[EXTENSION_KEY] = self
 
 
@@ -182,9 +173,8 @@ def _cli_errors() -> Iterator[None]:
 
 def _settings() -> Settings:
     """The configuration of this app's DBOS instance (built by the app factory)."""
-    from .._facade.dbos import DBOS
-
-    config = DBOS.config
+    current = runtime.current()
+    config = current.config if current is not None else None
     if config is None:
         raise DBOSException(
             "DBOS is not initialized for this app: construct DBOS(config=..., flask=app) "
@@ -217,7 +207,7 @@ def list_command(
 
     from .._ops import cli_output as out
     from .._ops.cli import require_migrated
-    from .._ops.management import Operations
+    from .._ops.management import Management
     from .._serialization import Codec
     from .._sysdb import SystemDatabase
 
@@ -234,7 +224,7 @@ def list_command(
                                pool_size=2, connect_args=settings.connect_args)
         try:
             require_migrated(sysdb)  # never creates a database as a side effect of looking
-            statuses = Operations(sysdb, Codec(), app_name=settings.name).list_workflows(filters)
+            statuses = Management(sysdb, Codec(), app_name=settings.name).list_workflows(filters)
         finally:
             sysdb.close()
     click.echo(out.statuses_json(statuses, with_values=False) if as_json

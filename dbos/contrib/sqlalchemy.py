@@ -21,15 +21,8 @@ from sqlalchemy.engine import RootTransaction
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from .._datasource import (
-    POOL_TIMEOUT_S,
-    Dialect,
-    IsolationLevel,
-    Row,
-    SQLDatasource,
-    _check_level,
-    is_retryable_error,
-)
+from .._datasource import Dialect, IsolationLevel, Row, SQLDatasource, check_level, is_retryable_error
+from .._datasource.interface import POOL_TIMEOUT_S
 from ..error import DBOSException
 from .._sysdb.backend import BUSY_TIMEOUT_MS, backend_for
 from .._sysdb.url import DatabaseURL
@@ -98,7 +91,7 @@ class SQLAlchemyDatasource(SQLDatasource):
 
     @contextmanager
     def transaction(self, isolation_level: IsolationLevel) -> Iterator[Session]:
-        _check_level(isolation_level)
+        check_level(isolation_level)
         with self._engine.connect() as conn, self._driver_begins_nothing(conn):
             trans = self._begin(conn, isolation_level)
             # rollback_only: a user commit() flushes but leaves the COMMIT to us.

@@ -170,17 +170,17 @@ def txn_app(sys_url: str, app_url: str, workflow_id: str, crash: bool, kind: str
 
 def _crash_before_checkpoint(function_name: str) -> None:
     """Die by SIGKILL between the transaction's commit and its checkpoint."""
-    from dbos._sysdb.workflows import WorkflowStore
+    from dbos._sysdb.steps import StepRows
 
-    original = WorkflowStore.checkpoint
+    original = StepRows.record_step
 
-    def checkpoint(self: WorkflowStore, step: object) -> str:
+    def record_step(self: StepRows, step: object) -> str:
         if str(getattr(step, "function_name", "")).endswith(function_name):
             print("COMMITTED", flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
         return original(self, step)  # type: ignore[arg-type]
 
-    WorkflowStore.checkpoint = checkpoint  # type: ignore[method-assign]
+    StepRows.record_step = record_step  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

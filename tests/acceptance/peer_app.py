@@ -25,9 +25,10 @@ import threading
 from typing import Any, Optional
 
 from dbos import DBOS, DBOSConfig, SetWorkflowID
-from dbos._engine.engine import Waiters, peek_engine
+from dbos._engine.engine import peek_engine
+from dbos._engine.waiters import Waiters
 from dbos.error import DBOSAwaitedWorkflowCancelledError, DBOSWorkflowCancelledError
-from dbos._sysdb.messages import cancel_key
+from dbos._sysdb.notifications import cancel_key
 
 WAIT_S = 300.0  # far beyond the test's patience: only a wake-up ends these waits in time
 

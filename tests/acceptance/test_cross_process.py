@@ -20,9 +20,10 @@ from typing import Callable, Iterator, List, Optional
 import pytest
 
 from dbos import DBOS, DBOSConfig, SetWorkflowID
-from dbos._engine.engine import Engine, Waiters, peek_engine
+from dbos._engine.engine import Engine, peek_engine
+from dbos._engine.waiters import Waiters
 from dbos.error import DBOSAwaitedWorkflowCancelledError, DBOSWorkflowCancelledError
-from dbos._sysdb.messages import NOTIFY_CHANNEL, cancel_key
+from dbos._sysdb.notifications import NOTIFY_CHANNEL, cancel_key
 from tests.probe import execute, qualified, query
 
 pytestmark = pytest.mark.acceptance

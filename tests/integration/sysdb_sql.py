@@ -37,7 +37,7 @@ def sys_sql(sql: str, params: Sequence[Any] = ()) -> List[Row]:
 
 
 def status_row(workflow_id: str) -> Dict[str, Any]:
-    row = engine().sysdb.workflows.get(workflow_id)
+    row = engine().sysdb.workflow_row(workflow_id)
     assert row is not None, f"no workflow_status row for {workflow_id}"
     return row
 

@@ -26,6 +26,7 @@ import pytest
 from dbos import DBOS, DBOSConfig, DBOSContextSetAuth, Queue, SetWorkflowID
 from dbos._ops import admin_server
 from dbos._engine.engine import Engine, peek_engine
+from dbos._queues.queue import current_intake
 from dbos.error import DBOSAwaitedWorkflowCancelledError, DBOSInitializationError
 from tests.threads import result
 from tests.integration.sysdb_sql import set_pending, sys_sql, wait_for_launch_recovery
@@ -256,7 +257,7 @@ def test_deactivate_stops_schedulers_and_queue_workers(launch: Callable[..., Adm
 
     admin = launch()
     assert result(queue.enqueue(job, 1)) == 2  # the queue works before deactivation
-    workers = engine().queue_workers
+    workers = current_intake()
     assert workers is not None
     worker = workers.worker("admin-work")
     assert worker is not None and "dbos-scheduler" in thread_names()
@@ -741,7 +742,7 @@ def test_an_unexpected_failure_answers_500_json_and_is_logged(
     def broken(_: Engine) -> Any:
         raise RuntimeError("the status store is on fire")
 
-    monkeypatch.setattr(admin_server, "operations", broken)
+    monkeypatch.setattr(admin_server, "management", broken)
     try:
         answer = admin.get("/workflows/any-id")
     finally:

@@ -25,10 +25,11 @@ from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, Tup
 import pytest
 
 from dbos import DBOS, DBOSConfig, SetWorkflowID, SetWorkflowTimeout
-from dbos._engine.engine import Engine, Waiters, peek_engine
+from dbos._engine.engine import Engine, peek_engine
+from dbos._engine.waiters import Waiters
 from dbos.error import DBOSAwaitedWorkflowCancelledError, DBOSWorkflowCancelledError
 from dbos._engine.recovery import recover_one
-from dbos._sysdb.messages import cancel_key
+from dbos._sysdb.notifications import cancel_key
 from tests.integration.sysdb_sql import set_pending, sys_sql, wait_for_launch_recovery
 from tests.probe import qualified, query
 

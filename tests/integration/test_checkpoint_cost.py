@@ -10,7 +10,7 @@ from typing import Any, Iterator, List, Sequence, Tuple
 import pytest
 
 from dbos import DBOS, SetWorkflowID
-from dbos._sysdb.storage import SystemDatabase
+from dbos._sysdb import SystemDatabase
 
 # psycopg2.extensions.TRANSACTION_STATUS_IDLE, named without importing the driver.
 TRANSACTION_STATUS_IDLE = 0
@@ -150,5 +150,5 @@ def test_a_queue_poll_with_nothing_delayed_writes_nothing(
     engine = peek_engine()
     assert engine is not None
     statements.clear()
-    assert engine.sysdb.queues.promote_delayed("no-such-queue") == 0
+    assert engine.sysdb.promote_delayed("no-such-queue") == 0
     assert kinds(statements) == ["SELECT workflow_status"]

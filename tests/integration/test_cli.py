@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from dbos._package import package_version
+from dbos._versions import package_version
 from dbos._sysdb import latest_version
 
 from ..probe import (

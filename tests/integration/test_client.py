@@ -20,6 +20,7 @@ from dbos.error import (
     DBOSQueueDeduplicatedError,
     DBOSSystemDatabaseError,
 )
+from dbos._queues.queue import current_intake
 from tests.integration.sysdb_sql import count_rows, engine, status_row
 
 WAIT_S = 30.0
@@ -67,7 +68,7 @@ def test_enqueue_by_name_with_options(client: DBOSClient) -> None:
 
 
 def test_enqueue_delay_and_deduplication(client: DBOSClient) -> None:
-    engine().queue_workers.stop()  # leave rows as the client wrote them
+    current_intake().stop()  # leave rows as the client wrote them
     delayed = client.enqueue({"workflow_name": "echo", "queue_name": "work", "delay_seconds": 3600})
     assert status_row(delayed.workflow_id)["status"] == "DELAYED"
     first: EnqueueOptions = {"workflow_name": "echo", "queue_name": "work", "deduplication_id": "d"}

@@ -19,7 +19,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.testclient import TestClient
 
 from dbos import DBOS, DBOSConfig
-from dbos._facade import dbos as runtime
+from dbos import _runtime as runtime
 from dbos.contrib.fastapi import current_request
 from dbos._engine.engine import peek_engine
 from dbos.error import DBOSException, DBOSInitializationError, DBOSNotAuthorizedError
@@ -85,7 +85,7 @@ def test_post_runs_a_workflow_that_writes_through_the_orm(
 def test_shutdown_destroys_dbos(app: FastAPI) -> None:
     with TestClient(app):
         assert DBOS.config is not None
-    assert DBOS.config is None and runtime._instance is None
+    assert DBOS.config is None and runtime.current() is None
     assert peek_engine() is None
 
 
@@ -216,7 +216,7 @@ def test_a_fastapi_argument_that_is_not_a_fastapi_app_fails_construction(
 ) -> None:
     with pytest.raises(DBOSInitializationError, match="fastapi.FastAPI"):
         DBOS(config=config, fastapi=object())
-    assert runtime._instance is None
+    assert runtime.current() is None
 
 
 # ----------------------------------------------------------------------

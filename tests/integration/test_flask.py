@@ -20,7 +20,7 @@ import pytest
 from flask import Flask
 
 from dbos import DBOS, DBOSConfig
-from dbos._facade import dbos as runtime
+from dbos import _runtime as runtime
 from dbos._engine.context import get_context
 from dbos.contrib.flask import DBOSFlask, current_request
 from dbos._engine.engine import peek_engine
@@ -177,7 +177,7 @@ def test_only_the_first_workflow_a_handler_starts_gets_the_key(config: DBOSConfi
 def test_a_flask_argument_that_is_not_a_flask_app_fails_construction(config: DBOSConfig) -> None:
     with pytest.raises(DBOSInitializationError, match="flask.Flask"):
         DBOS(config=config, flask=object())
-    assert runtime._instance is None
+    assert runtime.current() is None
 
 
 # ----------------------------------------------------------------------

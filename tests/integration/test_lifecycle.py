@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from dbos import DBOS, DBOSConfig
-from dbos._facade import dbos as runtime
+from dbos import _runtime as runtime
 from dbos.error import (
     DBOSConfigError,
     DBOSException,
@@ -196,7 +196,7 @@ def test_failed_construction_leaves_no_half_built_instance(
     bad = {**config, "executor_id": "never-used", **change}
     with pytest.raises(DBOSConfigError):
         DBOS(config=bad)  # type: ignore[arg-type]
-    assert runtime._instance is None
+    assert runtime.current() is None
     assert DBOS.config is None
     assert DBOS.executor_id != "never-used"
     with pytest.raises(DBOSException, match="before DBOS was initialized"):
@@ -210,7 +210,7 @@ def test_failed_construction_leaves_no_half_built_instance(
 def test_unsupported_web_framework_fails_construction_cleanly(config: DBOSConfig) -> None:
     with pytest.raises(DBOSInitializationError, match="fastapi"):
         DBOS(config=config, fastapi=object())
-    assert runtime._instance is None
+    assert runtime.current() is None
     DBOS(config=config)
     DBOS.launch()
     assert DBOS.list_application_versions()

@@ -21,6 +21,7 @@ from dbos.error import (
     DBOSException,
     DBOSNonExistentWorkflowError,
 )
+from dbos._queues.queue import current_intake
 from tests.integration.sysdb_sql import count_rows, engine, set_pending, status_row, sys_sql
 from tests.probe import query
 
@@ -186,7 +187,7 @@ def test_list_queued_workflows(app: Dict[str, Any]) -> None:
     with SetWorkflowID("done"):
         app["adder"](1)
     sys_sql("UPDATE {status} SET queue_name = 'idle-queue' WHERE workflow_uuid = 'done'")
-    engine().queue_workers.stop()  # nothing claims from here on
+    current_intake().stop()  # nothing claims from here on
     handles = [start_with_enqueue(idle, f"q{i}", app["adder"], i) for i in range(3)]
     assert ids(DBOS.list_queued_workflows()) == [h.workflow_id for h in handles]
     assert ids(DBOS.list_queued_workflows(queue_name="idle-queue", limit=1, sort_desc=True)) == ["q2"]
@@ -368,7 +369,7 @@ def test_fork_from_a_middle_step(three_steps: Dict[str, Any]) -> None:
 
 
 def test_fork_copies_history_before_the_start_step_only(three_steps: Dict[str, Any]) -> None:
-    engine().queue_workers.stop()  # keep the fork ENQUEUED to look at what it inherited
+    current_intake().stop()  # keep the fork ENQUEUED to look at what it inherited
     new = DBOS.fork_workflow("orig", 4).workflow_id
     assert status_row(new)["status"] == "ENQUEUED"
     assert [s["function_id"] for s in DBOS.list_workflow_steps(new)] == [1, 2, 3]
@@ -406,7 +407,7 @@ def test_fork_replaces_children(app: Dict[str, Any]) -> None:
 
     with SetWorkflowID("p"):
         parent()
-    engine().queue_workers.stop()
+    current_intake().stop()
     new = DBOS.fork_workflow("p", 3, replacement_children={"p-1": "other-child"}).workflow_id
     assert [s["child_workflow_id"] for s in DBOS.list_workflow_steps(new)] == ["other-child", "other-child"]
 
@@ -442,7 +443,7 @@ def test_delete_removes_everything_recorded(app: Dict[str, Any]) -> None:
 
 
 def test_garbage_collect_keeps_active_and_newest(app: Dict[str, Any]) -> None:
-    engine().queue_workers.stop()
+    current_intake().stop()
     for i in range(5):
         with SetWorkflowID(f"old-{i}"):
             app["adder"](i)
@@ -458,7 +459,7 @@ def test_garbage_collect_keeps_active_and_newest(app: Dict[str, Any]) -> None:
 
 
 def test_global_timeout_cancels_old_active_workflows(app: Dict[str, Any]) -> None:
-    engine().queue_workers.stop()
+    current_intake().stop()
     queue = Queue("never-served")
     start_with_enqueue(queue, "old", app["adder"], 1)
     sys_sql("UPDATE {status} SET created_at = 10 WHERE workflow_uuid = 'old'")

@@ -1,6 +1,6 @@
 """The message store's sends and receives with their checkpoints, on either backend.
 
-On PostgreSQL each is one statement (``sysdb/compound.py``), on SQLite a
+On PostgreSQL each is one statement (``_sysdb/postgres.py``), on SQLite a
 transaction; either way a message and its step are written together or not
 at all, and the step is never recorded twice.
 """
@@ -13,7 +13,7 @@ import pytest
 
 from dbos.error import DBOSWorkflowConflictIDError
 from dbos._sysdb import SystemDatabase
-from dbos._sysdb.messages import NULL_TOPIC
+from dbos._sysdb.notifications import NULL_TOPIC
 from dbos._sysdb.records import StepWrite
 
 
@@ -51,43 +51,43 @@ def store(sysdb: SystemDatabase) -> SystemDatabase:
 
 
 def test_a_send_from_a_workflow_returns_its_status_and_records_the_step(store: SystemDatabase) -> None:
-    status = store.messages.send([("receiver", "t", "m1", "u1"), ("receiver", None, "m2", "u2")],
+    status = store.send_messages([("receiver", "t", "m1", "u1"), ("receiver", None, "m2", "u2")],
                                  StepWrite("sender", 1, "DBOS.send_bulk", output="none"))
     assert status == "PENDING"
     assert sorted(messages(store)) == [("receiver", NULL_TOPIC, "m2", False), ("receiver", "t", "m1", False)]
     assert steps(store, "sender") == [(1, "DBOS.send_bulk", "none")]
-    cancelled = store.messages.send([("receiver", "t", "m3", "u3")], StepWrite("stopped", 1, "DBOS.send"))
+    cancelled = store.send_messages([("receiver", "t", "m3", "u3")], StepWrite("stopped", 1, "DBOS.send"))
     assert cancelled == "CANCELLED"
 
 
 def test_a_send_whose_step_is_recorded_already_sends_nothing(store: SystemDatabase) -> None:
-    store.messages.send([("receiver", "t", "first", "u1")], StepWrite("sender", 1, "DBOS.send"))
+    store.send_messages([("receiver", "t", "first", "u1")], StepWrite("sender", 1, "DBOS.send"))
     with pytest.raises(DBOSWorkflowConflictIDError, match="sender"):
-        store.messages.send([("receiver", "t", "again", "u2")], StepWrite("sender", 1, "DBOS.send"))
+        store.send_messages([("receiver", "t", "again", "u2")], StepWrite("sender", 1, "DBOS.send"))
     assert messages(store) == [("receiver", "t", "first", False)]
 
 
 def test_a_send_outside_a_workflow_skips_a_message_it_already_has(store: SystemDatabase) -> None:
-    assert store.messages.send([("receiver", "t", "m", "key::receiver")]) is None
-    assert store.messages.send([("receiver", "t", "m", "key::receiver")]) is None
+    assert store.send_messages([("receiver", "t", "m", "key::receiver")]) is None
+    assert store.send_messages([("receiver", "t", "m", "key::receiver")]) is None
     assert messages(store) == [("receiver", "t", "m", False)]
 
 
 def test_consume_takes_the_oldest_message_as_the_step_output(store: SystemDatabase) -> None:
-    assert store.messages.consume("receiver", "t", StepWrite("receiver", 1, "DBOS.recv")) is None
+    assert store.consume_message("receiver", "t", StepWrite("receiver", 1, "DBOS.recv")) is None
     for n, text in enumerate(("old", "new"), start=1):
-        store.messages.send([("receiver", "t", text, f"u{n}")])
-    got = store.messages.consume("receiver", "t", StepWrite("receiver", 1, "DBOS.recv"))
+        store.send_messages([("receiver", "t", text, f"u{n}")])
+    got = store.consume_message("receiver", "t", StepWrite("receiver", 1, "DBOS.recv"))
     assert got == ("old", "PENDING")
     assert steps(store, "receiver") == [(1, "DBOS.recv", "old")]
     assert messages(store) == [("receiver", "t", "old", True), ("receiver", "t", "new", False)]
 
 
 def test_consume_for_a_recorded_step_leaves_the_message_unread(store: SystemDatabase) -> None:
-    store.messages.send([("receiver", "t", "one", "u1"), ("receiver", "t", "two", "u2")])
-    store.messages.consume("receiver", "t", StepWrite("receiver", 1, "DBOS.recv"))
+    store.send_messages([("receiver", "t", "one", "u1"), ("receiver", "t", "two", "u2")])
+    store.consume_message("receiver", "t", StepWrite("receiver", 1, "DBOS.recv"))
     with pytest.raises(DBOSWorkflowConflictIDError, match="receiver"):
-        store.messages.consume("receiver", "t", StepWrite("receiver", 1, "DBOS.recv"))
+        store.consume_message("receiver", "t", StepWrite("receiver", 1, "DBOS.recv"))
     assert messages(store) == [("receiver", "t", "one", True), ("receiver", "t", "two", False)]
     assert steps(store, "receiver") == [(1, "DBOS.recv", "one")]
 
@@ -97,16 +97,16 @@ def events(sysdb: SystemDatabase) -> List[Tuple[Any, ...]]:
 
 
 def test_set_event_with_a_step_keeps_latest_and_history_together(store: SystemDatabase) -> None:
-    assert store.messages.set_event("sender", "k", "v1", 1, StepWrite("sender", 1, "DBOS.setEvent")) == "PENDING"
-    assert store.messages.set_event("sender", "k", "v2", 2, StepWrite("sender", 2, "DBOS.setEvent")) == "PENDING"
+    assert store.set_event("sender", "k", "v1", 1, StepWrite("sender", 1, "DBOS.setEvent")) == "PENDING"
+    assert store.set_event("sender", "k", "v2", 2, StepWrite("sender", 2, "DBOS.setEvent")) == "PENDING"
     with pytest.raises(DBOSWorkflowConflictIDError, match="sender"):
-        store.messages.set_event("sender", "k", "v3", 2, StepWrite("sender", 2, "DBOS.setEvent"))
+        store.set_event("sender", "k", "v3", 2, StepWrite("sender", 2, "DBOS.setEvent"))
     assert events(store) == [("sender", "k", "v2")]
     assert history(store) == [(1, "k", "v1"), (2, "k", "v2")]
     # From inside a step there is no checkpoint of its own: the value is just set.
-    assert store.messages.set_event("sender", "k", "v4", 3) is None
+    assert store.set_event("sender", "k", "v4", 3) is None
     assert events(store) == [("sender", "k", "v4")]
-    assert store.messages.get_event("sender", "k") == ("v4",)
+    assert store.get_event("sender", "k") == ("v4",)
 
 
 def history(sysdb: SystemDatabase) -> List[Tuple[Any, ...]]:

@@ -34,6 +34,7 @@ from dbos import (
     WorkflowHandleAsync,
 )
 from dbos._engine.engine import Engine, peek_engine
+from dbos._queues.queue import current_intake
 from dbos.error import DBOSAwaitedWorkflowCancelledError, DBOSException, DBOSQueueDeduplicatedError
 from dbos._queues.queue import INTERNAL_QUEUE
 from dbos._queues.scheduler import Scheduler
@@ -150,18 +151,18 @@ def launch(config: DBOSConfig, gates: Gates) -> Iterator[Callable[..., None]]:
     for thread in threading.enumerate():
         if isinstance(thread, Scheduler):
             thread.stop()
-    if running.queue_workers is not None:
-        running.queue_workers.stop()
+    if current_intake() is not None:
+        current_intake().stop()
     gates.open_all()
     deadline = time.monotonic() + WAIT_S
-    while (running.active_workflows() or (running.queue_workers and running.queue_workers.running())) \
+    while (running.active_workflows() or (current_intake() is not None and current_intake().running())) \
             and time.monotonic() < deadline:
         time.sleep(0.01)
     DBOS.destroy(destroy_registry=True)
 
 
 def wait_polls(queue_name: str, count: int = 2) -> None:
-    workers = engine().queue_workers
+    workers = current_intake()
     assert workers is not None
     worker = workers.worker(queue_name)
     assert worker is not None, f"no worker serves queue {queue_name}"
@@ -231,7 +232,7 @@ def test_enqueued_workflow_runs_in_the_background_and_its_handle_reports_it(
 
     # A queue nobody declared is legal to enqueue on; the workflow waits there.
     waiting = DBOS.enqueue_workflow("declared-nowhere", double, 7)
-    workers = engine().queue_workers
+    workers = current_intake()
     assert workers is not None and workers.worker("declared-nowhere") is None
     assert status_row(waiting.workflow_id)["status"] == "ENQUEUED"
     assert status_row(waiting.workflow_id)["queue_name"] == "declared-nowhere"
@@ -662,7 +663,7 @@ def test_listen_queues_serves_only_the_listed_queues(launch: Callable[..., None]
         DBOS.listen_queues([ignored])  # only between DBOS() and launch
     skipped = ignored.enqueue(job, "ignored")
     assert result(heard.enqueue(job, "heard")) == "heard"
-    workers = engine().queue_workers
+    workers = current_intake()
     assert workers is not None
     assert workers.worker("ignored") is None
     assert workers.worker("heard") is not None and workers.worker(INTERNAL_QUEUE) is not None
@@ -767,7 +768,7 @@ def test_registered_queue_rereads_its_limits_and_can_be_listed_and_deleted(
         DBOS.register_queue("bad", concurrency=1, worker_concurrency=2)
 
     # Deleted, its worker stops: new work waits until the queue is registered again.
-    workers = engine().queue_workers
+    workers = current_intake()
     assert workers is not None
     worker = workers.worker("from-db")
     assert worker is not None
@@ -804,7 +805,7 @@ def test_queue_declared_after_launch_is_served(launch: Callable[..., None]) -> N
 
     launch()
     late = Queue("declared-late", polling_interval_sec=POLL_S)
-    workers = engine().queue_workers
+    workers = current_intake()
     assert workers is not None and workers.worker("declared-late") is not None  # served at once
     assert result(late.enqueue(job, 6)) == 42
 

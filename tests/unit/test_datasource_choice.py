@@ -9,7 +9,8 @@ import pytest
 
 from dbos import DBAPIDatasource, PeeweeDatasource
 from dbos._config import validate_config
-from dbos._datasource import datasource_from_config, default_kind
+from dbos._datasource import default_kind
+from dbos._runtime import datasource_from_config
 from dbos.error import DBOSConfigError
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from dbos._engine.workflow import uuid4_text
+from dbos._engine.launch import uuid4_text
 
 
 def test_generated_ids_are_version_4_uuids_in_canonical_form() -> None:

@@ -15,14 +15,14 @@ from typing import Any, Callable, Dict, Iterator
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dbos._ops import cli_output as out
-from dbos._ops.cli import CLIError, _list_options, list_filters, one_line
+from dbos._ops.cli import CLIError, list_options, list_filters, one_line
 from dbos.contrib.django.conf import dbos_config
 from dbos.error import DBOSException
-from dbos._ops.management import Operations
+from dbos._ops.management import Management
 from dbos._serialization import Codec
 from dbos._sysdb import SystemDatabase, latest_version
 
-Action = Callable[[Operations, argparse.Namespace], str]
+Action = Callable[[Management, argparse.Namespace], str]
 
 
 class Command(BaseCommand):  # type: ignore[misc]  # Django ships no type hints
@@ -34,7 +34,7 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django ships no type hints
     def add_arguments(self, parser: CommandParser) -> None:
         actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
         # The filters are `dbos workflow list`'s, so both commands take the same options.
-        _list_options(_action(actions, "list", "list recorded workflows, oldest first", workflow_id=False))
+        list_options(_action(actions, "list", "list recorded workflows, oldest first", workflow_id=False))
         _action(actions, "get", "show a workflow's status, inputs and output")
         _action(actions, "steps", "list the steps a workflow recorded")
         _action(actions, "cancel", "cancel a workflow that has not finished")
@@ -69,7 +69,7 @@ def _action(actions: Any, name: str, summary: str, *, workflow_id: bool = True) 
 
 
 @contextmanager
-def operations() -> Iterator[Operations]:
+def operations() -> Iterator[Management]:
     """Management of the project's system database; it must exist and be migrated."""
     config = dbos_config()
     sysdb = SystemDatabase(
@@ -85,7 +85,7 @@ def operations() -> Iterator[Operations]:
                 "run `python manage.py dbos_migrate` first"
             )
         # Every application's workflows, like `dbos workflow`.
-        yield Operations(sysdb, Codec(config.get("serializer")), app_name=None)
+        yield Management(sysdb, Codec(config.get("serializer")), app_name=None)
     finally:
         sysdb.close()
 
@@ -95,35 +95,35 @@ def operations() -> Iterator[Operations]:
 # ----------------------------------------------------------------------
 
 
-def do_list(ops: Operations, args: argparse.Namespace) -> str:
+def do_list(ops: Management, args: argparse.Namespace) -> str:
     statuses = ops.list_workflows(list_filters(args))
     return out.statuses_json(statuses, with_values=False) if args.json else out.status_table(statuses)
 
 
-def do_get(ops: Operations, args: argparse.Namespace) -> str:
+def do_get(ops: Management, args: argparse.Namespace) -> str:
     return _status(ops, args.workflow_id, args.json)
 
 
-def do_steps(ops: Operations, args: argparse.Namespace) -> str:
+def do_steps(ops: Management, args: argparse.Namespace) -> str:
     ops.require(args.workflow_id)
     steps = ops.list_workflow_steps(args.workflow_id)
     return out.to_json(steps) if args.json else out.steps_table(steps)
 
 
-def do_cancel(ops: Operations, args: argparse.Namespace) -> str:
+def do_cancel(ops: Management, args: argparse.Namespace) -> str:
     ops.require(args.workflow_id)
     done = ops.cancel([args.workflow_id])
     return _report(ops, args, bool(done), "Cancelled workflow {id}",
                    "Workflow {id} already finished with status {status}; nothing to cancel")
 
 
-def do_resume(ops: Operations, args: argparse.Namespace) -> str:
+def do_resume(ops: Management, args: argparse.Namespace) -> str:
     done = ops.resume([args.workflow_id])
     return _report(ops, args, bool(done), "Resumed workflow {id}: it is enqueued to continue",
                    "Workflow {id} already finished with status {status}; nothing to resume")
 
 
-def do_fork(ops: Operations, args: argparse.Namespace) -> str:
+def do_fork(ops: Management, args: argparse.Namespace) -> str:
     new_id = ops.fork(
         args.workflow_id, args.step, new_workflow_id=args.forked_workflow_id,
         application_version=args.application_version, queue_name=args.queue_name,
@@ -133,12 +133,12 @@ def do_fork(ops: Operations, args: argparse.Namespace) -> str:
     return f"Forked workflow {args.workflow_id} from step {args.step} as workflow {new_id}"
 
 
-def _status(ops: Operations, workflow_id: str, as_json: bool) -> str:
+def _status(ops: Management, workflow_id: str, as_json: bool) -> str:
     status = ops.require(workflow_id)
     return out.to_json(out.status_dict(status, with_values=True)) if as_json else out.status_block(status)
 
 
-def _report(ops: Operations, args: argparse.Namespace, done: bool, did: str, not_done: str) -> str:
+def _report(ops: Management, args: argparse.Namespace, done: bool, did: str, not_done: str) -> str:
     """One line saying what happened to the workflow (its status, with --json)."""
     if args.json:
         return _status(ops, args.workflow_id, True)

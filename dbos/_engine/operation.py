@@ -1,0 +1,143 @@
+"""The one path every durable operation takes: reserve, replay or run, checkpoint.
+
+Inside a workflow each operation (a step, a transaction, a child's start, a
+send or a receive, a sleep, an event, a stream value, a handle's result, a
+status read, a management call) is recorded at the workflow's next function
+ID, in the order the workflow's code calls them::
+
+    op = Operation.begin(engine, "DBOS.getStatus")
+    if op is None:                  # not inside a workflow: a plain call
+        return read()
+    if op.replaying:                # an earlier execution recorded it
+        return op.replay()
+    return op.run(read, what=...)   # do it now; checkpoint what it returned or raised
+
+An operation whose write is more than a checkpoint (a send writes its
+message with it, a receive consumes one as it) gives the storage
+``op.write(...)`` and passes the status that comes back to ``op.confirm``.
+Every checkpoint returns the workflow's status, so a workflow cancelled
+meanwhile stops at its next operation (``DBOSWorkflowCancelledError``).
+Async code calls ``begin`` before its first ``await``, so concurrent
+operations are numbered in the order they begin.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, TypeVar
+
+from .._clock import now_ms
+from .._sysdb.records import StepRecord, StepWrite
+from ..error import DBOSException, DBOSWorkflowCancelledError
+from .context import WorkflowRun, current_run, get_context
+from .engine import Engine
+
+T = TypeVar("T")
+
+
+@dataclass
+class Operation:
+    engine: Engine
+    workflow: WorkflowRun
+    function_id: int
+    name: str
+    record: Optional[StepRecord]  # what an earlier execution recorded here
+    started_at_ms: int
+
+    @classmethod
+    def begin(cls, engine: Engine, name: str, *, refuse_in_transaction: bool = False) -> Optional["Operation"]:
+        """Take the next function ID of the workflow running here; None outside
+        a workflow, or inside one of its steps, where operations are plain calls.
+
+        Raises ``DBOSUnexpectedStepError`` if an earlier execution recorded
+        another operation at this ID (the workflow's code changed).
+        """
+        if refuse_in_transaction:
+            ctx = get_context()
+            if ctx is not None and ctx.in_transaction:
+                raise DBOSException(f"{name} cannot be called from within a transaction")
+        workflow = current_run()
+        if workflow is None:
+            return None
+        function_id = workflow.next_function_id()
+        record = workflow.recorded_step(function_id, name)
+        return cls(engine, workflow, function_id, name, record, now_ms())
+
+    @property
+    def replaying(self) -> bool:
+        return self.record is not None
+
+    def replay(self) -> Any:
+        """What the earlier execution recorded: its value returned, or its error raised."""
+        assert self.record is not None, "replay() is for a recorded operation"
+        if self.record.error is not None:
+            raise self.engine.codec.load_error(self.record.error)
+        return self.engine.codec.load_value(self.record.output)
+
+    def check_cancelled(self) -> None:
+        """Raise now, before doing the work, if this process knows the workflow was cancelled."""
+        self.engine.check_cancelled_here(self.workflow.workflow_id)
+
+    def write(self, *, output: Optional[str] = None, error: Optional[str] = None,
+              child_workflow_id: Optional[str] = None, completed_at_ms: Optional[int] = None) -> StepWrite:
+        """The checkpoint of this operation, for the storage to write."""
+        return StepWrite(self.workflow.workflow_id, self.function_id, self.name, output, error,
+                         child_workflow_id, self.started_at_ms, completed_at_ms)
+
+    def confirm(self, status: Optional[str]) -> None:
+        """The workflow's status as the checkpoint's write found it: stop if cancelled."""
+        if status == "CANCELLED":
+            raise DBOSWorkflowCancelledError(f"Workflow {self.workflow.workflow_id} was cancelled")
+
+    def checkpoint(self, *, output: Optional[str] = None, error: Optional[str] = None,
+                   child_workflow_id: Optional[str] = None, completed_at_ms: Optional[int] = None) -> None:
+        """Record the outcome (``DBOSWorkflowConflictIDError`` if another execution did)."""
+        step = self.write(output=output, error=error, child_workflow_id=child_workflow_id,
+                          completed_at_ms=completed_at_ms)
+        self.confirm(self.engine.sysdb.record_step(step))
+
+    def succeed(self, value: T, *, what: str, child_workflow_id: Optional[str] = None) -> T:
+        """Checkpoint ``value`` as the outcome and return it."""
+        self.checkpoint(output=self.engine.codec.dump_value(value, what=what),
+                        child_workflow_id=child_workflow_id)
+        return value
+
+    def fail(self, error: BaseException, *, child_workflow_id: Optional[str] = None) -> None:
+        """Checkpoint ``error`` as the outcome (the caller raises it)."""
+        self.checkpoint(error=self.engine.codec.dump_error(error), child_workflow_id=child_workflow_id)
+
+    def run(self, work: Callable[[], T], *, what: str, record_error: bool = True,
+            child_workflow_id: Optional[str] = None) -> T:
+        """``work()``, its value or (with ``record_error``) its exception checkpointed."""
+        try:
+            value = work()
+        except Exception as exc:
+            if record_error:
+                self.fail(exc, child_workflow_id=child_workflow_id)
+            raise
+        return self.succeed(value, what=what, child_workflow_id=child_workflow_id)
+
+
+def durable(engine: Engine, name: str, work: Callable[[], T], *, what: str,
+            record_error: bool = True, refuse_in_transaction: bool = False) -> T:
+    """``work()`` as an operation of the running workflow; a plain call outside one."""
+    op = Operation.begin(engine, name, refuse_in_transaction=refuse_in_transaction)
+    if op is None:
+        return work()
+    if op.replaying:
+        replayed: T = op.replay()
+        return replayed
+    return op.run(work, what=what, record_error=record_error)
+
+
+async def durable_async(engine: Engine, name: str, work: Callable[[], T], *, what: str,
+                        record_error: bool = True, refuse_in_transaction: bool = False) -> T:
+    """``durable`` for async code: ``work`` runs on the engine's pool."""
+    op = Operation.begin(engine, name, refuse_in_transaction=refuse_in_transaction)
+    if op is None:
+        return await engine.in_pool(work)
+    if op.replaying:
+        replayed: T = op.replay()
+        return replayed
+    return await engine.in_pool(functools.partial(op.run, work, what=what, record_error=record_error))

@@ -1,0 +1,172 @@
+"""``DBOS``'s messages, events, durable sleep and streams."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, AsyncGenerator, Dict, Generator, List, Optional
+
+from .._engine import messages as engine_messages
+from .._engine import sleep, streams
+from .._engine.engine import get_engine
+from .._engine.messages import SendMessage
+
+
+class MessagingAPI:
+    # ------------------------------------------------------------------
+    # Messages
+    # ------------------------------------------------------------------
+
+    @classmethod
+    def send(cls, destination_id: str, message: Any, topic: Optional[str] = None, *,
+             idempotency_key: Optional[str] = None) -> None:
+        """Send ``message`` to a workflow's ``recv`` on ``topic``; once per workflow
+        step, or per idempotency key (``DBOSNonExistentWorkflowError`` for no such workflow)."""
+        engine = get_engine("DBOS.send()")
+        note = SendMessage(destination_id, message, topic, idempotency_key)
+        engine_messages.send(engine, [note], engine_messages.SEND)
+
+    @classmethod
+    async def send_async(cls, destination_id: str, message: Any, topic: Optional[str] = None, *,
+                         idempotency_key: Optional[str] = None) -> None:
+        """``send`` for async code."""
+        engine = get_engine("DBOS.send_async()")
+        note = SendMessage(destination_id, message, topic, idempotency_key)
+        await engine_messages.send_async(engine, [note], engine_messages.SEND)
+
+    @classmethod
+    def send_bulk(cls, messages: List[SendMessage]) -> None:
+        """Send several messages in one transaction: all are delivered or none."""
+        engine_messages.send(get_engine("DBOS.send_bulk()"), list(messages), engine_messages.SEND_BULK)
+
+    @classmethod
+    async def send_bulk_async(cls, messages: List[SendMessage]) -> None:
+        """``send_bulk`` for async code."""
+        engine = get_engine("DBOS.send_bulk_async()")
+        await engine_messages.send_async(engine, list(messages), engine_messages.SEND_BULK)
+
+    @classmethod
+    def recv(cls, topic: Optional[str] = None, timeout_seconds: float = 60) -> Any:
+        """The next message sent to this workflow on ``topic``, or None after the
+        timeout; only in a workflow's own code (``DBOSException`` elsewhere)."""
+        return engine_messages.recv(get_engine("DBOS.recv()"), topic, timeout_seconds)
+
+    @classmethod
+    async def recv_async(cls, topic: Optional[str] = None, timeout_seconds: float = 60) -> Any:
+        """``recv`` for async code."""
+        return await engine_messages.recv_async(get_engine("DBOS.recv_async()"), topic, timeout_seconds)
+
+    # ------------------------------------------------------------------
+    # Events
+    # ------------------------------------------------------------------
+
+    @classmethod
+    def set_event(cls, key: str, value: Any) -> None:
+        """Set an event of this workflow to ``value`` (``DBOSException`` outside a workflow)."""
+        engine_messages.set_event(get_engine("DBOS.set_event()"), key, value)
+
+    @classmethod
+    async def set_event_async(cls, key: str, value: Any) -> None:
+        """``set_event`` for async code."""
+        engine = get_engine("DBOS.set_event_async()")
+        await engine.in_pool(engine_messages.set_event, engine, key, value)
+
+    @classmethod
+    def get_event(cls, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+        """A workflow's event, waiting up to the timeout for it to be set; None if it is not."""
+        return engine_messages.get_event(get_engine("DBOS.get_event()"), workflow_id, key, timeout_seconds)
+
+    @classmethod
+    async def get_event_async(cls, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+        """``get_event`` for async code."""
+        engine = get_engine("DBOS.get_event_async()")
+        return await engine_messages.get_event_async(engine, workflow_id, key, timeout_seconds)
+
+    @classmethod
+    def get_all_events(cls, workflow_id: str) -> Dict[str, Any]:
+        """Every event a workflow has set, with its latest value."""
+        return engine_messages.get_all_events(get_engine("DBOS.get_all_events()"), workflow_id)
+
+    @classmethod
+    async def get_all_events_async(cls, workflow_id: str) -> Dict[str, Any]:
+        """``get_all_events`` for async code."""
+        return await engine_messages.get_all_events_async(get_engine("DBOS.get_all_events_async()"), workflow_id)
+
+    # ------------------------------------------------------------------
+    # Sleep
+    # ------------------------------------------------------------------
+
+    @classmethod
+    def sleep(cls, seconds: float) -> None:
+        """Sleep durably: a recovered workflow sleeps only for what is left. Only in a
+        workflow's own code (``AssertionError`` in a step, ``DBOSException`` outside)."""
+        if seconds > 0:
+            sleep.check_sleep_allowed()
+            op = sleep.begin_sleep(get_engine("DBOS.sleep()"))
+            sleep.sleep(op, seconds)
+
+    @classmethod
+    async def sleep_async(cls, seconds: float) -> None:
+        """``sleep`` for async code."""
+        if seconds > 0:
+            sleep.check_sleep_allowed()
+            engine = get_engine("DBOS.sleep_async()")
+            op = sleep.begin_sleep(engine)
+            await engine.in_pool(sleep.sleep, op, seconds)
+
+    # ------------------------------------------------------------------
+    # Streams
+    # ------------------------------------------------------------------
+
+    @classmethod
+    def write_stream(cls, key: str, value: Any) -> None:
+        """Append ``value`` to this workflow's stream ``key`` (``DBOSException`` outside a workflow)."""
+        streams.write_stream(get_engine("DBOS.write_stream()"), key, value)
+
+    @classmethod
+    async def write_stream_async(cls, key: str, value: Any) -> None:
+        """``write_stream`` for async code."""
+        engine = get_engine("DBOS.write_stream_async()")
+        await engine.in_pool(streams.write_stream, engine, key, value)
+
+    @classmethod
+    def close_stream(cls, key: str) -> None:
+        """Close this workflow's stream ``key``: its readers stop after the last value."""
+        streams.close_stream(get_engine("DBOS.close_stream()"), key)
+
+    @classmethod
+    async def close_stream_async(cls, key: str) -> None:
+        """``close_stream`` for async code."""
+        engine = get_engine("DBOS.close_stream_async()")
+        await engine.in_pool(streams.close_stream, engine, key)
+
+    @classmethod
+    def read_stream(cls, workflow_id: str, key: str, *, offset: int = 0,
+                    polling_interval_sec: Optional[float] = None,
+                    timeout_seconds: Optional[float] = None) -> Generator[Any, None, None]:
+        """The values of a workflow's stream from ``offset``, until it is closed or the
+        workflow ends (``DBOSStreamTimeoutError`` after ``timeout_seconds`` without one)."""
+        _check_polling_interval(polling_interval_sec)
+        engine = get_engine("DBOS.read_stream()")
+        return streams.read_stream(engine, workflow_id, key, offset, timeout_seconds)
+
+    @classmethod
+    async def read_stream_async(cls, workflow_id: str, key: str, *, offset: int = 0,
+                                polling_interval_sec: Optional[float] = None,
+                                timeout_seconds: Optional[float] = None) -> AsyncGenerator[Any, None]:
+        """``read_stream`` for async code."""
+        _check_polling_interval(polling_interval_sec)
+        engine = get_engine("DBOS.read_stream_async()")
+        values = streams.read_stream(engine, workflow_id, key, offset, timeout_seconds)
+        done = object()
+        while True:
+            value = await engine.in_pool(next, values, done)
+            if value is done:
+                return
+            yield value
+
+
+def _check_polling_interval(value: Optional[float]) -> None:
+    # Waiters are woken by writers and the listener; the interval only bounds
+    # how long a missed wake-up can go unnoticed, and must be sane.
+    if value is not None and not (math.isfinite(value) and value >= 0.001):
+        raise ValueError(f"polling_interval_sec must be a finite number >= 0.001, got {value!r}")

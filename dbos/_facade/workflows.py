@@ -1,0 +1,140 @@
+"""``DBOS``'s decorators, and starting and observing workflows."""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable, List, Optional, TypeVar
+
+from .._datasource import IsolationLevel
+from .._engine import decorators
+from .._engine import handles as workflow_handles
+from .._engine.engine import get_engine
+from .._engine.handles import WorkflowHandle, WorkflowHandleAsync
+from .._engine.step import RetryPolicy
+from .._queues.scheduler import scheduled
+from .._status import WorkflowStatus
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class WorkflowAPI:
+    # ------------------------------------------------------------------
+    # Decorators
+    # ------------------------------------------------------------------
+
+    @classmethod
+    def workflow(cls, *, name: Optional[str] = None,
+                 max_recovery_attempts: Optional[int] = 100) -> Callable[[F], F]:
+        """Make a function a durable workflow: each step's outcome is checkpointed,
+        and recovery resumes it from the last one."""
+        return lambda func: decorators.make_workflow(func, name, max_recovery_attempts)
+
+    @classmethod
+    def step(
+        cls,
+        *,
+        name: Optional[str] = None,
+        retries_allowed: bool = False,
+        interval_seconds: float = 1.0,
+        max_attempts: int = 3,
+        backoff_rate: float = 2.0,
+        should_retry: Optional[Callable[[BaseException], Any]] = None,
+    ) -> Callable[[F], F]:
+        """Make a function a step: in a workflow it runs once (retried if asked) and
+        its outcome is checkpointed; ``DBOSMaxStepRetriesExceeded`` when retries run out."""
+        policy = RetryPolicy(retries_allowed, interval_seconds, max_attempts, backoff_rate, should_retry)
+        return lambda func: decorators.make_step(func, name, policy)
+
+    @classmethod
+    def transaction(cls, isolation_level: IsolationLevel = "SERIALIZABLE", *,
+                    name: Optional[str] = None) -> Callable[[F], F]:
+        """Make a function a transaction of the application database: it runs exactly
+        once, its output recorded in the same transaction; async functions are refused."""
+        return lambda func: decorators.make_transaction(func, isolation_level, name)
+
+    @classmethod
+    def dbos_class(cls, class_name: Optional[str] = None) -> Callable[[T], T]:
+        """Register a class whose methods are workflows, steps or transactions
+        (under ``class_name``, default its qualified name)."""
+        return lambda klass: decorators.register_class(klass, class_name)  # type: ignore[return-value, arg-type]
+
+    @classmethod
+    def required_roles(cls, roles: List[str]) -> Callable[[F], F]:
+        """Allow the function only to callers holding one of ``roles``
+        (``DBOSNotAuthorizedError`` otherwise); the first one held is assumed."""
+        return decorators.required_roles(roles)
+
+    @classmethod
+    def default_required_roles(cls, roles: List[str]) -> Callable[[T], T]:
+        """``required_roles`` for every method of the class that names none itself."""
+        return decorators.default_required_roles(roles)  # type: ignore[return-value]
+
+    @classmethod
+    def scheduled(cls, cron: str) -> Callable[[F], F]:
+        """Run the workflow below at every tick of ``cron`` (5 fields, or 6 with
+        seconds first); ``ValueError`` for an invalid schedule."""
+        return scheduled(cron)
+
+    # ------------------------------------------------------------------
+    # Starting and observing workflows
+    # ------------------------------------------------------------------
+
+    @classmethod
+    def start_workflow(cls, func: Callable[..., R], *args: Any, **kwargs: Any) -> WorkflowHandle[R]:
+        """Start a workflow (or a step or transaction, as one) in the background; its handle."""
+        return workflow_handles.start_workflow(func, args, kwargs)
+
+    @classmethod
+    async def start_workflow_async(cls, func: Callable[..., Awaitable[R]], *args: Any,
+                                   **kwargs: Any) -> WorkflowHandleAsync[R]:
+        """``start_workflow`` for async code."""
+        return await workflow_handles.start_workflow_async(func, args, kwargs)
+
+    @classmethod
+    def retrieve_workflow(cls, workflow_id: str, existing_workflow: bool = True) -> WorkflowHandle[Any]:
+        """A handle to a workflow by ID (``DBOSNonExistentWorkflowError`` if there is
+        none, unless ``existing_workflow`` is False)."""
+        return workflow_handles.retrieve_workflow(workflow_id, existing_workflow)
+
+    @classmethod
+    async def retrieve_workflow_async(cls, workflow_id: str,
+                                      existing_workflow: bool = True) -> WorkflowHandleAsync[Any]:
+        """``retrieve_workflow`` for async code."""
+        return await workflow_handles.retrieve_workflow_async(workflow_id, existing_workflow)
+
+    @classmethod
+    def get_result(cls, workflow_id: str) -> Any:
+        """Wait for a workflow's result; raises the error it recorded."""
+        return workflow_handles.get_result(workflow_id)
+
+    @classmethod
+    async def get_result_async(cls, workflow_id: str) -> Any:
+        """``get_result`` for async code."""
+        return await workflow_handles.get_result_async(workflow_id)
+
+    @classmethod
+    def get_workflow_status(cls, workflow_id: str) -> Optional[WorkflowStatus]:
+        """A workflow's status now; None if there is no such workflow."""
+        return workflow_handles.workflow_status(get_engine("DBOS.get_workflow_status()"), workflow_id)
+
+    @classmethod
+    async def get_workflow_status_async(cls, workflow_id: str) -> Optional[WorkflowStatus]:
+        """``get_workflow_status`` for async code."""
+        engine = get_engine("DBOS.get_workflow_status_async()")
+        return await workflow_handles.workflow_status_async(engine, workflow_id)
+
+    @classmethod
+    def wait_first(cls, handles: List[WorkflowHandle[Any]], *,
+                   polling_interval_sec: float = 1.0) -> WorkflowHandle[Any]:
+        """The first of the handles whose workflow has finished (``ValueError`` for
+        none, or for one given twice)."""
+        winner: WorkflowHandle[Any] = workflow_handles.wait_first(handles, polling_interval_sec)
+        return winner
+
+    @classmethod
+    async def wait_first_async(cls, handles: List[WorkflowHandleAsync[Any]], *,
+                               polling_interval_sec: float = 1.0) -> WorkflowHandleAsync[Any]:
+        """``wait_first`` for async code."""
+        winner: WorkflowHandleAsync[Any] = await workflow_handles.wait_first_async(handles, polling_interval_sec)
+        return winner

@@ -1,0 +1,119 @@
+"""``SystemDatabase``: the storage interface, implemented over SQL.
+
+The operations come from one module per table group (steps, workflows,
+messages, queues, listing, forks, versions), each with its named statements;
+this class puts them together and adds the schema's lifecycle. It runs the
+portable SQL that SQLite and PostgreSQL both understand, which is what
+SQLite runs; ``PostgresSystemDatabase`` replaces the few operations
+PostgreSQL does better. ``SystemDatabase(url)`` builds whichever the URL names.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Sequence, Type, Union
+
+from ..error import DBOSMigrationRequiredError
+from .forks import ForkRows
+from .listing import ListingRows
+from .messages import MessageRows
+from .migrator import Migration, Migrator, latest_version
+from .queues import QueueRows
+from .storage import Listening, Storage
+from .url import DatabaseURL
+from .versions import VersionRows
+
+
+class SystemDatabase(MessageRows, QueueRows, ListingRows, ForkRows, VersionRows, Storage):
+    # The class each dialect's URLs get (see ``__init_subclass__``).
+    _by_dialect: Dict[str, Type["SystemDatabase"]] = {}
+    dialect: str = "sqlite"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        SystemDatabase._by_dialect[cls.dialect] = cls
+
+    def __new__(cls, url: Union[str, DatabaseURL], **kwargs: Any) -> "SystemDatabase":
+        if cls is SystemDatabase:
+            parsed = DatabaseURL.parse(url) if isinstance(url, str) else url
+            cls = SystemDatabase._by_dialect.get("sqlite" if parsed.is_sqlite else "postgres", cls)
+        return super().__new__(cls)
+
+    def listen(self, on_key: Callable[[str], None]) -> Optional[Listening]:
+        """Start waking ``on_key`` for keys other processes notify; None
+        where processes cannot notify each other (SQLite: waiters poll)."""
+        return None
+
+    # ------------------------------------------------------------------
+    # The schema's lifecycle
+    # ------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        """Whether the database (PostgreSQL) or its file (SQLite) exists."""
+        with self.wrapped_errors():
+            return self.backend.database_exists()
+
+    def create_if_missing(self) -> None:
+        """Create the database if it does not exist; safe when others race to."""
+        with self.wrapped_errors():
+            self.backend.create_database()
+
+    def migrate(self, migrations: Optional[Sequence[Migration]] = None) -> List[int]:
+        """Create the database if needed and apply every pending migration.
+
+        ``migrations`` defaults to those shipped in the package.
+        """
+        self.create_if_missing()
+        migrator = Migrator(self, migrations)
+        for attempt in self.attempts(transaction=False):
+            with attempt:
+                applied = migrator.migrate()
+        return applied
+
+    def schema_version(self) -> int:
+        """The applied migration version; 0 for a database never migrated."""
+        if not self.exists():
+            return 0
+        for attempt in self.attempts():
+            with attempt:
+                version = Migrator(self).current_version()
+        return version
+
+    def verify_schema(self, command: str) -> None:
+        """Raise if the schema is behind this code; a newer schema is fine."""
+        current, required = self.schema_version(), latest_version()
+        if current < required:
+            raise DBOSMigrationRequiredError(current, required, command)
+
+    def grant(self, role: str) -> None:
+        """Give an application role access to the system tables (PostgreSQL)."""
+        for attempt in self.attempts():
+            with attempt:
+                for statement in self.backend.grant_sql(role):
+                    self.execute(statement)
+
+    def table_names(self) -> List[str]:
+        """The tables of the system database's schema (or file)."""
+        for attempt in self.attempts(transaction=False):
+            with attempt:
+                names = self.backend.table_names(self.database)
+        return names
+
+    def truncate(self) -> None:
+        """Delete every row but the migration version; keep the schema."""
+        present = set(self.table_names())
+        tables = [m._meta.table_name for m in self.models.data_tables()]
+        for attempt in self.attempts():
+            with attempt:
+                self.backend.truncate(self.database, [t for t in tables if t in present])
+
+    def drop(self) -> str:
+        """Drop the whole database (PostgreSQL) or delete its file (SQLite).
+
+        A database that also holds other data (an application's tables beside
+        ours) keeps it: only our schema (PostgreSQL) or our tables (SQLite) go.
+        Returns what was dropped: "database", "schema" or "tables".
+        """
+        self.close()
+        own = list(self.models.by_table)
+        with self.wrapped_errors():
+            return self.backend.drop_database(own)

@@ -1,0 +1,154 @@
+"""``PostgresSystemDatabase``: what PostgreSQL does better than the portable SQL.
+
+- A round trip costs about as much as a commit, and a send or a receive
+  inside a workflow is otherwise a transaction of five: BEGIN, the message,
+  the notification, the checkpoint, COMMIT. Data-modifying CTEs fold each
+  into one autocommit statement, atomic as a transaction is. The checkpoint
+  goes first and the message write depends on it: when another execution of
+  the workflow recorded the step already, the statement changes nothing (it
+  reports the conflict instead), so a message is never sent twice nor
+  consumed by the execution that loses.
+- Other processes hear of each write at once: ``pg_notify`` in the writing
+  transaction, delivered after its commit to every ``Listener``.
+- Claimers skip the rows others hold (``{skip_locked}``), and take a lock
+  for a queue whose budget they share.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence, Tuple
+
+from .._clock import now_ms
+from ..error import DBOSWorkflowConflictIDError
+from .database import SystemDatabase
+from .listener import Listener
+from .messages import message_keys
+from .notifications import NULL_TOPIC, event_key
+from .records import Message, StepWrite
+from .statements import Statement
+from .steps import step_params
+
+NOTIFY = Statement("SELECT pg_notify('{notify_channel}', :key)")
+LOCK_QUEUE = Statement("SELECT pg_advisory_xact_lock(hashtext(:lock_key))")
+
+_SAVE_STEP = """saved AS (
+        INSERT INTO {operation_outputs} (workflow_uuid, function_id, function_name, output, error,
+            child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms)
+        VALUES (:workflow_id, :function_id, :function_name, :output, :error,
+            :child_workflow_id, :started_at_ms, :completed_at_ms)
+        ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING function_id)"""
+# The cast lets PREPARE type the VALUES list, which has no column to infer from.
+_NEW_MESSAGES = """
+        INSERT INTO {notifications} (destination_uuid, topic, message, message_uuid, created_at_epoch_ms)
+        SELECT d, t, m, u, c::BIGINT FROM (VALUES :messages) AS v(d, t, m, u, c)"""
+_STATUS = "(SELECT status FROM {workflow_status} WHERE workflow_uuid = :workflow_id)"
+
+# One row per key notified: (sender's status, whether the step was saved).
+SEND_AND_RECORD = Statement(f"""
+    WITH {_SAVE_STEP},
+    sent AS ({_NEW_MESSAGES} WHERE EXISTS (SELECT 1 FROM saved)
+        ON CONFLICT (message_uuid) DO NOTHING RETURNING 1)
+    SELECT {_STATUS}, EXISTS (SELECT 1 FROM saved), pg_notify('{{notify_channel}}', k.key)
+    FROM (VALUES :keys) AS k(key)
+""", prepare=True)
+
+SEND = Statement(f"""
+    WITH sent AS ({_NEW_MESSAGES} ON CONFLICT (message_uuid) DO NOTHING RETURNING 1)
+    SELECT NULL, NULL, pg_notify('{{notify_channel}}', k.key) FROM (VALUES :keys) AS k(key)
+""", prepare=True)
+
+# One row (message, receiver's status, whether the step was saved) when a message was there.
+CONSUME_AND_RECORD = Statement(f"""
+    WITH picked AS (
+        SELECT message_uuid, message FROM {{notifications}}
+        WHERE destination_uuid = :destination_id AND topic = :topic AND NOT consumed
+        ORDER BY {{arrival_order}} LIMIT 1 FOR UPDATE SKIP LOCKED),
+    saved AS (
+        INSERT INTO {{operation_outputs}} (workflow_uuid, function_id, function_name, output, error,
+            child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms)
+        SELECT :workflow_id, :function_id, :function_name, message, :error,
+            :child_workflow_id, :started_at_ms, :completed_at_ms FROM picked
+        ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING function_id),
+    marked AS (
+        UPDATE {{notifications}} SET consumed = TRUE
+        WHERE message_uuid IN (SELECT message_uuid FROM picked) AND EXISTS (SELECT 1 FROM saved)
+        RETURNING message_uuid)
+    SELECT message, {_STATUS}, EXISTS (SELECT 1 FROM saved) FROM picked
+""", prepare=True)
+
+_EVENT_WRITES = """
+    latest AS (
+        INSERT INTO {{workflow_events}} (workflow_uuid, key, value)
+        SELECT :workflow_id, :key, :value{only_if_saved}
+        ON CONFLICT (workflow_uuid, key) DO UPDATE SET value = EXCLUDED.value RETURNING 1),
+    kept AS (
+        INSERT INTO {{workflow_events_history}} (workflow_uuid, function_id, key, value)
+        SELECT :workflow_id, :function_id, :key, :value{only_if_saved}
+        ON CONFLICT (workflow_uuid, key, function_id) DO UPDATE SET value = EXCLUDED.value RETURNING 1)"""
+
+# One row (setter's status, whether the step was saved); both NULL without a step.
+SET_EVENT_AND_RECORD = Statement(
+    f"WITH {_SAVE_STEP},"
+    + _EVENT_WRITES.format(only_if_saved=" WHERE EXISTS (SELECT 1 FROM saved)")
+    + f"\n    SELECT {_STATUS}, EXISTS (SELECT 1 FROM saved), pg_notify('{{notify_channel}}', :notify_key)",
+    prepare=True)
+
+SET_EVENT = Statement(
+    "WITH" + _EVENT_WRITES.format(only_if_saved="")
+    + "\n    SELECT NULL, NULL, pg_notify('{notify_channel}', :notify_key)",
+    prepare=True)
+
+
+class PostgresSystemDatabase(SystemDatabase):
+    dialect = "postgres"
+
+    def notify(self, keys: Sequence[str]) -> None:
+        for key in dict.fromkeys(keys):
+            self.one(NOTIFY, key=key)
+
+    def listen(self, on_key: Callable[[str], None]) -> Optional[Listener]:
+        listener = Listener(self.url, on_key)
+        listener.start()
+        return listener
+
+    def _lock_queue(self, queue_name: str) -> None:
+        self.one(LOCK_QUEUE, lock_key=f"dbos-queue:{queue_name}")
+
+    def _send_messages(self, messages: Sequence[Message], step: Optional[StepWrite]) -> Optional[str]:
+        if not messages:  # nothing to send: only the checkpoint
+            return super()._send_messages(messages, step)
+        stamp = now_ms()
+        rows = [(d, t or NULL_TOPIC, text, uuid, stamp) for d, t, text, uuid in messages]
+        keys = [(key,) for key in message_keys(messages)]
+        if step is None:
+            self.one(SEND, messages=rows, keys=keys)
+            return None
+        row = self.one(SEND_AND_RECORD, messages=rows, keys=keys, **step_params(step))
+        assert row is not None, "a send notifies at least one key"
+        return self._checked_status(step, row[0], row[1])
+
+    def consume_message(self, destination_id: str, topic: Optional[str], step: StepWrite,
+                        look_first: bool = True) -> Optional[Tuple[str, str]]:
+        # No look first: when nothing is there this statement locks and writes nothing.
+        row = self.one(CONSUME_AND_RECORD, destination_id=destination_id, topic=topic or NULL_TOPIC,
+                       **step_params(step))
+        if row is None:
+            return None
+        return row[0], str(self._checked_status(step, row[1], row[2]))
+
+    def set_event(self, workflow_id: str, key: str, value: str, function_id: int,
+                  step: Optional[StepWrite] = None) -> Optional[str]:
+        event = {"workflow_id": workflow_id, "key": key, "value": value, "function_id": function_id,
+                 "notify_key": event_key(workflow_id, key)}
+        if step is None:
+            self.one(SET_EVENT, **event)
+            return None
+        row = self.one(SET_EVENT_AND_RECORD, **{**step_params(step), **event})
+        assert row is not None, "the statement returns one row"
+        return self._checked_status(step, row[0], row[1])
+
+    @staticmethod
+    def _checked_status(step: StepWrite, status: object, saved: object) -> str:
+        if not saved:
+            raise DBOSWorkflowConflictIDError(step.workflow_id)
+        return str(status)

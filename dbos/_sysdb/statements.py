@@ -1,0 +1,144 @@
+"""Named statements: how the system database's SQL is written and bound.
+
+Every query lives as a ``Statement`` constant in the module of its table
+group (``workflows.py``, ``steps.py``, ...), written once for both backends:
+
+- ``{workflow_status}`` names a system table; on PostgreSQL it is qualified
+  with the configured schema;
+- ``{unread}``, ``{skip_locked}``, ... are the few expressions each backend
+  spells its own way (``Backend.sql_tokens`` and ``Backend.statement_tokens``);
+- ``:name`` is a parameter, bound by name. ``IN (:names)`` takes a list and
+  ``VALUES :rows`` a list of tuples; each expands to as many markers as the
+  values need.
+
+A ``SystemDatabase`` compiles each statement once for its backend and schema
+(``Compiled``), into the driver's positional markers and the order in which
+the named values go; binding is then a list built from the names.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+# ':name', but not the second half of a PostgreSQL cast ('x::BIGINT').
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+_LIST = re.compile(r"IN\s*\(\s*:([A-Za-z_]\w*)\s*\)", re.IGNORECASE)
+_ROWS = re.compile(r"VALUES\s+:([A-Za-z_]\w*)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One named statement; ``prepare``: run often enough to prepare on PostgreSQL.
+
+    Equal texts are one statement, so a statement assembled per call (a
+    listing's filters) is compiled once per shape.
+    """
+
+    text: str
+    prepare: bool = False
+
+
+# A compiled statement is literal text and parameters, in order. A parameter
+# is (name, kind): kind "one" is a single marker, "list" a marker per item,
+# "rows" a parenthesised group of markers per tuple.
+Part = Tuple[str, str]
+
+
+class Compiled:
+    """A statement for one backend and schema.
+
+    ``prepared`` is told the SQL worth preparing: that of a statement marked
+    ``prepare``, and for one with lists, the SQL of its one-item shape, the
+    usual case (a send of one message); other shapes vary too much.
+    """
+
+    def __init__(self, statement: Statement, tokens: Mapping[str, str], marker: str,
+                 prepared: Optional[Callable[[str], object]] = None) -> None:
+        text = statement.text.format_map(tokens)
+        if marker == "%s":
+            text = text.replace("%", "%%")  # psycopg's literal percent sign
+        self.marker = marker
+        self._prepared = prepared if statement.prepare else None
+        self._single: Optional[str] = None
+        kinds = {**dict.fromkeys(_LIST.findall(text), "list"), **dict.fromkeys(_ROWS.findall(text), "rows")}
+        self._texts: List[str] = []
+        self._params: List[Part] = []
+        last = 0
+        for match in _PARAM.finditer(text):
+            self._texts.append(text[last:match.start()])
+            self._params.append((match.group(1), kinds.get(match.group(1), "one")))
+            last = match.end()
+        self._texts.append(text[last:])
+        self.names = tuple(name for name, _ in self._params)
+        self.fixed = all(kind == "one" for _, kind in self._params)
+        self.sql = marker.join(self._texts) if self.fixed else ""
+        if self.fixed and self._prepared is not None:
+            self._prepared(self.sql)
+
+    def bind(self, values: Mapping[str, Any]) -> Tuple[str, List[Any]]:
+        """The SQL to send and its positional parameters."""
+        if self.fixed:
+            return self.sql, [values[name] for name in self.names]
+        pieces: List[str] = [self._texts[0]]
+        params: List[Any] = []
+        for (name, kind), text in zip(self._params, self._texts[1:]):
+            pieces.append(self._markers(kind, values[name], params))
+            pieces.append(text)
+        return self._shaped("".join(pieces), values), params
+
+    def _shaped(self, sql: str, values: Mapping[str, Any]) -> str:
+        """``sql``, as the one object kept for the one-item shape (and prepared)."""
+        if self._prepared is None or any(
+                kind != "one" and len(values[name]) != 1 for name, kind in self._params):
+            return sql
+        if self._single is None:
+            self._single = sql
+            self._prepared(sql)
+        return self._single
+
+    def _markers(self, kind: str, value: Any, params: List[Any]) -> str:
+        if kind == "one":
+            params.append(value)
+            return self.marker
+        if kind == "list":
+            items = list(value)
+            params.extend(items)
+            # An empty IN () is a syntax error; IN (NULL) matches nothing.
+            return ", ".join([self.marker] * len(items)) if items else "NULL"
+        rows: Sequence[Sequence[Any]] = value
+        for row in rows:
+            params.extend(row)
+        return ", ".join("(" + ", ".join([self.marker] * len(row)) + ")" for row in rows)
+
+
+# Compiled statements a database keeps: every constant one, and the most
+# recent shapes of those assembled per call.
+CATALOG_SIZE = 512
+
+
+class Catalog:
+    """The statements one database has compiled, each compiled on first use.
+
+    ``prepared`` is told the SQL of each statement worth preparing.
+    """
+
+    def __init__(self, tokens: Mapping[str, str], marker: str,
+                 prepared: Optional[Callable[[str], object]] = None) -> None:
+        self._tokens = dict(tokens)
+        self._marker = marker
+        self._prepared = prepared
+        self._compiled: Dict[Statement, Compiled] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, statement: Statement) -> Compiled:
+        compiled = self._compiled.get(statement)
+        if compiled is None:
+            compiled = Compiled(statement, self._tokens, self._marker, self._prepared)
+            with self._lock:
+                if len(self._compiled) >= CATALOG_SIZE:
+                    self._compiled.pop(next(iter(self._compiled)))  # the oldest first
+                self._compiled[statement] = compiled
+        return compiled

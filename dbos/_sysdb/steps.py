@@ -1,0 +1,105 @@
+"""Step checkpoints: ``operation_outputs``, one row per recorded operation.
+
+A checkpoint is one autocommit INSERT. Its RETURNING clause reads the
+workflow's status too, so the cancellation check costs no round trip, and
+its ON CONFLICT clause makes a second execution of the same workflow, which
+would record the same step again, find out instead (nothing is returned).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence
+
+from .._clock import now_ms
+from ..error import DBOSWorkflowConflictIDError
+from .connection import Connection, Row
+from .records import StepRecord, StepWrite
+from .statements import Statement
+
+# The columns of a checkpoint, in the order StepWrite holds them.
+STEP_COLUMNS = (
+    "function_id", "function_name", "output", "error", "child_workflow_id",
+    "started_at_epoch_ms", "completed_at_epoch_ms",
+)
+
+RECORD_STEP = Statement("""
+    INSERT INTO {operation_outputs} (workflow_uuid, function_id, function_name, output, error,
+        child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms)
+    VALUES (:workflow_id, :function_id, :function_name, :output, :error,
+        :child_workflow_id, :started_at_ms, :completed_at_ms)
+    ON CONFLICT (workflow_uuid, function_id) DO NOTHING
+    RETURNING (SELECT status FROM {workflow_status} WHERE workflow_uuid = :workflow_id)
+""", prepare=True)
+
+RECORDED_CHILD = Statement("""
+    SELECT child_workflow_id FROM {operation_outputs}
+    WHERE workflow_uuid = :workflow_id AND function_id = :function_id
+""")
+
+LOAD_STEPS = Statement("""
+    SELECT function_id, function_name, output, error, child_workflow_id
+    FROM {operation_outputs} WHERE workflow_uuid = :workflow_id
+""")
+
+LOAD_STEPS_MANY = Statement("""
+    SELECT workflow_uuid, function_id, function_name, output, error, child_workflow_id
+    FROM {operation_outputs} WHERE workflow_uuid IN (:workflow_ids)
+""")
+
+LIST_STEPS = Statement("""
+    SELECT function_id, function_name, output, error, child_workflow_id,
+        started_at_epoch_ms, completed_at_epoch_ms
+    FROM {operation_outputs} WHERE workflow_uuid = :workflow_id ORDER BY function_id
+    LIMIT :limit OFFSET :offset
+""")
+
+
+def step_params(step: StepWrite) -> Dict[str, Any]:
+    """``RECORD_STEP``'s parameters (and those of statements that embed it)."""
+    return {
+        "workflow_id": step.workflow_id, "function_id": step.function_id,
+        "function_name": step.function_name, "output": step.output, "error": step.error,
+        "child_workflow_id": step.child_workflow_id, "started_at_ms": step.started_at_ms,
+        "completed_at_ms": step.completed_at_ms or now_ms(),
+    }
+
+
+def _record(row: Row) -> StepRecord:
+    return StepRecord(int(row[0]), row[1], row[2], row[3], row[4])
+
+
+class StepRows(Connection):
+    def record_step(self, step: StepWrite) -> str:
+        """Checkpoint ``step``; return the workflow's status as of that write.
+
+        Raises ``DBOSWorkflowConflictIDError`` when another execution of the
+        same workflow recorded this step first.
+        """
+        row = self.one(RECORD_STEP, **step_params(step))
+        if row is None:
+            raise DBOSWorkflowConflictIDError(step.workflow_id)
+        return str(row[0])
+
+    def recorded_child(self, workflow_id: str, function_id: int) -> Optional[str]:
+        """The child workflow a recorded step started, if the step is recorded."""
+        row = self.one(RECORDED_CHILD, workflow_id=workflow_id, function_id=function_id)
+        return None if row is None else str(row[0])
+
+    def load_steps(self, workflow_id: str) -> Dict[int, StepRecord]:
+        """Every step an earlier execution recorded, read once at recovery."""
+        return {int(r[0]): _record(r) for r in self.rows(LOAD_STEPS, workflow_id=workflow_id)}
+
+    def load_steps_many(self, workflow_ids: Sequence[str]) -> Dict[str, Dict[int, StepRecord]]:
+        """``load_steps`` for many workflows in one query; each ID gets a dict."""
+        found: Dict[str, Dict[int, StepRecord]] = {w: {} for w in workflow_ids}
+        if workflow_ids:
+            for r in self.rows(LOAD_STEPS_MANY, workflow_ids=workflow_ids):
+                found[r[0]][int(r[1])] = _record(r[1:])
+        return found
+
+    def list_steps(self, workflow_id: str, limit: Optional[int] = None,
+                   offset: Optional[int] = None) -> List[Dict[str, Any]]:
+        """Every recorded step of a workflow, in order, as column dicts."""
+        rows = self.rows(LIST_STEPS, workflow_id=workflow_id,
+                         limit=self.backend.limit_param(limit), offset=offset or 0)
+        return [dict(zip(STEP_COLUMNS, row)) for row in rows]
