@@ -1,26 +1,31 @@
-"""Durable workflows for Python, speaking the DBOS Transact API."""
+"""Durable workflows for Python, speaking the DBOS Transact API.
 
-import importlib.util
-from typing import TYPE_CHECKING, Any
+The public names are those of ``__all__``; everything else lives in private
+modules (see ARCHITECTURE.md), and ``dbos.error``, ``dbos.contrib`` are the
+public modules.
+"""
+
+import importlib.util as _importlib_util
+import typing as _typing
 
 from . import error
-from ._ops.client import DBOSClient, EnqueueOptions
 from ._config import DBOSConfig
-from ._engine.messages import SendMessage
-from ._engine.context import DBOSContextEnsure, DBOSContextSetAuth, SetWorkflowID
 from ._datasource import Datasource, DBAPIDatasource, PeeweeDatasource
+from ._engine.context import DBOSContextEnsure, DBOSContextSetAuth, SetWorkflowID
 from ._engine.deadline import SetWorkflowTimeout
 from ._engine.decorators import DBOSConfiguredInstance
 from ._engine.handles import WorkflowHandle, WorkflowHandleAsync
-from ._ops.management import StepInfo
-from ._queues.queue import Queue, QueueRateLimit, SetEnqueueOptions
+from ._engine.messages import SendMessage
 from ._facade.dbos import DBOS
+from ._ops.client import DBOSClient, EnqueueOptions
+from ._ops.management import StepInfo
 from ._ops.migrate import run_dbos_database_migrations
+from ._queues.queue import Queue, QueueRateLimit, SetEnqueueOptions
 from ._serialization import DefaultSerializer, Serializer
 from ._status import StepStatus, WorkflowStatus, WorkflowStatusString
 from ._versions import VersionInfo
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from .contrib.sqlalchemy import SQLAlchemyDatasource  # noqa: F401  (for type checkers)
 
 __all__ = [
@@ -53,15 +58,14 @@ __all__ = [
     "run_dbos_database_migrations",
 ]
 
-
-# Listed only where SQLAlchemy is installed, so `from dbos import *` works without it.
-if importlib.util.find_spec("sqlalchemy") is not None:
+# SQLAlchemy is optional: its datasource is imported on first use (below),
+# and listed only where SQLAlchemy is installed, so `from dbos import *`
+# works without it.
+if _importlib_util.find_spec("sqlalchemy") is not None:
     __all__.append("SQLAlchemyDatasource")
 
 
-def __getattr__(name: str) -> Any:
-    # SQLAlchemy is optional: importing it on first use keeps `import dbos`
-    # working without it.
+def __getattr__(name: str) -> _typing.Any:
     if name == "SQLAlchemyDatasource":
         from .contrib.sqlalchemy import SQLAlchemyDatasource
 

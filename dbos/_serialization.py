@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import pickle
 import pickletools
 from abc import ABC, abstractmethod
@@ -67,10 +68,36 @@ class DefaultSerializer(Serializer):
         return binascii.b2a_base64(pickle.dumps(data, protocol=_PICKLE_PROTOCOL), newline=False).decode("ascii")
 
     def deserialize(self, serialized_data: str) -> Any:
-        return pickle.loads(base64.b64decode(serialized_data))
+        return _Unpickler(io.BytesIO(base64.b64decode(serialized_data))).load()
 
     def name(self) -> str:
         return "py_pickle"
+
+
+# Where the library's classes lived before its internal modules became
+# private packages: values recorded then (a WorkflowStatus a workflow read,
+# say) name these modules, and still load.
+_MOVED_MODULES = {
+    "dbos.status": "dbos._status",
+    "dbos.handle": "dbos._engine.handles",
+    "dbos.communication": "dbos._engine.messages",
+    "dbos.context": "dbos._engine.context",
+    "dbos.deadline": "dbos._engine.deadline",
+    "dbos.decorators": "dbos._engine.decorators",
+    "dbos.queue": "dbos._queues.queue",
+    "dbos.client": "dbos._ops.client",
+    "dbos.operations": "dbos._ops.management",
+    "dbos.version": "dbos._versions",
+    "dbos.serialization": "dbos._serialization",
+    "dbos.config": "dbos._config",
+    "dbos.datasource": "dbos._datasource",
+    "dbos.runtime": "dbos._facade.dbos",
+}
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class(_MOVED_MODULES.get(module, module), name)
 
 
 class Codec:

@@ -143,7 +143,7 @@ class Engine:
             return
         if key.startswith(CANCEL_PREFIX):
             self.mark_cancelled(key[len(CANCEL_PREFIX):])
-        self.waiters.notify(key)
+        self.waiters.wake(key)
 
     def catch_up(self) -> None:
         """LISTEN is (again) in place: find what was missed while it was not."""
@@ -156,14 +156,14 @@ class Engine:
         for workflow_id, status in statuses.items():
             if status == "CANCELLED":
                 self.mark_cancelled(workflow_id)
-        self.waiters.notify_all()
+        self.waiters.wake_all()
 
     def mark_cancelled(self, workflow_id: str) -> None:
         with self._active_lock:
             if workflow_id in self._active:
                 self._cancelled.add(workflow_id)
-        self.waiters.notify(cancel_key(workflow_id))
-        self.waiters.notify(workflow_id)
+        self.waiters.wake(cancel_key(workflow_id))
+        self.waiters.wake(workflow_id)
 
     def forget_cancelled(self, workflow_ids: List[str]) -> None:
         """Resumed workflows run again here without the old cancellation mark."""

@@ -61,7 +61,7 @@ def _send(engine: Engine, op: Optional[Operation], messages: Sequence[SendMessag
     step = None if op is None else op.write(output=engine.codec.dump_value(None, what="a step output"))
     status = engine.sysdb.send_messages(rows, step)
     for m in messages:
-        engine.waiters.notify(message_key(m.destination_id, m.topic))
+        engine.waiters.wake(message_key(m.destination_id, m.topic))
     if op is not None:
         op.confirm(status)
 
@@ -143,7 +143,7 @@ def set_event(engine: Engine, key: str, value: Any) -> None:
             return
         done = engine.codec.dump_value(None, what="a step output")
         op.confirm(engine.sysdb.set_event(workflow_id, key, text, op.function_id, op.write(output=done)))
-    engine.waiters.notify(event_key(workflow_id, key))
+    engine.waiters.wake(event_key(workflow_id, key))
 
 
 def begin_get_event(engine: Engine) -> Tuple[Optional[Operation], Optional[Operation]]:

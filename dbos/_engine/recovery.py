@@ -108,7 +108,7 @@ def function_for(engine: Engine, workflow_id: str, row: Dict[str, Any]) -> Optio
     if limit is None or int(row["recovery_attempts"]) <= limit + 1:
         return info
     engine.sysdb.dead_letter(workflow_id)
-    engine.waiters.notify(workflow_id)
+    engine.waiters.wake(workflow_id)
     logger.warning(
         f"Workflow {workflow_id} exceeded its {limit} recovery attempts and was moved "
         "to MAX_RECOVERY_ATTEMPTS_EXCEEDED"

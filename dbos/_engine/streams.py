@@ -40,7 +40,7 @@ def write_stream(engine: Engine, key: str, value: Any, step_name: str = WRITE) -
             return
         done = engine.codec.dump_value(None, what="a step output")
         op.confirm(engine.sysdb.write_stream(workflow_id, key, text, op.function_id, op.write(output=done)))
-    engine.waiters.notify(stream_key(workflow_id, key))
+    engine.waiters.wake(stream_key(workflow_id, key))
 
 
 def close_stream(engine: Engine, key: str) -> None:

@@ -20,7 +20,7 @@ class Waiters:
         self._events: Dict[str, List[threading.Event]] = {}
 
     def register(self, key: str, event: Optional[threading.Event] = None) -> threading.Event:
-        """Wake ``event`` (a new one by default) when ``key`` is notified."""
+        """Set ``event`` (a new one by default) whenever ``key`` is woken."""
         event = event or threading.Event()
         with self._lock:
             self._events.setdefault(key, []).append(event)
@@ -34,13 +34,14 @@ class Waiters:
             if not events:
                 self._events.pop(key, None)
 
-    def notify(self, key: str) -> None:
+    def wake(self, key: str) -> None:
+        """Set every event registered under ``key``."""
         with self._lock:
             events = list(self._events.get(key, []))
         for event in events:
             event.set()
 
-    def notify_all(self) -> None:
+    def wake_all(self) -> None:
         """Wake every waiter, to look again at what it waits for."""
         with self._lock:
             events = [event for events in self._events.values() for event in events]

@@ -106,7 +106,7 @@ def _record_or_park(engine: Engine, run: WorkflowRun, ended: Ended) -> Ended:
     outcome = ended.outcome
     if not engine.sysdb.record_outcome(run.workflow_id, outcome.status, outcome.output, outcome.error):
         ended = Ended(wait_outcome(engine, run.workflow_id))
-    engine.waiters.notify(run.workflow_id)
+    engine.waiters.wake(run.workflow_id)
     return ended
 
 

@@ -61,6 +61,7 @@ class ManagementAPI:
 
     @classmethod
     async def list_workflows_async(cls, **filters: Any) -> List[WorkflowStatus]:
+        """``list_workflows`` for async code."""
         check_filters("DBOS.list_workflows_async()", filters, LIST_FILTERS)
         return await _run_async("DBOS.list_workflows_async()", LIST_WORKFLOWS,
                                 lambda m: m.list_workflows(filters))
@@ -74,6 +75,7 @@ class ManagementAPI:
 
     @classmethod
     async def list_queued_workflows_async(cls, **filters: Any) -> List[WorkflowStatus]:
+        """``list_queued_workflows`` for async code."""
         check_filters("DBOS.list_queued_workflows_async()", filters, QUEUED_FILTERS)
         return await _run_async("DBOS.list_queued_workflows_async()", LIST_QUEUED,
                                 lambda m: m.list_queued_workflows(filters))
@@ -89,6 +91,7 @@ class ManagementAPI:
     async def list_workflow_steps_async(cls, workflow_id: str, *, load_output: bool = True,
                                         limit: Optional[int] = None,
                                         offset: Optional[int] = None) -> List[StepInfo]:
+        """``list_workflow_steps`` for async code."""
         return await _run_async("DBOS.list_workflow_steps_async()", LIST_STEPS,
                                 lambda m: m.list_workflow_steps(workflow_id, load_output, limit, offset))
 
@@ -99,15 +102,18 @@ class ManagementAPI:
 
     @classmethod
     async def cancel_workflow_async(cls, workflow_id: str, *, cancel_children: bool = False) -> None:
+        """``cancel_workflow`` for async code."""
         await cls.cancel_workflows_async([workflow_id], cancel_children=cancel_children)
 
     @classmethod
     def cancel_workflows(cls, workflow_ids: List[str], *, cancel_children: bool = False) -> None:
+        """Cancel workflows (with ``cancel_children``, every descendant too)."""
         _run("DBOS.cancel_workflows()", CANCEL, lambda m: _none(m.cancel(list(workflow_ids), cancel_children)))
 
     @classmethod
     async def cancel_workflows_async(cls, workflow_ids: List[str], *,
                                      cancel_children: bool = False) -> None:
+        """``cancel_workflows`` for async code."""
         await _run_async("DBOS.cancel_workflows_async()", CANCEL,
                          lambda m: _none(m.cancel(list(workflow_ids), cancel_children)))
 
@@ -119,17 +125,21 @@ class ManagementAPI:
     @classmethod
     async def resume_workflow_async(cls, workflow_id: str, *,
                                     queue_name: Optional[str] = None) -> WorkflowHandleAsync[Any]:
+        """``resume_workflow`` for async code."""
         return (await cls.resume_workflows_async([workflow_id], queue_name=queue_name))[0]
 
     @classmethod
     def resume_workflows(cls, workflow_ids: List[str], *,
                          queue_name: Optional[str] = None) -> List[WorkflowHandle[Any]]:
+        """Resume workflows from their last step, on ``queue_name`` (default: the internal queue);
+        ``DBOSNonExistentWorkflowError`` if one does not exist."""
         ids = _run("DBOS.resume_workflows()", RESUME, lambda m: m.resume(list(workflow_ids), queue_name))
         return [WorkflowHandle(w) for w in ids]
 
     @classmethod
     async def resume_workflows_async(cls, workflow_ids: List[str], *,
                                      queue_name: Optional[str] = None) -> List[WorkflowHandleAsync[Any]]:
+        """``resume_workflows`` for async code."""
         ids = await _run_async("DBOS.resume_workflows_async()", RESUME,
                                lambda m: m.resume(list(workflow_ids), queue_name))
         return [WorkflowHandleAsync(w) for w in ids]
@@ -156,6 +166,7 @@ class ManagementAPI:
                                   queue_partition_key: Optional[str] = None,
                                   replacement_children: Optional[Dict[str, str]] = None,
                                   timeout_seconds: Optional[float] = None) -> WorkflowHandleAsync[Any]:
+        """``fork_workflow`` for async code."""
         options = dict(application_version=application_version, queue_name=queue_name,
                        queue_partition_key=queue_partition_key,
                        replacement_children=replacement_children, timeout_seconds=timeout_seconds)
@@ -170,15 +181,19 @@ class ManagementAPI:
 
     @classmethod
     async def delete_workflow_async(cls, workflow_id: str, *, delete_children: bool = False) -> None:
+        """``delete_workflow`` for async code."""
         await cls.delete_workflows_async([workflow_id], delete_children=delete_children)
 
     @classmethod
     def delete_workflows(cls, workflow_ids: List[str], *, delete_children: bool = False) -> None:
+        """Delete workflows (with ``delete_children``, every descendant too) and all they recorded.
+        Delete workflows (with ``delete_children``, every descendant too) and all they recorded."""
         _run("DBOS.delete_workflows()", DELETE, lambda m: _none(m.delete(list(workflow_ids), delete_children)))
 
     @classmethod
     async def delete_workflows_async(cls, workflow_ids: List[str], *,
                                      delete_children: bool = False) -> None:
+        """``delete_workflows`` for async code."""
         await _run_async("DBOS.delete_workflows_async()", DELETE,
                          lambda m: _none(m.delete(list(workflow_ids), delete_children)))
 

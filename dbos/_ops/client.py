@@ -78,7 +78,7 @@ class ClientHandle(WorkflowHandle[R]):
         return result
 
     def get_status(self) -> WorkflowStatus:
-        return self._client._ops.require(self.workflow_id)
+        return self._client._management.require(self.workflow_id)
 
 
 class ClientHandleAsync(WorkflowHandleAsync[R]):
@@ -93,7 +93,7 @@ class ClientHandleAsync(WorkflowHandleAsync[R]):
         return result
 
     async def get_status(self) -> WorkflowStatus:
-        return await _in_thread(self._client._ops.require, self.workflow_id)
+        return await _in_thread(self._client._management.require, self.workflow_id)
 
 
 async def _in_thread(func: Callable[..., T], *args: Any) -> T:
@@ -117,6 +117,8 @@ class DBOSClient:
         lazy: bool = False,
         **_ignored: Any,
     ) -> None:
+        """A client of the system database at ``system_database_url`` (or the one the application
+        database URL implies); ``DBOSMigrationRequiredError`` if it is not migrated, unless ``lazy``."""
         if lazy and use_listen_notify:
             raise DBOSException("DBOSClient: lazy=True cannot be combined with use_listen_notify=True")
         url = _system_url(database_url, system_database_url, application_database_url)
@@ -124,14 +126,14 @@ class DBOSClient:
                                      pool_size=system_database_pool_size or 5)
         self._codec = Codec(serializer)
         self.application_name = application_name
-        self._ops = Management(self._sysdb, self._codec, application_name)
+        self._management = Management(self._sysdb, self._codec, application_name)
         self._waiters = Waiters()
         self._listener = None
         try:
             if not lazy:
                 self.check_connection()
             if use_listen_notify:
-                self._listener = self._sysdb.listen(self._waiters.notify)
+                self._listener = self._sysdb.listen(self._waiters.wake)
         except BaseException:
             self._sysdb.close()
             raise
@@ -193,6 +195,7 @@ class DBOSClient:
 
     async def enqueue_async(self, options: EnqueueOptions, *args: Any,
                             **kwargs: Any) -> WorkflowHandleAsync[Any]:
+        """``enqueue`` for async code."""
         workflow_id = await _in_thread(self._enqueue, options, args, kwargs)
         return ClientHandleAsync(self, workflow_id)
 
@@ -239,15 +242,17 @@ class DBOSClient:
 
     def retrieve_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
         """A handle to an existing workflow (``DBOSNonExistentWorkflowError`` if none)."""
-        self._ops.require(workflow_id)
+        self._management.require(workflow_id)
         return ClientHandle(self, workflow_id)
 
     async def retrieve_workflow_async(self, workflow_id: str) -> WorkflowHandleAsync[Any]:
-        await _in_thread(self._ops.require, workflow_id)
+        """``retrieve_workflow`` for async code."""
+        await _in_thread(self._management.require, workflow_id)
         return ClientHandleAsync(self, workflow_id)
 
     def get_workflow_status(self, workflow_id: str) -> Optional[WorkflowStatus]:
-        return self._ops.get_workflow(workflow_id)
+        """A workflow's status; None if there is no such workflow."""
+        return self._management.get_workflow(workflow_id)
 
     # ------------------------------------------------------------------
     # Messages, events, streams
@@ -260,6 +265,7 @@ class DBOSClient:
 
     async def send_async(self, destination_id: str, message: Any, topic: Optional[str] = None,
                          idempotency_key: Optional[str] = None) -> None:
+        """``send`` for async code."""
         await _in_thread(self.send, destination_id, message, topic, idempotency_key)
 
     def send_bulk(self, messages: List[SendMessage]) -> None:
@@ -274,6 +280,7 @@ class DBOSClient:
         return self._codec.load_value(found[0]) if found else None
 
     async def get_event_async(self, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+        """``get_event`` for async code."""
         return await _in_thread(self.get_event, workflow_id, key, timeout_seconds)
 
     def read_stream(self, workflow_id: str, key: str, *, offset: int = 0,
@@ -307,53 +314,69 @@ class DBOSClient:
     # ------------------------------------------------------------------
 
     def list_workflows(self, **filters: Any) -> List[WorkflowStatus]:
-        return self._ops.list_workflows(check_filters("list_workflows()", filters, LIST_FILTERS))
+        """Workflows matching every filter given (those of ``DBOS.list_workflows``); ``TypeError``
+        for an unknown one."""
+        return self._management.list_workflows(check_filters("list_workflows()", filters, LIST_FILTERS))
 
     async def list_workflows_async(self, **filters: Any) -> List[WorkflowStatus]:
+        """``list_workflows`` for async code."""
         checked = check_filters("list_workflows_async()", filters, LIST_FILTERS)
-        return await _in_thread(self._ops.list_workflows, checked)
+        return await _in_thread(self._management.list_workflows, checked)
 
     def list_queued_workflows(self, **filters: Any) -> List[WorkflowStatus]:
-        return self._ops.list_queued_workflows(
+        """Workflows waiting in, or running from, a queue."""
+        return self._management.list_queued_workflows(
             check_filters("list_queued_workflows()", filters, QUEUED_FILTERS))
 
     async def list_queued_workflows_async(self, **filters: Any) -> List[WorkflowStatus]:
+        """``list_queued_workflows`` for async code."""
         checked = check_filters("list_queued_workflows_async()", filters, QUEUED_FILTERS)
-        return await _in_thread(self._ops.list_queued_workflows, checked)
+        return await _in_thread(self._management.list_queued_workflows, checked)
 
     def list_workflow_steps(self, workflow_id: str, *, load_output: bool = True,
                             limit: Optional[int] = None, offset: Optional[int] = None) -> List[StepInfo]:
-        return self._ops.list_workflow_steps(workflow_id, load_output, limit, offset)
+        """Every operation the workflow recorded, in order."""
+        return self._management.list_workflow_steps(workflow_id, load_output, limit, offset)
 
     async def list_workflow_steps_async(self, workflow_id: str, *, load_output: bool = True,
                                         limit: Optional[int] = None,
                                         offset: Optional[int] = None) -> List[StepInfo]:
-        return await _in_thread(self._ops.list_workflow_steps, workflow_id, load_output, limit, offset)
+        """``list_workflow_steps`` for async code."""
+        return await _in_thread(self._management.list_workflow_steps, workflow_id, load_output, limit, offset)
 
     def cancel_workflow(self, workflow_id: str, *, cancel_children: bool = False) -> None:
-        self._ops.cancel([workflow_id], cancel_children)
+        """Cancel a workflow (with ``cancel_children``, its descendants too): it stops at its next
+        DBOS call."""
+        self._management.cancel([workflow_id], cancel_children)
 
     async def cancel_workflow_async(self, workflow_id: str, *, cancel_children: bool = False) -> None:
-        await _in_thread(self._ops.cancel, [workflow_id], cancel_children)
+        """``cancel_workflow`` for async code."""
+        await _in_thread(self._management.cancel, [workflow_id], cancel_children)
 
     def cancel_workflows(self, workflow_ids: List[str], *, cancel_children: bool = False) -> None:
-        self._ops.cancel(workflow_ids, cancel_children)
+        """``cancel_workflow`` for several workflows."""
+        self._management.cancel(workflow_ids, cancel_children)
 
     async def cancel_workflows_async(self, workflow_ids: List[str], *,
                                      cancel_children: bool = False) -> None:
-        await _in_thread(self._ops.cancel, workflow_ids, cancel_children)
+        """``cancel_workflows`` for async code."""
+        await _in_thread(self._management.cancel, workflow_ids, cancel_children)
 
     def resume_workflow(self, workflow_id: str, *, queue_name: Optional[str] = None) -> WorkflowHandle[Any]:
+        """Resume a workflow from its last step, on ``queue_name`` (default: the internal queue);
+        ``DBOSNonExistentWorkflowError`` if there is none."""
         return self.resume_workflows([workflow_id], queue_name=queue_name)[0]
 
     async def resume_workflow_async(self, workflow_id: str, *,
                                     queue_name: Optional[str] = None) -> WorkflowHandleAsync[Any]:
-        await _in_thread(self._ops.resume, [workflow_id], queue_name)
+        """``resume_workflow`` for async code."""
+        await _in_thread(self._management.resume, [workflow_id], queue_name)
         return ClientHandleAsync(self, workflow_id)
 
     def resume_workflows(self, workflow_ids: List[str], *,
                          queue_name: Optional[str] = None) -> List[WorkflowHandle[Any]]:
-        self._ops.resume(workflow_ids, queue_name)
+        """``resume_workflow`` for several workflows."""
+        self._management.resume(workflow_ids, queue_name)
         return [ClientHandle(self, w) for w in workflow_ids]
 
     def fork_workflow(self, workflow_id: str, start_step: int, *,
@@ -365,7 +388,7 @@ class DBOSClient:
 
         Its ID is the one ``SetWorkflowID`` chose, if any, else a new UUID.
         """
-        forked = self._ops.fork(
+        forked = self._management.fork(
             workflow_id, start_step, new_workflow_id=take_next_workflow_id(),
             application_version=application_version, queue_name=queue_name,
             queue_partition_key=queue_partition_key, replacement_children=replacement_children,
@@ -374,22 +397,26 @@ class DBOSClient:
 
     async def fork_workflow_async(self, workflow_id: str, start_step: int,
                                   **options: Any) -> WorkflowHandleAsync[Any]:
+        """``fork_workflow`` for async code."""
         handle = await _in_thread(functools.partial(self.fork_workflow, workflow_id, start_step, **options))
         return ClientHandleAsync(self, handle.workflow_id)
 
     def delete_workflow(self, workflow_id: str, *, delete_children: bool = False) -> None:
         """Delete a workflow and all it recorded in the system database."""
-        self._ops.delete([workflow_id], delete_children)
+        self._management.delete([workflow_id], delete_children)
 
     async def delete_workflow_async(self, workflow_id: str, *, delete_children: bool = False) -> None:
-        await _in_thread(self._ops.delete, [workflow_id], delete_children)
+        """``delete_workflow`` for async code."""
+        await _in_thread(self._management.delete, [workflow_id], delete_children)
 
     def delete_workflows(self, workflow_ids: List[str], *, delete_children: bool = False) -> None:
-        self._ops.delete(workflow_ids, delete_children)
+        """``delete_workflow`` for several workflows."""
+        self._management.delete(workflow_ids, delete_children)
 
     async def delete_workflows_async(self, workflow_ids: List[str], *,
                                      delete_children: bool = False) -> None:
-        await _in_thread(self._ops.delete, workflow_ids, delete_children)
+        """``delete_workflows`` for async code."""
+        await _in_thread(self._management.delete, workflow_ids, delete_children)
 
 
 def _system_url(database_url: Optional[str], system_url: Optional[str], app_url: Optional[str]) -> str:

@@ -13,7 +13,7 @@ import sqlite3
 import time
 from abc import ABC, abstractmethod
 from contextlib import closing, contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import peewee as pw
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
@@ -85,9 +85,8 @@ class Backend(ABC):
     def is_missing_database(self, exc: BaseException) -> bool:
         return False
 
-    def prepared_marker(self) -> Optional[Callable[[str], object]]:
-        """What marks a statement's SQL as worth preparing; None where nothing is prepared."""
-        return None
+    def mark_prepared(self, sql: str) -> None:
+        """Prepare ``sql`` on each connection that runs it, where statements are prepared."""
 
     def close_pool(self, db: Any) -> None:
         """Close every pooled connection, even those a thread still holds."""
@@ -439,10 +438,10 @@ class PostgresBackend(Backend):
     def is_disconnect(self, exc: BaseException) -> bool:
         return postgres_disconnect(exc)
 
-    def prepared_marker(self) -> Optional[Callable[[str], object]]:
+    def mark_prepared(self, sql: str) -> None:
         from .prepared import preparable
 
-        return preparable
+        preparable(sql)
 
     def grant_sql(self, role: str) -> List[str]:
         schema, who = f'"{self.schema}"', '"' + role.replace('"', '""') + '"'

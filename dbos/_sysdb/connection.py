@@ -17,7 +17,7 @@ import logging
 import time
 from contextlib import ExitStack, contextmanager
 from types import TracebackType
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Type, TypeVar, Union
 
 import peewee as pw
 from playhouse.pool import MaxConnectionsExceeded
@@ -87,8 +87,9 @@ class Connection:
             hasattr(self._db, name) for name in ("_connect", "_close", "_pool_available", "_wait_timeout"))
         self.models = BoundModels(self._db, self.backend.schema)
         tables = {table: self.backend.qualified(table) for table in TABLES}
-        self.sql = Catalog({**tables, **self.backend.statement_tokens}, self.backend.placeholder,
-                           self.backend.prepared_marker())
+        self.sql = Catalog({**tables, **self.backend.statement_tokens}, self.backend.placeholder)
+        # The SQL of statements already marked as worth preparing.
+        self._marked: Set[str] = set()
 
     @property
     def database(self) -> Any:
@@ -123,7 +124,11 @@ class Connection:
         return self._send(statement, params, _rowcount)
 
     def _send(self, statement: Statement, params: Dict[str, Any], read: Callable[[Any], T]) -> T:
-        sql, values = self.sql[statement].bind(params)
+        compiled = self.sql[statement]
+        sql, values = compiled.bind(params)
+        if compiled.prepare and sql not in self._marked and compiled.worth_preparing(params):
+            self._marked.add(sql)
+            self.backend.mark_prepared(sql)
         return self.statement(sql, values, read)
 
     def notify(self, keys: Sequence[str]) -> None:

@@ -21,8 +21,9 @@ from .records import Message, StepWrite
 from .statements import Statement
 from .workflows import WorkflowRows
 
-INSERT_MESSAGE = Statement("""
-    INSERT INTO {notifications} (destination_uuid, topic, message, message_uuid, created_at_epoch_ms)
+MESSAGE_INSERT = "INSERT INTO {notifications} (destination_uuid, topic, message, message_uuid, created_at_epoch_ms)"
+
+INSERT_MESSAGE = Statement(MESSAGE_INSERT + """
     VALUES (:destination_id, :topic, :message, :message_uuid, :now)
     ON CONFLICT (message_uuid) DO NOTHING
 """)

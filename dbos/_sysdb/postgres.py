@@ -22,25 +22,18 @@ from .._clock import now_ms
 from ..error import DBOSWorkflowConflictIDError
 from .database import SystemDatabase
 from .listener import Listener
-from .messages import message_keys
+from .messages import MESSAGE_INSERT, message_keys
 from .notifications import NULL_TOPIC, event_key
 from .records import Message, StepWrite
 from .statements import Statement
-from .steps import step_params
+from .steps import SAVE_STEP, STEP_INSERT, step_params
 
 NOTIFY = Statement("SELECT pg_notify('{notify_channel}', :key)")
 LOCK_QUEUE = Statement("SELECT pg_advisory_xact_lock(hashtext(:lock_key))")
 
-_SAVE_STEP = """saved AS (
-        INSERT INTO {operation_outputs} (workflow_uuid, function_id, function_name, output, error,
-            child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms)
-        VALUES (:workflow_id, :function_id, :function_name, :output, :error,
-            :child_workflow_id, :started_at_ms, :completed_at_ms)
-        ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING function_id)"""
+_SAVE_STEP = f"saved AS ({SAVE_STEP} RETURNING function_id)"
 # The cast lets PREPARE type the VALUES list, which has no column to infer from.
-_NEW_MESSAGES = """
-        INSERT INTO {notifications} (destination_uuid, topic, message, message_uuid, created_at_epoch_ms)
-        SELECT d, t, m, u, c::BIGINT FROM (VALUES :messages) AS v(d, t, m, u, c)"""
+_NEW_MESSAGES = MESSAGE_INSERT + " SELECT d, t, m, u, c::BIGINT FROM (VALUES :messages) AS v(d, t, m, u, c)"
 _STATUS = "(SELECT status FROM {workflow_status} WHERE workflow_uuid = :workflow_id)"
 
 # One row per key notified: (sender's status, whether the step was saved).
@@ -64,8 +57,7 @@ CONSUME_AND_RECORD = Statement(f"""
         WHERE destination_uuid = :destination_id AND topic = :topic AND NOT consumed
         ORDER BY {{arrival_order}} LIMIT 1 FOR UPDATE SKIP LOCKED),
     saved AS (
-        INSERT INTO {{operation_outputs}} (workflow_uuid, function_id, function_name, output, error,
-            child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms)
+        {STEP_INSERT}
         SELECT :workflow_id, :function_id, :function_name, message, :error,
             :child_workflow_id, :started_at_ms, :completed_at_ms FROM picked
         ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING function_id),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 # ':name', but not the second half of a PostgreSQL cast ('x::BIGINT').
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
@@ -48,21 +48,14 @@ Part = Tuple[str, str]
 
 
 class Compiled:
-    """A statement for one backend and schema.
+    """A statement for one backend and schema."""
 
-    ``prepared`` is told the SQL worth preparing: that of a statement marked
-    ``prepare``, and for one with lists, the SQL of its one-item shape, the
-    usual case (a send of one message); other shapes vary too much.
-    """
-
-    def __init__(self, statement: Statement, tokens: Mapping[str, str], marker: str,
-                 prepared: Optional[Callable[[str], object]] = None) -> None:
+    def __init__(self, statement: Statement, tokens: Mapping[str, str], marker: str) -> None:
         text = statement.text.format_map(tokens)
         if marker == "%s":
             text = text.replace("%", "%%")  # psycopg's literal percent sign
         self.marker = marker
-        self._prepared = prepared if statement.prepare else None
-        self._single: Optional[str] = None
+        self.prepare = statement.prepare
         kinds = {**dict.fromkeys(_LIST.findall(text), "list"), **dict.fromkeys(_ROWS.findall(text), "rows")}
         self._texts: List[str] = []
         self._params: List[Part] = []
@@ -75,8 +68,6 @@ class Compiled:
         self.names = tuple(name for name, _ in self._params)
         self.fixed = all(kind == "one" for _, kind in self._params)
         self.sql = marker.join(self._texts) if self.fixed else ""
-        if self.fixed and self._prepared is not None:
-            self._prepared(self.sql)
 
     def bind(self, values: Mapping[str, Any]) -> Tuple[str, List[Any]]:
         """The SQL to send and its positional parameters."""
@@ -87,17 +78,12 @@ class Compiled:
         for (name, kind), text in zip(self._params, self._texts[1:]):
             pieces.append(self._markers(kind, values[name], params))
             pieces.append(text)
-        return self._shaped("".join(pieces), values), params
+        return "".join(pieces), params
 
-    def _shaped(self, sql: str, values: Mapping[str, Any]) -> str:
-        """``sql``, as the one object kept for the one-item shape (and prepared)."""
-        if self._prepared is None or any(
-                kind != "one" and len(values[name]) != 1 for name, kind in self._params):
-            return sql
-        if self._single is None:
-            self._single = sql
-            self._prepared(sql)
-        return self._single
+    def worth_preparing(self, values: Mapping[str, Any]) -> bool:
+        """Marked ``prepare``, and (for a statement with lists) in its one-item
+        shape: the usual case, a send of one message; other shapes vary too much."""
+        return self.prepare and all(kind == "one" or len(values[name]) == 1 for name, kind in self._params)
 
     def _markers(self, kind: str, value: Any, params: List[Any]) -> str:
         if kind == "one":
@@ -120,23 +106,18 @@ CATALOG_SIZE = 512
 
 
 class Catalog:
-    """The statements one database has compiled, each compiled on first use.
+    """The statements one database has compiled, each compiled on first use."""
 
-    ``prepared`` is told the SQL of each statement worth preparing.
-    """
-
-    def __init__(self, tokens: Mapping[str, str], marker: str,
-                 prepared: Optional[Callable[[str], object]] = None) -> None:
+    def __init__(self, tokens: Mapping[str, str], marker: str) -> None:
         self._tokens = dict(tokens)
         self._marker = marker
-        self._prepared = prepared
         self._compiled: Dict[Statement, Compiled] = {}
         self._lock = threading.Lock()
 
     def __getitem__(self, statement: Statement) -> Compiled:
         compiled = self._compiled.get(statement)
         if compiled is None:
-            compiled = Compiled(statement, self._tokens, self._marker, self._prepared)
+            compiled = Compiled(statement, self._tokens, self._marker)
             with self._lock:
                 if len(self._compiled) >= CATALOG_SIZE:
                     self._compiled.pop(next(iter(self._compiled)))  # the oldest first

@@ -22,12 +22,14 @@ STEP_COLUMNS = (
     "started_at_epoch_ms", "completed_at_epoch_ms",
 )
 
-RECORD_STEP = Statement("""
-    INSERT INTO {operation_outputs} (workflow_uuid, function_id, function_name, output, error,
-        child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms)
+# A checkpoint's INSERT, its columns taking the parameters ``step_params`` binds.
+STEP_INSERT = f"INSERT INTO {{operation_outputs}} (workflow_uuid, {', '.join(STEP_COLUMNS)})"
+SAVE_STEP = STEP_INSERT + """
     VALUES (:workflow_id, :function_id, :function_name, :output, :error,
         :child_workflow_id, :started_at_ms, :completed_at_ms)
-    ON CONFLICT (workflow_uuid, function_id) DO NOTHING
+    ON CONFLICT (workflow_uuid, function_id) DO NOTHING"""
+
+RECORD_STEP = Statement(SAVE_STEP + """
     RETURNING (SELECT status FROM {workflow_status} WHERE workflow_uuid = :workflow_id)
 """, prepare=True)
 

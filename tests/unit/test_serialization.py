@@ -26,6 +26,7 @@ from dbos.error import (
     DBOSSerializationError,
     DBOSWorkflowCancelledError,
 )
+from dbos import SendMessage, WorkflowHandle, WorkflowStatus
 from dbos._serialization import Codec, DefaultSerializer, Serializer
 
 # -- module-level fixtures (pickle finds classes by module and name) ---------
@@ -486,3 +487,21 @@ def test_serializer_that_stores_nothing_never_breaks_dump_error() -> None:
     assert restored.type_name == "unknown"
     assert "disk full" in restored.error_message
 
+
+
+# [WorkflowStatus, WorkflowHandle('x'), SendMessage('d', 1)] as this library
+# pickled them before its modules moved (dbos.status, dbos.handle,
+# dbos.communication): a row recorded then must still load.
+RECORDED_BEFORE_THE_MOVE = (
+    "gAWV9gAAAAAAAABdlCiMC2Rib3Muc3RhdHVzlIwOV29ya2Zsb3dTdGF0dXOUk5QpgZR9lCiMC3dvcmtmbG93X2lklI"
+    "wBd5SMBnN0YXR1c5SMB1NVQ0NFU1OUjARuYW1llIwBZpR1YowLZGJvcy5oYW5kbGWUjA5Xb3JrZmxvd0hhbmRsZZST"
+    "lCmBlH2UaAaMAXiUc2KMEmRib3MuY29tbXVuaWNhdGlvbpSMC1NlbmRNZXNzYWdllJOUKYGUfZQojA5kZXN0aW5hdG"
+    "lvbl9pZJSMAWSUjAdtZXNzYWdllEsBjAV0b3BpY5ROjA9pZGVtcG90ZW5jeV9rZXmUTnViZS4="
+)
+
+
+def test_values_recorded_under_the_old_module_names_still_load() -> None:
+    status, handle, message = DefaultSerializer().deserialize(RECORDED_BEFORE_THE_MOVE)
+    assert isinstance(status, WorkflowStatus) and status.workflow_id == "w"
+    assert isinstance(handle, WorkflowHandle) and handle.workflow_id == "x"
+    assert isinstance(message, SendMessage) and message.message == 1
