@@ -11,9 +11,9 @@ import typing as _typing
 from . import error
 from ._config import DBOSConfig
 from ._datasource import Datasource, DBAPIDatasource, PeeweeDatasource
+from ._engine.classes import DBOSConfiguredInstance
 from ._engine.context import DBOSContextEnsure, DBOSContextSetAuth, SetWorkflowID
 from ._engine.deadline import SetWorkflowTimeout
-from ._engine.decorators import DBOSConfiguredInstance
 from ._engine.handles import WorkflowHandle, WorkflowHandleAsync
 from ._engine.messages import SendMessage
 from ._facade.dbos import DBOS

@@ -24,8 +24,8 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from .error import DBOSConfigError, DBOSInitializationError
 from ._sysdb.url import DatabaseURL, URLError, mask_url
+from .error import DBOSConfigError, DBOSInitializationError
 
 logger = logging.getLogger("dbos")
 

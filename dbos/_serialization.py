@@ -83,7 +83,7 @@ _MOVED_MODULES = {
     "dbos.communication": "dbos._engine.messages",
     "dbos.context": "dbos._engine.context",
     "dbos.deadline": "dbos._engine.deadline",
-    "dbos.decorators": "dbos._engine.decorators",
+    "dbos.decorators": "dbos._engine.classes",
     "dbos.queue": "dbos._queues.queue",
     "dbos.client": "dbos._ops.client",
     "dbos.operations": "dbos._ops.management",

@@ -7,7 +7,15 @@ ORM's live in ``dbos.contrib``.
 """
 
 from .dbapi import DBAPIDatasource
-from .interface import DATASOURCE_KINDS, ISOLATION_LEVELS, Datasource, Dialect, IsolationLevel, Row, default_kind
+from .interface import (
+    DATASOURCE_KINDS,
+    ISOLATION_LEVELS,
+    Datasource,
+    Dialect,
+    IsolationLevel,
+    Row,
+    default_kind,
+)
 from .outputs import SQLDatasource, check_level
 from .peewee import PeeweeDatasource
 from .retries import is_retryable_error

@@ -15,6 +15,7 @@ from .._sysdb.backend import MIGRATION_LOCK_KEY, PostgresBackend, SqliteBackend
 from .interface import INDEX, ISOLATION_LEVELS, TABLE, Datasource, Dialect, IsolationLevel, Row
 from .retries import is_retryable_error
 
+
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 

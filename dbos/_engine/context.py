@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Dict, List, Optional, Type
 
-from ..error import DBOSException, DBOSUnexpectedStepError
 from .._status import StepStatus
 from .._sysdb.records import StepRecord
+from ..error import DBOSException, DBOSUnexpectedStepError
 
 
 class WorkflowRun:

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Callable, List, Optional, Tuple
 
-from .context import DBOSContext, ContextChange
+from .context import ContextChange, DBOSContext
 
 logger = logging.getLogger("dbos")
 

@@ -19,12 +19,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .._clock import now_ms
 from .._sysdb.records import StartResult, StepWrite
-from ..error import DBOSConflictingWorkflowError, DBOSException, DBOSNotAuthorizedError
+from ..error import DBOSConflictingWorkflowError, DBOSException
 from .context import DBOSContext, WorkflowRun, get_context
 from .deadline import timeout_and_deadline
 from .engine import Engine
 from .operation import Operation
-from .registry import FunctionInfo, get_registry
+from .registry import FunctionInfo
+from .roles import check_roles, required_roles_of
 
 GET_RESULT = "DBOS.getResult"
 
@@ -176,36 +177,3 @@ def _describe(target: Tuple[Optional[str], Optional[str], Optional[str]]) -> str
     where = f" of {class_name}" if class_name else ""
     where += f" (instance {config_name})" if config_name else ""
     return f"{name}{where}"
-
-
-# ----------------------------------------------------------------------
-# Roles
-# ----------------------------------------------------------------------
-
-
-def required_roles_of(info: FunctionInfo) -> Optional[List[str]]:
-    return info.required_roles or _class_default_roles(info)
-
-
-def check_roles(info: FunctionInfo, caller: DBOSContext) -> None:
-    """Enforce ``@DBOS.required_roles``; the first matching role is assumed."""
-    required = required_roles_of(info)
-    if not required:
-        return
-    held = caller.authenticated_roles or []
-    for role in required:
-        if role in held:
-            caller.assumed_role = role
-            return
-    raise DBOSNotAuthorizedError(
-        f"Function {info.name} requires one of the roles {required}, but the caller "
-        f"({caller.authenticated_user or 'anonymous'}) has {held}"
-    )
-
-
-def _class_default_roles(info: FunctionInfo) -> Optional[List[str]]:
-    if info.class_name is None:
-        return None
-    cls = get_registry().classes.get(info.class_name)
-    roles: Optional[List[str]] = getattr(cls, "dbos_default_required_roles", None)
-    return roles

@@ -6,6 +6,7 @@ workflows up in it by their recorded name.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Literal, Optional, Tuple
@@ -115,3 +116,34 @@ def split_bound(func: Any) -> Tuple[Any, Tuple[Any, ...]]:
     if target is None:
         return func, ()
     return func.__func__, (target,)
+
+
+def register_function(func: Callable[..., Any], name: Optional[str], kind: Kind, **extra: Any) -> FunctionInfo:
+    """Register a decorated function under ``name`` (default: its qualified name)."""
+    info = FunctionInfo(
+        name=name or func.__qualname__,
+        kind=kind,
+        func=func,
+        is_async=inspect.iscoroutinefunction(func),
+        required_roles=getattr(func, "dbos_required_roles", None),
+        **extra,
+    )
+    get_registry().register(info)
+    return info
+
+
+def register_temp_workflow(info: FunctionInfo, body: Callable[..., Any]) -> FunctionInfo:
+    """A one-step "<temp>." workflow around a step or transaction, so it can be
+    started like a workflow (and a transaction called outside one is durable)."""
+    temp = FunctionInfo(name=TEMP_PREFIX + info.name, kind="workflow", func=body, is_async=info.is_async)
+    get_registry().register(temp)
+    info.options["temp"] = temp
+    return temp
+
+
+def wrapper_for(info: FunctionInfo, call: Callable[..., Any]) -> Callable[..., Any]:
+    """Attach the registry record to a decorated function."""
+    setattr(call, "dbos_function_name", info.name)
+    setattr(call, "__dbos_info__", info)
+    info.wrapper = call
+    return call

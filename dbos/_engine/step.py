@@ -14,18 +14,20 @@ import inspect
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, TypeVar, Union
 
 from .._status import StepStatus
 from ..error import DBOSException, DBOSMaxStepRetriesExceeded
-from .context import DBOSContext, get_context, reset_context, set_context
-from .engine import Engine
+from .context import DBOSContext, current_run, get_context, reset_context, set_context
+from .engine import Engine, get_engine, peek_engine
 from .operation import Operation
-from .registry import FunctionInfo
+from .registry import FunctionInfo, register_function, register_temp_workflow, wrapper_for
+from .roles import assumed_role
 
 logger = logging.getLogger("dbos")
 
 MAX_BACKOFF_SEC = 3600.0
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,47 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         return float(min(self.interval_seconds * self.backoff_rate ** attempt, MAX_BACKOFF_SEC))
+
+
+# ----------------------------------------------------------------------
+# The decorator
+# ----------------------------------------------------------------------
+
+
+def make_step(func: F, name: Optional[str], policy: RetryPolicy) -> F:
+    """What ``@DBOS.step()`` makes of ``func``: in a workflow, a checkpointed call."""
+    info = register_function(func, name, "step", options={"policy": policy})
+    if info.is_async:
+
+        @functools.wraps(func)
+        async def step_async(*args: Any, **kwargs: Any) -> Any:
+            with assumed_role(info):
+                if current_run() is None:
+                    return await func(*args, **kwargs)
+                engine = get_engine(f"Step {info.name}")
+                return await call_step_async(engine, info, policy, args, kwargs)
+
+        wrapper: Callable[..., Any] = step_async
+    else:
+
+        def call(args: Any, kwargs: Any) -> Any:
+            if current_run() is None:
+                return func(*args, **kwargs)
+            engine = peek_engine() or get_engine(f"Step {info.name}")
+            return call_step_sync(engine, info, policy, args, kwargs)
+
+        @functools.wraps(func)
+        def step(*args: Any, **kwargs: Any) -> Any:
+            # Checked per call: @DBOS.required_roles may be applied after this
+            # decorator. Most steps have none and skip the context manager.
+            if not info.required_roles:
+                return call(args, kwargs)
+            with assumed_role(info):
+                return call(args, kwargs)
+
+        wrapper = step
+    register_temp_workflow(info, wrapper)
+    return wrapper_for(info, wrapper)  # type: ignore[return-value]
 
 
 def step_context(op: Operation, policy: RetryPolicy) -> DBOSContext:

@@ -9,18 +9,24 @@ again. Serialization failures and deadlocks are retried with backoff.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import random
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
 
 from ..error import DBOSException
 from .context import DBOSContext, get_context, reset_context, set_context
-from .engine import Engine
+from .engine import Engine, get_engine
 from .operation import Operation
-from .registry import FunctionInfo
+from .registry import FunctionInfo, register_function, register_temp_workflow, wrapper_for
+from .roles import assumed_role
+from .workflow import call_sync
 
 logger = logging.getLogger("dbos")
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 FIRST_BACKOFF_SEC = 0.001
 MAX_BACKOFF_SEC = 2.0
@@ -130,3 +136,29 @@ def _call_in_session(info: FunctionInfo, op: Operation, session: Any,
         return info.func(*args, **kwargs)
     finally:
         reset_context(token)
+
+
+def make_transaction(func: F, isolation_level: str, name: Optional[str]) -> F:
+    """What ``@DBOS.transaction()`` makes of ``func``: exactly once, in the application database."""
+    if inspect.iscoroutinefunction(func):
+        raise DBOSException(
+            f"Transaction {func.__qualname__} is async; @DBOS.transaction() needs a "
+            "regular function (use an async step for async database work)"
+        )
+    info = register_function(func, name, "transaction", options={"isolation_level": isolation_level})
+
+    def body(*args: Any, **kwargs: Any) -> Any:
+        return call_transaction(get_engine(f"Transaction {info.name}"), info, args, kwargs)
+
+    temp = register_temp_workflow(info, body)
+
+    @functools.wraps(func)
+    def transaction(*args: Any, **kwargs: Any) -> Any:
+        engine = get_engine(f"Transaction {info.name}")
+        with assumed_role(info):
+            ctx = get_context()
+            if ctx is None or ctx.run is None:
+                return call_sync(engine, temp, args, kwargs)
+            return call_transaction(engine, info, args, kwargs)
+
+    return wrapper_for(info, transaction)  # type: ignore[return-value]

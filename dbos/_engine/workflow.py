@@ -9,9 +9,10 @@ over) "parks": it returns whatever outcome the row eventually records.
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
 
 from .._serialization import Codec
 from .._status import ACTIVE_STATUSES
@@ -24,9 +25,11 @@ from ..error import (
     DBOSWorkflowConflictIDError,
 )
 from .context import DBOSContext, WorkflowRun, reset_context, set_context
-from .engine import Engine
+from .engine import Engine, get_engine, peek_engine
 from .launch import Launch, check_same_function, prepare
-from .registry import FunctionInfo
+from .registry import FunctionInfo, register_function, wrapper_for
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 PARK = (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError)
 
@@ -172,6 +175,26 @@ def submit(engine: Engine, launch: Launch, run: WorkflowRun) -> "Future[Any]":
 # ----------------------------------------------------------------------
 # Direct calls of a decorated workflow
 # ----------------------------------------------------------------------
+
+
+def make_workflow(func: F, name: Optional[str], max_recovery_attempts: Optional[int]) -> F:
+    """What ``@DBOS.workflow()`` makes of ``func``: a call of it starts a durable workflow."""
+    info = register_function(func, name, "workflow", max_recovery_attempts=max_recovery_attempts)
+    if info.is_async:
+
+        @functools.wraps(func)
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            return await call_async(get_engine(f"Workflow {info.name}"), info, args, kwargs)
+
+        return wrapper_for(info, run_async)  # type: ignore[return-value]
+
+    @functools.wraps(func)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        # peek first: get_engine's message would be formatted on every call.
+        engine = peek_engine() or get_engine(f"Workflow {info.name}")
+        return call_sync(engine, info, args, kwargs)
+
+    return wrapper_for(info, run)  # type: ignore[return-value]
 
 
 def call_sync(engine: Engine, info: FunctionInfo, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:

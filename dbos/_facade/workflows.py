@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable, List, Optional, TypeVar
 
 from .._datasource import IsolationLevel
-from .._engine import decorators
+from .._engine import classes, step, transaction, workflow
 from .._engine import handles as workflow_handles
 from .._engine.engine import get_engine
 from .._engine.handles import WorkflowHandle, WorkflowHandleAsync
-from .._engine.step import RetryPolicy
+from .._engine.roles import default_required_roles, required_roles
 from .._queues.scheduler import scheduled
 from .._status import WorkflowStatus
 
@@ -28,7 +28,7 @@ class WorkflowAPI:
                  max_recovery_attempts: Optional[int] = 100) -> Callable[[F], F]:
         """Make a function a durable workflow: each step's outcome is checkpointed,
         and recovery resumes it from the last one."""
-        return lambda func: decorators.make_workflow(func, name, max_recovery_attempts)
+        return lambda func: workflow.make_workflow(func, name, max_recovery_attempts)
 
     @classmethod
     def step(
@@ -43,32 +43,32 @@ class WorkflowAPI:
     ) -> Callable[[F], F]:
         """Make a function a step: in a workflow it runs once (retried if asked) and
         its outcome is checkpointed; ``DBOSMaxStepRetriesExceeded`` when retries run out."""
-        policy = RetryPolicy(retries_allowed, interval_seconds, max_attempts, backoff_rate, should_retry)
-        return lambda func: decorators.make_step(func, name, policy)
+        policy = step.RetryPolicy(retries_allowed, interval_seconds, max_attempts, backoff_rate, should_retry)
+        return lambda func: step.make_step(func, name, policy)
 
     @classmethod
     def transaction(cls, isolation_level: IsolationLevel = "SERIALIZABLE", *,
                     name: Optional[str] = None) -> Callable[[F], F]:
         """Make a function a transaction of the application database: it runs exactly
         once, its output recorded in the same transaction; async functions are refused."""
-        return lambda func: decorators.make_transaction(func, isolation_level, name)
+        return lambda func: transaction.make_transaction(func, isolation_level, name)
 
     @classmethod
     def dbos_class(cls, class_name: Optional[str] = None) -> Callable[[T], T]:
         """Register a class whose methods are workflows, steps or transactions
         (under ``class_name``, default its qualified name)."""
-        return lambda klass: decorators.register_class(klass, class_name)  # type: ignore[return-value, arg-type]
+        return lambda klass: classes.register_class(klass, class_name)  # type: ignore[return-value, arg-type]
 
     @classmethod
     def required_roles(cls, roles: List[str]) -> Callable[[F], F]:
         """Allow the function only to callers holding one of ``roles``
         (``DBOSNotAuthorizedError`` otherwise); the first one held is assumed."""
-        return decorators.required_roles(roles)
+        return required_roles(roles)
 
     @classmethod
     def default_required_roles(cls, roles: List[str]) -> Callable[[T], T]:
         """``required_roles`` for every method of the class that names none itself."""
-        return decorators.default_required_roles(roles)  # type: ignore[return-value]
+        return default_required_roles(roles)  # type: ignore[return-value]
 
     @classmethod
     def scheduled(cls, cron: str) -> Callable[[F], F]:

@@ -21,6 +21,10 @@ from typing import Any, Callable, Dict, List, Optional, Pattern, Tuple, Union, c
 from urllib.parse import unquote, urlsplit
 
 from .._engine.engine import Engine
+from .._engine.recovery import recover_pending
+from .._engine.registry import get_registry
+from .._queues.queue import QueueConfig, config_from_row, work_arrived
+from .._status import WorkflowStatus
 from ..error import (
     DBOSBaseException,
     DBOSConflictingWorkflowError,
@@ -29,10 +33,6 @@ from ..error import (
     DBOSNonExistentWorkflowError,
     DBOSNotLaunchedError,
 )
-from .._engine.recovery import recover_pending
-from .._engine.registry import get_registry
-from .._queues.queue import QueueConfig, config_from_row, work_arrived
-from .._status import WorkflowStatus
 from .filters import build_query
 from .management import EngineManagement, StepInfo
 

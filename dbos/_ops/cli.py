@@ -17,16 +17,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
-from . import cli_output as out
 from .._config import DBOSConfig, config_from_yaml, find_config_file, load_config_file, resolve_urls
-from ..error import DBOSException
-from .management import Management
-from .._versions import package_version
-from .migrate import run_dbos_database_migrations
 from .._serialization import Codec
 from .._status import WorkflowStatus
 from .._sysdb import DatabaseURL, SystemDatabase, latest_version
 from .._sysdb.url import URLError
+from .._versions import package_version
+from ..error import DBOSException
+from . import cli_output as out
+from .management import Management
+from .migrate import run_dbos_database_migrations
 
 Handler = Callable[[argparse.Namespace], int]
 

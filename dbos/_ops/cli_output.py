@@ -11,8 +11,8 @@ import json
 from datetime import datetime
 from typing import Any, Dict, List, Optional, Sequence
 
-from .management import StepInfo
 from .._status import WorkflowStatus
+from .management import StepInfo
 
 # Recorded values: never loaded by listings, so left out of their JSON.
 VALUE_FIELDS = ("input", "output", "error")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-
 # A message to send: (destination, topic, message text, message UUID); an
 # idempotency key makes the UUID, so a resend is skipped.
 Message = Tuple[str, Optional[str], str, str]

@@ -14,7 +14,14 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tupl
 
 from .._versions import VersionInfo
 from .records import (
-    ClaimLimits, ForkRequest, ListQuery, Message, Outcome, StartResult, StepRecord, StepWrite,
+    ClaimLimits,
+    ForkRequest,
+    ListQuery,
+    Message,
+    Outcome,
+    StartResult,
+    StepRecord,
+    StepWrite,
 )
 
 

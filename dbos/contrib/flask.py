@@ -32,8 +32,8 @@ from ..error import DBOSException
 from ._http import RequestInfo, current_request, handler_context, request_id_from, require_app
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
     import click
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
     from flask import Flask
 
 __all__ = ["DBOSFlask", "DBOSWSGIMiddleware", "RequestInfo", "current_request", "setup_flask"]

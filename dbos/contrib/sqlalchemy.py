@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 
 from .._datasource import Dialect, IsolationLevel, Row, SQLDatasource, check_level, is_retryable_error
 from .._datasource.interface import POOL_TIMEOUT_S
-from ..error import DBOSException
 from .._sysdb.backend import BUSY_TIMEOUT_MS, backend_for
 from .._sysdb.url import DatabaseURL
+from ..error import DBOSException
 
 # DBOS Transact's application-engine defaults, so a program moved over gets
 # the same pool. No pool_pre_ping: it costs a round trip per transaction, and

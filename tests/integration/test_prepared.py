@@ -1,4 +1,4 @@
-"""PostgreSQL connections that prepare the statements they repeat (``sysdb/prepared.py``)."""
+"""PostgreSQL connections that prepare the statements they repeat (``_sysdb/prepared.py``)."""
 
 from __future__ import annotations
 

@@ -20,9 +20,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS
 
 from ..._config import DBOSConfig, validate_config
-from ...error import DBOSConfigError
 from ..._facade.dbos import DBOS
 from ..._sysdb.url import DatabaseURL
+from ...error import DBOSConfigError
 from .datasource import DjangoDatasource
 
 SETTING = "DBOS"

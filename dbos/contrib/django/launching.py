@@ -20,8 +20,8 @@ from django.conf import settings
 from django.utils.module_loading import autodiscover_modules
 
 from ..._config import DBOSConfig
-from ..._logger import dbos_logger
 from ..._facade.dbos import DBOS
+from ..._logger import dbos_logger
 from .conf import configure, constructed_here, dbos_config
 
 # The module name autodiscovered in every installed app.

@@ -12,10 +12,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dbos._datasource import Datasource
-from dbos.error import DBOSException
 from dbos._ops.migrate import run_dbos_database_migrations
 from dbos._sysdb.url import DatabaseURL
 from dbos.contrib.django.conf import dbos_config
+from dbos.error import DBOSException
 
 
 class Command(BaseCommand):  # type: ignore[misc]  # Django ships no type hints

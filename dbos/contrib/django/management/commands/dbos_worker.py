@@ -16,8 +16,8 @@ from typing import Any, List, Optional
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from dbos.contrib.django.launching import launch
 from dbos._facade.dbos import DBOS
+from dbos.contrib.django.launching import launch
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

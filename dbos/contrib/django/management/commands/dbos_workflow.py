@@ -15,12 +15,12 @@ from typing import Any, Callable, Dict, Iterator
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dbos._ops import cli_output as out
-from dbos._ops.cli import CLIError, list_options, list_filters, one_line
-from dbos.contrib.django.conf import dbos_config
-from dbos.error import DBOSException
+from dbos._ops.cli import CLIError, list_filters, list_options, one_line
 from dbos._ops.management import Management
 from dbos._serialization import Codec
 from dbos._sysdb import SystemDatabase, latest_version
+from dbos.contrib.django.conf import dbos_config
+from dbos.error import DBOSException
 
 Action = Callable[[Management, argparse.Namespace], str]
 
