@@ -162,6 +162,8 @@ class Connection:
 
     def run(self, work: Callable[[], T], *, transaction: bool = True) -> T:
         """``work()`` as one unit of work (see ``attempts``)."""
+        if not transaction:
+            return self._pooled(work)
         for attempt in self.attempts(transaction=transaction):
             with attempt:
                 result = work()
@@ -204,9 +206,28 @@ class Connection:
 
         Inside a unit of work it joins that connection like ``execute``.
         """
-        if self._direct and self._db._state.closed:
+        if not self._db.is_closed():  # the unit of work wraps what this raises
+            return read(self.execute(sql, params))
+        if self._direct:
             return self._direct_statement(sql, params, read)
-        return self.run(lambda: read(self.execute(sql, params)), transaction=False)
+        return self._pooled(lambda: read(self.execute(sql, params)))
+
+    def _pooled(self, work: Callable[[], T]) -> T:
+        """``work()`` on a connection borrowed from the pool for it; tried once
+        more on a new one if the connection is lost. A unit of work without
+        a transaction, without ``attempts``' bookkeeping: the common case."""
+        for attempt in (1, 2):
+            try:
+                with self._connection():
+                    return work()
+            except _Reconnect as lost:
+                if attempt == 2:
+                    cause = lost.__cause__ or lost
+                    raise self._wrap(cause) from cause
+                logger.warning(f"Lost the connection to {self.url}; reconnecting")
+            except (pw.PeeweeException, MaxConnectionsExceeded) as exc:
+                raise self._wrap(exc) from exc
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def _direct_statement(self, sql: str, params: Sequence[Any], read: Callable[[Any], T]) -> T:
         for attempt in (1, 2):

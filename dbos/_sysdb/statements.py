@@ -40,6 +40,10 @@ class Statement:
     text: str
     prepare: bool = False
 
+    def __hash__(self) -> int:
+        # The text's hash is cached in the string: no tuple built per lookup.
+        return hash(self.text)
+
 
 # A compiled statement is literal text and parameters, in order. A parameter
 # is (name, kind): kind "one" is a single marker, "list" a marker per item,
