@@ -69,13 +69,15 @@ class DBOSContext:
     sql_session: Any = None
     extras: Dict[str, Any] = field(default_factory=dict)
 
-    def workflow_child(self, run: WorkflowRun) -> "DBOSContext":
-        """The context a workflow body runs in: caller's identity, fresh state."""
+    def workflow_child(self, run: WorkflowRun, **state: Any) -> "DBOSContext":
+        """The context a workflow body (or, with ``step_id``, one of its steps)
+        runs in: the caller's identity, fresh state."""
         return DBOSContext(
             authenticated_user=self.authenticated_user,
             authenticated_roles=self.authenticated_roles,
             assumed_role=self.assumed_role,
             run=run,
+            **state,
         )
 
     def take_workflow_id(self) -> Optional[str]:

@@ -89,17 +89,10 @@ def make_step(func: F, name: Optional[str], policy: RetryPolicy) -> F:
 
 def step_context(op: Operation, policy: RetryPolicy) -> DBOSContext:
     """The context a step runs in: the workflow's caller, the step's own ID and status."""
-    ctx = get_context() or DBOSContext()
     max_attempts = policy.attempts if policy.retries_allowed else None
     status = StepStatus(op.function_id, None, max_attempts)
-    return DBOSContext(
-        authenticated_user=ctx.authenticated_user,
-        authenticated_roles=ctx.authenticated_roles,
-        assumed_role=ctx.assumed_role,
-        run=op.workflow,
-        step_id=op.function_id,
-        step_status=status,
-    )
+    caller = get_context() or DBOSContext()
+    return caller.workflow_child(op.workflow, step_id=op.function_id, step_status=status)
 
 
 def _exhausted(name: str, policy: RetryPolicy, errors: List[Exception]) -> Exception:

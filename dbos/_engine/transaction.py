@@ -122,15 +122,7 @@ def _attempt(engine: Engine, datasource: Any, info: FunctionInfo, op: Operation,
 def _call_in_session(info: FunctionInfo, op: Operation, session: Any,
                      args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
     outer = get_context() or DBOSContext()
-    ctx = DBOSContext(
-        authenticated_user=outer.authenticated_user,
-        authenticated_roles=outer.authenticated_roles,
-        assumed_role=outer.assumed_role,
-        run=op.workflow,
-        step_id=op.function_id,
-        in_transaction=True,
-        sql_session=session,
-    )
+    ctx = outer.workflow_child(op.workflow, step_id=op.function_id, in_transaction=True, sql_session=session)
     token = set_context(ctx)
     try:
         return info.func(*args, **kwargs)

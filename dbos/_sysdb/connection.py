@@ -88,6 +88,7 @@ class Connection:
         self.models = BoundModels(self._db, self.backend.schema)
         tables = {table: self.backend.qualified(table) for table in TABLES}
         self.sql = Catalog({**tables, **self.backend.statement_tokens}, self.backend.placeholder)
+        self._compiled = self.sql.compiled
         # The SQL of statements already marked as worth preparing.
         self._marked: Set[str] = set()
 
@@ -124,7 +125,7 @@ class Connection:
         return self._send(statement, params, _rowcount)
 
     def _send(self, statement: Statement, params: Dict[str, Any], read: Callable[[Any], T]) -> T:
-        compiled = self.sql[statement]
+        compiled = self._compiled.get(statement) or self.sql.compile(statement)
         sql, values = compiled.bind(params)
         if compiled.prepare and sql not in self._marked and compiled.worth_preparing(params):
             self._marked.add(sql)
@@ -206,7 +207,7 @@ class Connection:
 
         Inside a unit of work it joins that connection like ``execute``.
         """
-        if not self._db.is_closed():  # the unit of work wraps what this raises
+        if not self._db._state.closed:  # in a unit of work, which wraps what this raises
             return read(self.execute(sql, params))
         if self._direct:
             return self._direct_statement(sql, params, read)

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..error import DBOSException
 from .connection import Connection
 from .records import ListQuery
-from .statements import Statement
+from .statements import Statement, shaped
 
 # Filters that list the values a column may take.
 IN_CLAUSES = {
@@ -70,7 +70,7 @@ class ListingRows(Connection):
         where, params = self._where(query)
         text = f"SELECT {', '.join(columns)} FROM {{workflow_status}}{where}{ORDER[query.sort_desc]}{PAGE}"
         params.update(limit=self.backend.limit_param(query.limit), offset=query.offset or 0)
-        return [dict(zip(columns, row)) for row in self.rows(Statement(text), **params)]
+        return [dict(zip(columns, row)) for row in self.rows(shaped(text), **params)]
 
     def _status_columns(self) -> List[str]:
         return [f.column_name for f in self.models.workflow_status._meta.sorted_fields]
@@ -137,13 +137,13 @@ class ListingRows(Connection):
         where, params = self._where(ListQuery(application_names=application_names),
                                     "created_at < :cutoff", FINISHED)
         text = f"SELECT workflow_uuid FROM {{workflow_status}}{where} ORDER BY created_at LIMIT :batch"
-        return [r[0] for r in self.rows(Statement(text), cutoff=cutoff_ms, batch=batch_size, **params)]
+        return [r[0] for r in self.rows(shaped(text), cutoff=cutoff_ms, batch=batch_size, **params)]
 
     def nth_newest_created_at(self, n: int, application_names: Optional[List[str]]) -> Optional[int]:
         """``created_at`` of the ``n``-th newest workflow; None if there are fewer."""
         where, params = self._where(ListQuery(application_names=application_names))
         text = f"SELECT created_at FROM {{workflow_status}}{where} ORDER BY created_at DESC LIMIT 1 OFFSET :skip"
-        row = self.one(Statement(text), skip=max(int(n) - 1, 0), **params)
+        row = self.one(shaped(text), skip=max(int(n) - 1, 0), **params)
         return int(row[0]) if row else None
 
     def active_created_before(self, cutoff_ms: int, application_names: Optional[List[str]]) -> List[str]:
@@ -151,4 +151,4 @@ class ListingRows(Connection):
         where, params = self._where(ListQuery(application_names=application_names),
                                     "created_at <= :cutoff", ACTIVE)
         text = f"SELECT workflow_uuid FROM {{workflow_status}}{where}"
-        return [r[0] for r in self.rows(Statement(text), cutoff=cutoff_ms, **params)]
+        return [r[0] for r in self.rows(shaped(text), cutoff=cutoff_ms, **params)]

@@ -18,6 +18,7 @@ the named values go; binding is then a list built from the names.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from dataclasses import dataclass
@@ -29,20 +30,23 @@ _LIST = re.compile(r"IN\s*\(\s*:([A-Za-z_]\w*)\s*\)", re.IGNORECASE)
 _ROWS = re.compile(r"VALUES\s+:([A-Za-z_]\w*)", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Statement:
     """One named statement; ``prepare``: run often enough to prepare on PostgreSQL.
 
-    Equal texts are one statement, so a statement assembled per call (a
-    listing's filters) is compiled once per shape.
+    A statement is itself (compared and hashed by identity, the cheapest
+    lookup on the hot path); one assembled per call gets its object from
+    ``shaped``, so each shape is compiled once.
     """
 
     text: str
     prepare: bool = False
 
-    def __hash__(self) -> int:
-        # The text's hash is cached in the string: no tuple built per lookup.
-        return hash(self.text)
+
+@functools.lru_cache(maxsize=256)
+def shaped(text: str) -> Statement:
+    """The statement of a text assembled per call (a listing's filters)."""
+    return Statement(text)
 
 
 # A compiled statement is literal text and parameters, in order. A parameter
@@ -76,7 +80,7 @@ class Compiled:
     def bind(self, values: Mapping[str, Any]) -> Tuple[str, List[Any]]:
         """The SQL to send and its positional parameters."""
         if self.fixed:
-            return self.sql, [values[name] for name in self.names]
+            return self.sql, list(map(values.__getitem__, self.names))
         pieces: List[str] = [self._texts[0]]
         params: List[Any] = []
         for (name, kind), text in zip(self._params, self._texts[1:]):
@@ -110,20 +114,25 @@ CATALOG_SIZE = 512
 
 
 class Catalog:
-    """The statements one database has compiled, each compiled on first use."""
+    """The statements one database has compiled, each compiled on first use.
+
+    ``compiled.get(statement) or catalog.compile(statement)``: the lookup
+    every statement pays is a plain dict's.
+    """
 
     def __init__(self, tokens: Mapping[str, str], marker: str) -> None:
         self._tokens = dict(tokens)
         self._marker = marker
-        self._compiled: Dict[Statement, Compiled] = {}
+        self.compiled: Dict[Statement, Compiled] = {}
         self._lock = threading.Lock()
 
-    def __getitem__(self, statement: Statement) -> Compiled:
-        compiled = self._compiled.get(statement)
-        if compiled is None:
-            compiled = Compiled(statement, self._tokens, self._marker)
-            with self._lock:
-                if len(self._compiled) >= CATALOG_SIZE:
-                    self._compiled.pop(next(iter(self._compiled)))  # the oldest first
-                self._compiled[statement] = compiled
+    def compile(self, statement: Statement) -> Compiled:
+        compiled = Compiled(statement, self._tokens, self._marker)
+        with self._lock:
+            if len(self.compiled) >= CATALOG_SIZE:
+                self.compiled.pop(next(iter(self.compiled)))  # the oldest first
+            self.compiled[statement] = compiled
         return compiled
+
+    def __getitem__(self, statement: Statement) -> Compiled:
+        return self.compiled.get(statement) or self.compile(statement)
