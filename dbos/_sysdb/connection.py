@@ -114,6 +114,7 @@ class Connection:
         return self._send(statement, params, _first)
 
     def rows(self, statement: Statement, **params: Any) -> List[Row]:
+        """Every row of ``statement``."""
         return self._send(statement, params, _all)
 
     def records(self, statement: Statement, **params: Any) -> List[Dict[str, Any]]:

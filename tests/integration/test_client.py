@@ -41,6 +41,14 @@ def app(config: DBOSConfig) -> Iterator[Dict[str, Any]]:
 
     DBOS(config=config)
     DBOS.launch()
+    # The queue's first poll is over before a test enqueues: its work is then
+    # claimed at the next poll, a second later, as the tests' timing assumes
+    # (test_async_methods counts the recv's wake-up time, recorded only once
+    # the recv has waited a while).
+    intake = current_intake()
+    assert intake is not None
+    worker = intake.worker("work")  # type: ignore[attr-defined]
+    assert worker is not None and (worker.polls > 0 or worker.wait_polls(1, WAIT_S))
     yield {"echo": echo, "inbox": inbox}
 
 
