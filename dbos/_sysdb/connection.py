@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Type, TypeVar, Union
 
@@ -40,10 +40,6 @@ TABLES = (
     "workflow_status", "operation_outputs", "notifications", "workflow_events",
     "workflow_events_history", "streams", "application_versions", "queues", "dbos_migrations",
 )
-
-
-class _Reconnect(Exception):
-    """The connection was lost mid-operation; try again on a new one."""
 
 
 def _first(cursor: Any) -> Optional[Row]:
@@ -171,30 +167,6 @@ class Connection:
                 result = work()
         return result
 
-    @contextmanager
-    def _connection(self) -> Iterator[pw.Database]:
-        """This thread's connection: borrowed here unless an outer call holds one."""
-        db = self._db
-        if not db.is_closed():
-            yield db
-            return
-        db.connect()
-        try:
-            yield db
-        except pw.PeeweeException as exc:
-            # A lost connection shows as pw.OperationalError, or as
-            # pw.InterfaceError when the transaction's ROLLBACK finds it closed.
-            if self.backend.is_disconnect(exc):
-                db.manual_close()
-                # Idle connections are not pinged when checked out, so those
-                # the server dropped with this one go too: the retry connects anew.
-                db.close_idle()
-                raise _Reconnect() from exc
-            raise
-        finally:
-            if not db.is_closed():
-                db.close()
-
     # ------------------------------------------------------------------
     # Sending SQL
     # ------------------------------------------------------------------
@@ -215,21 +187,11 @@ class Connection:
         return self._pooled(lambda: read(self.execute(sql, params)))
 
     def _pooled(self, work: Callable[[], T]) -> T:
-        """``work()`` on a connection borrowed from the pool for it; tried once
-        more on a new one if the connection is lost. A unit of work without
-        a transaction, without ``attempts``' bookkeeping: the common case."""
-        for attempt in (1, 2):
-            try:
-                with self._connection():
-                    return work()
-            except _Reconnect as lost:
-                if attempt == 2:
-                    cause = lost.__cause__ or lost
-                    raise self._wrap(cause) from cause
-                logger.warning(f"Lost the connection to {self.url}; reconnecting")
-            except (pw.PeeweeException, MaxConnectionsExceeded) as exc:
-                raise self._wrap(exc) from exc
-        raise AssertionError("unreachable: the second attempt returns or raises")
+        """``work()`` as a unit of work without a transaction."""
+        for attempt in self.attempts(transaction=False):
+            with attempt:
+                result = work()
+        return result
 
     def _direct_statement(self, sql: str, params: Sequence[Any], read: Callable[[Any], T]) -> T:
         for attempt in (1, 2):
@@ -241,7 +203,7 @@ class Connection:
                 if not self.backend.is_disconnect(exc):
                     self._db._close(conn)
                     raise self._wrap(exc) from exc
-                # As in ``_connection``: the idle ones were likely dropped too.
+                # As in ``Attempt._lost``: the idle ones were likely dropped too.
                 self._db._close(conn, close_conn=True)
                 self._db.close_idle()
                 if attempt == 2:
@@ -331,36 +293,68 @@ class Connection:
 
 
 class Attempt:
-    """One try of a unit of work (see ``Connection.attempts``)."""
+    """One try of a unit of work (see ``Connection.attempts``).
+
+    It borrows this thread's connection unless an outer unit of work holds
+    it, in which case it joins that one and leaves losses to the outer one.
+    """
 
     def __init__(self, owner: Connection, transaction: bool, last: bool) -> None:
         self._owner = owner
         self._transaction = transaction
         self._last = last
-        self._stack = ExitStack()
+        self._borrowed = False
+        self._atomic: Any = None
         self.done = False
 
     def __enter__(self) -> None:
+        db = self._owner._db
         try:
-            db = self._stack.enter_context(self._owner._connection())
+            if db.is_closed():
+                db.connect()
+                self._borrowed = True
             if self._transaction:
-                self._stack.enter_context(db.atomic())
+                atomic = db.atomic()
+                atomic.__enter__()
+                self._atomic = atomic
         except (pw.PeeweeException, MaxConnectionsExceeded) as exc:
-            self._stack.close()
+            self._give_back()
             raise self._owner._wrap(exc) from exc
 
     def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
                  tb: Optional[TracebackType]) -> bool:
+        failure = exc
         try:
-            suppressed = self._stack.__exit__(exc_type, exc, tb)
-        except _Reconnect as lost:
+            if self._atomic is not None:
+                self._atomic.__exit__(exc_type, exc, tb)  # commit, or roll back
+        except BaseException as ending:
+            failure = ending
+        if self._borrowed and self._lost(failure):
             if self._last:
-                cause = lost.__cause__ or lost
-                raise self._owner._wrap(cause) from cause
+                raise self._owner._wrap(failure) from failure  # type: ignore[arg-type]
             return True  # the next attempt starts on a fresh connection
-        except (pw.PeeweeException, MaxConnectionsExceeded) as failed:
-            raise self._owner._wrap(failed) from failed
-        if not suppressed and isinstance(exc, (pw.PeeweeException, MaxConnectionsExceeded)):
-            raise self._owner._wrap(exc) from exc
+        self._give_back()
+        if isinstance(failure, (pw.PeeweeException, MaxConnectionsExceeded)):
+            raise self._owner._wrap(failure) from failure
+        if failure is not exc:
+            raise failure  # type: ignore[misc]
         self.done = exc_type is None
-        return bool(suppressed)
+        return False
+
+    def _lost(self, failure: Optional[BaseException]) -> bool:
+        """Whether ``failure`` is a dropped connection; if so, drop it and
+        the idle ones with it (they were likely dropped too, and are not
+        pinged when checked out), so the retry connects anew."""
+        # A lost connection shows as pw.OperationalError, or as
+        # pw.InterfaceError when the transaction's ROLLBACK finds it closed.
+        if not isinstance(failure, pw.PeeweeException) or not self._owner.backend.is_disconnect(failure):
+            return False
+        db = self._owner._db
+        db.manual_close()
+        db.close_idle()
+        return True
+
+    def _give_back(self) -> None:
+        db = self._owner._db
+        if self._borrowed and not db.is_closed():
+            db.close()
