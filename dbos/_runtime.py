@@ -12,7 +12,6 @@ in ``contrib`` call them too.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time

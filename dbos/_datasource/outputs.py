@@ -12,7 +12,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 from .._clock import now_ms
 from .._sysdb.backend import MIGRATION_LOCK_KEY, PostgresBackend, SqliteBackend
-from .interface import INDEX, ISOLATION_LEVELS, TABLE, Datasource, Dialect, IsolationLevel, Row
+from .interface import INDEX, ISOLATION_LEVELS, TABLE, Datasource, Dialect, Row
 from .retries import is_retryable_error
 
 

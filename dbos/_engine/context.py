@@ -93,14 +93,6 @@ def get_context() -> Optional[DBOSContext]:
     return _context.get()
 
 
-def ensure_context() -> DBOSContext:
-    ctx = _context.get()
-    if ctx is None:
-        ctx = DBOSContext()
-        _context.set(ctx)
-    return ctx
-
-
 def set_context(ctx: Optional[DBOSContext]) -> "Token[Optional[DBOSContext]]":
     return _context.set(ctx)
 

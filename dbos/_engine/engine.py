@@ -15,7 +15,7 @@ import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Coroutine, Dict, List, Optional, Set, TypeVar
+from typing import Any, Callable, Coroutine, List, Optional, Set, TypeVar
 
 from .._serialization import Codec
 from .._sysdb import Storage

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import threading
 from concurrent.futures import Future
 from typing import Any, Callable, Dict, Generic, List, Optional, Tuple, TypeVar
 
@@ -19,8 +18,9 @@ from ..error import DBOSNonExistentWorkflowError
 from .context import current_run
 from .engine import Engine, get_engine
 from .launch import GET_RESULT, check_same_function, prepare
-from .operation import Operation, durable, durable_async
+from .operation import durable, durable_async
 from .registry import resolve
+from .waiting import watching
 from .workflow import decode_outcome, execute_async, execute_sync, submit, wait_outcome
 
 R = TypeVar("R")
@@ -49,25 +49,14 @@ def checkpointed_result(workflow_id: str, wait: Callable[[], Any]) -> Any:
     """Run ``wait()`` for a result; inside a workflow, record (or replay) it."""
     if current_run() is None:  # a handle kept past DBOS.destroy() still waits on its future
         return wait()
-    op = Operation.begin(_engine(), GET_RESULT)
-    if op is None:
-        return wait()
-    if op.replaying:
-        return op.replay()
-    return op.run(wait, what=f"the result of workflow {workflow_id}", child_workflow_id=workflow_id)
+    return durable(_engine(), GET_RESULT, wait, what=f"the result of workflow {workflow_id}",
+                   child_workflow_id=workflow_id)
 
 
 async def checkpointed_result_async(workflow_id: str, wait: Callable[[], Any]) -> Any:
     """``checkpointed_result`` for async code: the operation begins before the first ``await``."""
-    engine = _engine()
-    op = Operation.begin(engine, GET_RESULT)
-    if op is None:
-        return await engine.in_pool(wait)
-    if op.replaying:
-        return op.replay()
-    record = functools.partial(op.run, wait, what=f"the result of workflow {workflow_id}",
+    return await durable_async(_engine(), GET_RESULT, wait, what=f"the result of workflow {workflow_id}",
                                child_workflow_id=workflow_id)
-    return await engine.in_pool(record)
 
 
 def workflow_status(engine: Engine, workflow_id: str) -> Optional[WorkflowStatus]:
@@ -246,17 +235,11 @@ def _distinct_ids(handles: List[Any]) -> List[str]:
 
 
 def _first_done(engine: Engine, ids: List[str], polling_interval_sec: float) -> str:
-    event = threading.Event()
-    for workflow_id in ids:
-        engine.waiters.register(workflow_id, event)
-    try:
+    with watching(engine, ids, None) as watch:
         while True:
             statuses = engine.sysdb.workflow_statuses(ids)
             for workflow_id in ids:
                 if statuses.get(workflow_id, "PENDING") not in ACTIVE_STATUSES:
                     return workflow_id
-            event.wait(polling_interval_sec)
-            event.clear()
-    finally:
-        for workflow_id in ids:
-            engine.waiters.unregister(workflow_id, event)
+            watch.event.wait(polling_interval_sec)
+            watch.event.clear()

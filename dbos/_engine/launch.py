@@ -15,7 +15,7 @@ import inspect
 import json
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from .._clock import now_ms
 from .._sysdb.records import StartResult, StepWrite

@@ -20,7 +20,7 @@ from .._sysdb.records import Message
 from ..error import DBOSException
 from .context import get_context
 from .engine import Engine
-from .operation import Operation, durable, durable_async
+from .operation import Operation, durable, durable_async, workflow_write
 from .sleep import SLEEP, timed_waits
 from .waiting import watching
 
@@ -130,20 +130,10 @@ def _recv(engine: Engine, op: Operation, timer: Operation, topic: Optional[str],
 
 def set_event(engine: Engine, key: str, value: Any) -> None:
     """Set an event of the running workflow; inside a step, without a checkpoint of its own."""
-    ctx = get_context()
-    if ctx is None or ctx.run is None:
-        raise DBOSException("DBOS.set_event() must be called from within a workflow or step")
-    workflow_id, text = ctx.run.workflow_id, engine.codec.dump_value(value, what=f"the value of event {key!r}")
-    if ctx.step_id is not None:
-        engine.sysdb.set_event(workflow_id, key, text, ctx.step_id)
-    else:
-        op = Operation.begin(engine, SET_EVENT)
-        assert op is not None, "in the workflow's own code"
-        if op.replaying:
-            return
-        done = engine.codec.dump_value(None, what="a step output")
-        op.confirm(engine.sysdb.set_event(workflow_id, key, text, op.function_id, op.write(output=done)))
-    engine.waiters.wake(event_key(workflow_id, key))
+    workflow_id = workflow_write(engine, SET_EVENT, engine.sysdb.set_event, key, value,
+                                 api="DBOS.set_event()", what=f"the value of event {key!r}")
+    if workflow_id is not None:
+        engine.waiters.wake(event_key(workflow_id, key))
 
 
 def begin_get_event(engine: Engine) -> Tuple[Optional[Operation], Optional[Operation]]:

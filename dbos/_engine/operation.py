@@ -119,8 +119,8 @@ class Operation:
         return self.succeed(value, what=what, child_workflow_id=child_workflow_id)
 
 
-def durable(engine: Engine, name: str, work: Callable[[], T], *, what: str,
-            record_error: bool = True, refuse_in_transaction: bool = False) -> T:
+def durable(engine: Engine, name: str, work: Callable[[], T], *, what: str, record_error: bool = True,
+            refuse_in_transaction: bool = False, child_workflow_id: Optional[str] = None) -> T:
     """``work()`` as an operation of the running workflow; a plain call outside one."""
     op = Operation.begin(engine, name, refuse_in_transaction=refuse_in_transaction)
     if op is None:
@@ -128,11 +128,12 @@ def durable(engine: Engine, name: str, work: Callable[[], T], *, what: str,
     if op.replaying:
         replayed: T = op.replay()
         return replayed
-    return op.run(work, what=what, record_error=record_error)
+    return op.run(work, what=what, record_error=record_error, child_workflow_id=child_workflow_id)
 
 
 async def durable_async(engine: Engine, name: str, work: Callable[[], T], *, what: str,
-                        record_error: bool = True, refuse_in_transaction: bool = False) -> T:
+                        record_error: bool = True, refuse_in_transaction: bool = False,
+                        child_workflow_id: Optional[str] = None) -> T:
     """``durable`` for async code: ``work`` runs on the engine's pool."""
     op = Operation.begin(engine, name, refuse_in_transaction=refuse_in_transaction)
     if op is None:
@@ -140,4 +141,34 @@ async def durable_async(engine: Engine, name: str, work: Callable[[], T], *, wha
     if op.replaying:
         replayed: T = op.replay()
         return replayed
-    return await engine.in_pool(functools.partial(op.run, work, what=what, record_error=record_error))
+    run = functools.partial(op.run, work, what=what, record_error=record_error,
+                            child_workflow_id=child_workflow_id)
+    return await engine.in_pool(run)
+
+
+# How a keyed write reaches the storage: (workflow ID, key, value text,
+# function ID, the checkpoint to write with it) -> the workflow's status.
+KeyedWrite = Callable[[str, str, str, int, Optional[StepWrite]], Optional[str]]
+
+
+def workflow_write(engine: Engine, name: str, store: KeyedWrite, key: str, value: Any, *,
+                   api: str, what: str) -> Optional[str]:
+    """Store ``value`` under ``key`` for the workflow running here (an event,
+    a stream value). From the workflow's code it is the operation ``name``;
+    from one of its steps it goes under the step's ID, with no checkpoint of
+    its own. Returns the workflow's ID, or None when a replay skipped it.
+    """
+    ctx = get_context()
+    if ctx is None or ctx.run is None:
+        raise DBOSException(f"{api} must be called from within a workflow or step")
+    workflow_id, text = ctx.run.workflow_id, engine.codec.dump_value(value, what=what)
+    if ctx.step_id is not None:
+        store(workflow_id, key, text, ctx.step_id, None)
+        return workflow_id
+    op = Operation.begin(engine, name)
+    assert op is not None, "in the workflow's own code"
+    if op.replaying:
+        return None
+    done = engine.codec.dump_value(None, what="a step output")
+    op.confirm(store(workflow_id, key, text, op.function_id, op.write(output=done)))
+    return workflow_id

@@ -13,10 +13,10 @@ from typing import Any, Generator, Optional, Tuple
 
 from .._status import ACTIVE_STATUSES
 from .._sysdb.notifications import stream_key
-from ..error import DBOSException, DBOSNonExistentWorkflowError, DBOSStreamTimeoutError
-from .context import WorkflowRun, get_context
+from ..error import DBOSNonExistentWorkflowError, DBOSStreamTimeoutError
+from .context import WorkflowRun
 from .engine import Engine
-from .operation import Operation
+from .operation import Operation, workflow_write
 from .waiting import watching
 
 CLOSED = "__DBOS_STREAM_CLOSED__"
@@ -27,20 +27,10 @@ Entry = Tuple[Any, ...]  # ("value", v), or _END
 
 def write_stream(engine: Engine, key: str, value: Any, step_name: str = WRITE) -> None:
     """Append to a stream of the running workflow; inside a step, without a checkpoint of its own."""
-    ctx = get_context()
-    if ctx is None or ctx.run is None:
-        raise DBOSException("DBOS.write_stream() must be called from within a workflow or step")
-    workflow_id, text = ctx.run.workflow_id, engine.codec.dump_value(value, what=f"a value of stream {key!r}")
-    if ctx.step_id is not None:
-        engine.sysdb.write_stream(workflow_id, key, text, ctx.step_id)
-    else:
-        op = Operation.begin(engine, step_name)
-        assert op is not None, "in the workflow's own code"
-        if op.replaying:
-            return
-        done = engine.codec.dump_value(None, what="a step output")
-        op.confirm(engine.sysdb.write_stream(workflow_id, key, text, op.function_id, op.write(output=done)))
-    engine.waiters.wake(stream_key(workflow_id, key))
+    workflow_id = workflow_write(engine, step_name, engine.sysdb.write_stream, key, value,
+                                 api="DBOS.write_stream()", what=f"a value of stream {key!r}")
+    if workflow_id is not None:
+        engine.waiters.wake(stream_key(workflow_id, key))
 
 
 def close_stream(engine: Engine, key: str) -> None:

@@ -68,6 +68,11 @@ def call_transaction(engine: Engine, info: FunctionInfo, args: Tuple[Any, ...],
     return value
 
 
+def _isolation(info: FunctionInfo) -> str:
+    isolation: str = info.options.get("isolation_level", "SERIALIZABLE")
+    return isolation
+
+
 def _record_error(engine: Engine, datasource: Any, info: FunctionInfo, op: Operation,
                   error: str) -> None:
     """Record the failure in ``transaction_outputs`` too, in a transaction of its own.
@@ -75,10 +80,9 @@ def _record_error(engine: Engine, datasource: Any, info: FunctionInfo, op: Opera
     The user's writes are already rolled back. Best effort: the step checkpoint
     that follows records the error as well, and is what replay reads first.
     """
-    isolation = info.options.get("isolation_level", "SERIALIZABLE")
     workflow_id = op.workflow.workflow_id
     try:
-        with datasource.transaction(isolation) as session:
+        with datasource.transaction(_isolation(info)) as session:
             if datasource.recorded_output(session, workflow_id, op.function_id) is None:
                 datasource.record_output(session, workflow_id, op.function_id, info.name,
                                          None, error, engine.identity.executor_id)
@@ -103,9 +107,8 @@ def _run_until_committed(engine: Engine, datasource: Any, info: FunctionInfo, op
 
 def _attempt(engine: Engine, datasource: Any, info: FunctionInfo, op: Operation,
              args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Tuple[Optional[str], Any]:
-    isolation = info.options.get("isolation_level", "SERIALIZABLE")
     workflow_id = op.workflow.workflow_id
-    with datasource.transaction(isolation) as session:
+    with datasource.transaction(_isolation(info)) as session:
         done = datasource.recorded_output(session, workflow_id, op.function_id)
         if done is not None:
             output, error = done

@@ -24,10 +24,11 @@ from ..error import (
     DBOSWorkflowCancelledError,
     DBOSWorkflowConflictIDError,
 )
-from .context import DBOSContext, WorkflowRun, reset_context, set_context
+from .context import WorkflowRun, reset_context, set_context
 from .engine import Engine, get_engine, peek_engine
 from .launch import Launch, check_same_function, prepare
 from .registry import FunctionInfo, register_function, wrapper_for
+from .waiting import watching
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,15 +42,13 @@ PARK = (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError)
 
 def wait_outcome(engine: Engine, workflow_id: str, polling_interval_sec: float = 1.0) -> Outcome:
     """Block until the workflow has a final outcome (woken at once by local runs)."""
-    while True:
-        event = engine.waiters.register(workflow_id)
-        try:
+    with watching(engine, [workflow_id], None) as watch:
+        while True:
             outcome = engine.sysdb.workflow_outcome(workflow_id)
             if outcome is not None and outcome.status not in ACTIVE_STATUSES:
                 return outcome
-            event.wait(polling_interval_sec)
-        finally:
-            engine.waiters.unregister(workflow_id, event)
+            watch.event.wait(polling_interval_sec)
+            watch.event.clear()
 
 
 async def wait_outcome_async(engine: Engine, workflow_id: str,
@@ -118,13 +117,9 @@ def _record_or_park(engine: Engine, run: WorkflowRun, ended: Ended) -> Ended:
 # ----------------------------------------------------------------------
 
 
-def body_context(caller: DBOSContext, run: WorkflowRun) -> DBOSContext:
-    return caller.workflow_child(run)
-
-
 def execute_sync(engine: Engine, launch: Launch, run: WorkflowRun) -> Any:
     """Run a sync workflow body here and return (or raise) its outcome."""
-    token = set_context(body_context(launch.caller, run))
+    token = set_context(launch.caller.workflow_child(run))
     engine.track(run.workflow_id, run.deadline_ms)
     try:
         ended = _run_sync(engine, launch, run)
@@ -145,7 +140,7 @@ def _run_sync(engine: Engine, launch: Launch, run: WorkflowRun) -> Ended:
 
 
 async def execute_async(engine: Engine, launch: Launch, run: WorkflowRun) -> Any:
-    token = set_context(body_context(launch.caller, run))
+    token = set_context(launch.caller.workflow_child(run))
     engine.track(run.workflow_id, run.deadline_ms)
     try:
         ended = await _run_async(engine, launch, run)

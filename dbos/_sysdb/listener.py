@@ -14,7 +14,6 @@ from .url import DatabaseURL
 logger = logging.getLogger("dbos")
 
 
-
 class Listener(threading.Thread):
     """One dedicated connection; reconnects after a pause when it is lost."""
 

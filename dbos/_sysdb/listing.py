@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .._status import ACTIVE_STATUSES
 from ..error import DBOSException
 from .connection import Connection
 from .records import ListQuery
@@ -41,8 +42,9 @@ PREFIX = ("EXISTS (SELECT 1 FROM (VALUES :workflow_id_prefix) AS prefixes "
           "WHERE workflow_uuid LIKE prefixes.column1 ESCAPE '!')")
 NOTHING = "1 = 0"
 QUEUED = "queue_name IS NOT NULL"
-ACTIVE = "status IN ('PENDING', 'ENQUEUED', 'DELAYED')"
-FINISHED = "status NOT IN ('PENDING', 'ENQUEUED', 'DELAYED')"
+_ACTIVE_LIST = ", ".join(f"'{status}'" for status in sorted(ACTIVE_STATUSES))
+ACTIVE = f"status IN ({_ACTIVE_LIST})"
+FINISHED = f"status NOT IN ({_ACTIVE_LIST})"
 FORKED = "was_forked_from = :was_forked_from"
 HAS_PARENT = {True: "parent_workflow_id IS NOT NULL", False: "parent_workflow_id IS NULL"}
 # Rows of these applications, and unclaimed rows.

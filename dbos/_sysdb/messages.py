@@ -11,7 +11,7 @@ workflow is replayed. Every write someone may wait for also notifies its key
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .._clock import now_ms
 from ..error import DBOSNonExistentWorkflowError, DBOSSystemDatabaseError

@@ -17,12 +17,10 @@ from .._clock import now_ms
 from .connection import Connection
 from .records import ClaimLimits
 from .statements import Statement
+from .workflows import RECOVERY_FIELDS
 
-CLAIMED_FIELDS = (
-    "workflow_uuid", "name", "class_name", "config_name", "inputs", "recovery_attempts",
-    "workflow_deadline_epoch_ms", "authenticated_user", "authenticated_roles", "assumed_role",
-    "queue_name", "queue_partition_key",
-)
+# What running a claimed workflow needs, as recovery claims it, and its place in the queue.
+CLAIMED_FIELDS = ("workflow_uuid", *RECOVERY_FIELDS, "queue_name", "queue_partition_key")
 
 # The two versions of each statement that counts or picks in a queue: the
 # whole queue, or one partition of it.

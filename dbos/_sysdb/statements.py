@@ -133,6 +133,3 @@ class Catalog:
                 self.compiled.pop(next(iter(self.compiled)))  # the oldest first
             self.compiled[statement] = compiled
         return compiled
-
-    def __getitem__(self, statement: Statement) -> Compiled:
-        return self.compiled.get(statement) or self.compile(statement)
