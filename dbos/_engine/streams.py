@@ -11,7 +11,9 @@ from __future__ import annotations
 import time
 from typing import Any, Generator, Optional, Tuple
 
+from .._serialization import Codec
 from .._status import ACTIVE_STATUSES
+from .._sysdb import Storage
 from .._sysdb.notifications import stream_key
 from ..error import DBOSNonExistentWorkflowError, DBOSStreamTimeoutError
 from .context import WorkflowRun
@@ -21,8 +23,8 @@ from .waiting import watching
 
 CLOSED = "__DBOS_STREAM_CLOSED__"
 WRITE, CLOSE, READ = "DBOS.writeStream", "DBOS.closeStream", "DBOS.readStream"
-_END = ("end",)
-Entry = Tuple[Any, ...]  # ("value", v), or _END
+END = ("end",)
+Entry = Tuple[Any, ...]  # ("value", v), or END
 
 
 def write_stream(engine: Engine, key: str, value: Any, step_name: str = WRITE) -> None:
@@ -46,7 +48,7 @@ def read_stream(engine: Engine, workflow_id: str, key: str, offset: int = 0,
     while True:
         entry = _next_entry(engine, workflow_id, key, offset, timeout_seconds)
         # Compared by value: a replayed entry is a deserialized copy.
-        if tuple(entry) == _END:
+        if tuple(entry) == END:
             return
         yield entry[1]
         offset += 1
@@ -74,23 +76,25 @@ def _fetch(engine: Engine, run: Optional[WorkflowRun], workflow_id: str, key: st
     wake_at = time.time() + timeout if timeout is not None else float("inf")
     # The writer's own key too: its end is the end of an unclosed stream.
     with watching(engine, [stream_key(workflow_id, key), workflow_id], run) as watch:
-        found = _look(engine, workflow_id, key, offset)
+        found = stream_entry(engine.sysdb, engine.codec, workflow_id, key, offset)
         while found is None and watch.wait(wake_at):
-            found = _look(engine, workflow_id, key, offset)
+            found = stream_entry(engine.sysdb, engine.codec, workflow_id, key, offset)
     if found is None:
         raise DBOSStreamTimeoutError(workflow_id, key, timeout)
     return found
 
 
-def _look(engine: Engine, workflow_id: str, key: str, offset: int) -> Optional[Entry]:
-    row = engine.sysdb.read_stream(workflow_id, key, offset)
+def stream_entry(sysdb: Storage, codec: Codec, workflow_id: str, key: str, offset: int) -> Optional[Entry]:
+    """The entry at ``offset``: its value, ``END`` once the stream is closed or
+    its writer is done with nothing left, None while the writer may write more."""
+    row = sysdb.read_stream(workflow_id, key, offset)
     if row is None:
-        outcome = engine.sysdb.workflow_outcome(workflow_id)
+        outcome = sysdb.workflow_outcome(workflow_id)
         if outcome is not None and outcome.status in ACTIVE_STATUSES:
             return None
         # The writer is done; one more look catches a value written just before.
-        row = engine.sysdb.read_stream(workflow_id, key, offset)
+        row = sysdb.read_stream(workflow_id, key, offset)
         if row is None:
-            return _END
-    value = engine.codec.load_value(row[0])
-    return _END if isinstance(value, str) and value == CLOSED else ("value", value)
+            return END
+    value = codec.load_value(row[0])
+    return END if isinstance(value, str) and value == CLOSED else ("value", value)

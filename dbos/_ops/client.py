@@ -22,6 +22,7 @@ from .._config import DBOSConfig, resolve_urls
 from .._engine.context import take_next_workflow_id
 from .._engine.handles import WorkflowHandle, WorkflowHandleAsync
 from .._engine.messages import SendMessage, message_row
+from .._engine.streams import END, stream_entry
 from .._engine.waiters import Waiters
 from .._engine.workflow import decode_outcome
 from .._queues.queue import MAX_PRIORITY
@@ -41,8 +42,6 @@ T = TypeVar("T")
 # soon), then every ``MAX_POLL_S``.
 FIRST_POLL_S = 0.005
 MAX_POLL_S = 1.0
-# What a stream's look returns once its writer is done and nothing is left.
-_STREAM_END = "stream-ended"
 
 
 class EnqueueOptions(TypedDict, total=False):
@@ -287,27 +286,16 @@ class DBOSClient:
                     timeout_seconds: Optional[float] = None) -> Generator[Any, None, None]:
         """Values written to the stream from ``offset`` on, until it closes or its
         workflow ends."""
+        if self._sysdb.workflow_outcome(workflow_id) is None:
+            raise DBOSNonExistentWorkflowError("workflow", workflow_id)
         while True:
-            value = self._next_stream_value(workflow_id, key, offset, timeout_seconds)
-            if value is None:
+            deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+            look = functools.partial(stream_entry, self._sysdb, self._codec, workflow_id, key, offset)
+            entry = self._wait([stream_key(workflow_id, key), workflow_id], look, deadline)
+            if entry is None or entry == END:
                 return
-            yield self._codec.load_value(value)
+            yield entry[1]
             offset += 1
-
-    def _next_stream_value(self, workflow_id: str, key: str, offset: int,
-                           timeout_seconds: Optional[float]) -> Optional[str]:
-        def check() -> Optional[str]:
-            found = self._sysdb.read_stream(workflow_id, key, offset)
-            if found is not None:
-                return found[0]
-            outcome = self._sysdb.workflow_outcome(workflow_id)
-            if outcome is None:
-                raise DBOSNonExistentWorkflowError("workflow", workflow_id)
-            return _STREAM_END if outcome.status not in ACTIVE_STATUSES else None
-
-        deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
-        value = self._wait([stream_key(workflow_id, key), workflow_id], check, deadline)
-        return None if value is None or value == _STREAM_END else value
 
     # ------------------------------------------------------------------
     # Management

@@ -39,6 +39,12 @@ def app(config: DBOSConfig) -> Iterator[Dict[str, Any]]:
         DBOS.set_event("ready", True)
         return DBOS.recv("mail", timeout_seconds=WAIT_S)
 
+    @DBOS.workflow(name="streamer")
+    def streamer() -> Any:
+        DBOS.write_stream("log", "a")
+        DBOS.close_stream("log")
+        return DBOS.recv("done", timeout_seconds=WAIT_S)  # still running while the client reads
+
     DBOS(config=config)
     DBOS.launch()
     # The queue's first poll is over before a test enqueues: its work is then
@@ -49,7 +55,7 @@ def app(config: DBOSConfig) -> Iterator[Dict[str, Any]]:
     assert intake is not None
     worker = intake.worker("work")  # type: ignore[attr-defined]
     assert worker is not None and (worker.polls > 0 or worker.wait_polls(1, WAIT_S))
-    yield {"echo": echo, "inbox": inbox}
+    yield {"echo": echo, "inbox": inbox, "streamer": streamer}
 
 
 @pytest.fixture
@@ -118,6 +124,17 @@ def test_send_get_event_and_retrieve(client: DBOSClient, app: Dict[str, Any]) ->
         client.retrieve_workflow("no-such")
     with pytest.raises(DBOSNonExistentWorkflowError):
         client.send("no-such", 1)
+
+
+def test_read_stream_ends_where_the_stream_was_closed(client: DBOSClient, app: Dict[str, Any]) -> None:
+    with SetWorkflowID("writer"):
+        handle = DBOS.start_workflow(app["streamer"])
+    assert list(client.read_stream("writer", "log")) == ["a"]
+    assert handle.get_status().status == "PENDING"
+    with pytest.raises(DBOSNonExistentWorkflowError):
+        list(client.read_stream("no-such", "log"))
+    client.send("writer", "stop", "done")
+    assert handle.get_result() == "stop"
 
 
 def test_listing_is_scoped_to_the_clients_application(app: Dict[str, Any], sys_db_url: str) -> None:
