@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, List, Optional, Set, Tuple
+from typing import Any, Callable, List, Optional, Set, Tuple
 
 from ._config import (
     CONFIG_FILENAMES,
@@ -34,7 +34,7 @@ from ._engine.registry import clear_registry, get_registry
 from ._logger import configure_logging, dbos_logger
 from ._ops.admin_server import AdminServer
 from ._ops.migrate import migrate_command
-from ._queues.queue import INTERNAL_QUEUE, set_intake
+from ._queues.queue import INTERNAL_QUEUE
 from ._queues.scheduler import start_scheduler
 from ._queues.worker import start_workers
 from ._serialization import Codec
@@ -150,9 +150,9 @@ class Runtime:
             thread.join(timeout=10)
             if thread.is_alive():
                 dbos_logger.warning(f"Background thread {thread.name} did not stop in 10 s")
-        set_engine(None)
-        set_intake(None)
         if engine is not None:
+            if peek_engine() is engine:  # a newer launch's engine stays
+                set_engine(None)
             engine.close()
         if self.sys_db is not None:
             self.sys_db.close()
@@ -196,12 +196,24 @@ def settings_for(config: Optional[DBOSConfig]) -> Tuple[DBOSConfig, Settings]:
     return config, resolve(config, yaml_data)
 
 
-def construct_from(config: Optional[DBOSConfig]) -> Runtime:
-    """``construct`` with ``settings_for(config)``, unless a runtime exists already."""
+def current_config() -> Optional[DBOSConfig]:
+    """The configuration of the runtime constructed here; None before ``DBOS()``."""
+    return _runtime.config if _runtime is not None else None
+
+
+def construct_from(config: Optional[DBOSConfig], prepare: Optional[Callable[[], None]] = None) -> Runtime:
+    """``construct`` with ``settings_for(config)``, unless a runtime exists already.
+
+    ``prepare`` runs once the configuration is known to be valid, before the
+    runtime is built: what fails there leaves nothing constructed.
+    """
     with lock:
         if _runtime is not None:
             return _runtime
-        return construct(*settings_for(config))
+        config, settings = settings_for(config)
+        if prepare is not None:
+            prepare()
+        return construct(config, settings)
 
 
 def construct(config: DBOSConfig, settings: Settings) -> Runtime:
@@ -230,18 +242,15 @@ def launch() -> None:
             raise
 
 
-_launch_lock = threading.Lock()
-
-
 def launch_if_needed() -> None:
     """``launch()`` unless launched already (or nothing was constructed).
 
-    ``launch()`` warns when called twice; this checks first, under a lock, so
-    concurrent first requests of a web app launch once and quietly.
+    ``launch()`` warns when called twice; this checks first, under the lock,
+    so concurrent first requests of a web app launch once and quietly.
     """
     if peek_engine() is not None:
         return
-    with _launch_lock:
+    with lock:
         if peek_engine() is None and _runtime is not None:
             launch()
 

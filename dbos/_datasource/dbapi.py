@@ -115,10 +115,6 @@ class ThreadConnections:
             self._by_thread[me] = conn
         return conn
 
-    def count(self) -> int:
-        with self._lock:
-            return len(self._by_thread)
-
     def discard(self) -> None:
         """Close the calling thread's connection, if it has one."""
         with self._lock:

@@ -8,7 +8,6 @@ looks through the wrappers ORMs put around driver errors.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import List, Optional
 
 import peewee as pw
@@ -59,8 +58,8 @@ def _wrapped(exc: BaseException) -> Optional[BaseException]:
 
 
 def _retryable_alone(exc: BaseException) -> bool:
-    if isinstance(exc, sqlite3.OperationalError):
-        return sqlite_busy(exc)
+    if sqlite_busy(exc):
+        return True
     # psycopg2 names the SQLSTATE pgcode, psycopg 3 names it sqlstate.
     state = getattr(exc, "pgcode", None) or getattr(exc, "sqlstate", None)
     if isinstance(state, str):

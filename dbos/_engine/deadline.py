@@ -55,7 +55,7 @@ def timeout_and_deadline(ctx: DBOSContext, inherited_ms: Optional[int],
 class DeadlineTimer:
     """One thread that fires ``on_expiry(workflow_id)`` at each armed deadline."""
 
-    def __init__(self, on_expiry: Callable[[str], None]) -> None:
+    def __init__(self, on_expiry: Callable[[str], object]) -> None:
         self._on_expiry = on_expiry
         self._heap: List[Tuple[int, str]] = []
         self._cond = threading.Condition()

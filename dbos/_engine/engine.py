@@ -119,10 +119,13 @@ class Engine:
         if deadline_ms is not None:
             self.deadlines.arm(workflow_id, int(deadline_ms))
 
-    def cancel(self, workflow_ids: List[str]) -> None:
-        """Cancel workflows wherever they run; those running here notice at once."""
-        for workflow_id in self.sysdb.cancel_workflows(workflow_ids):
+    def cancel(self, workflow_ids: List[str]) -> List[str]:
+        """Cancel workflows wherever they run; those running here notice at once.
+        Returns those cancelled (the others had finished)."""
+        cancelled = self.sysdb.cancel_workflows(workflow_ids)
+        for workflow_id in cancelled:
             self.mark_cancelled(workflow_id)
+        return cancelled
 
     def check_cancelled_here(self, workflow_id: str) -> None:
         """Raise if this process knows the workflow was cancelled (no database read)."""

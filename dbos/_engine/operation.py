@@ -46,17 +46,13 @@ class Operation:
     started_at_ms: int
 
     @classmethod
-    def begin(cls, engine: Engine, name: str, *, refuse_in_transaction: bool = False) -> Optional["Operation"]:
+    def begin(cls, engine: Engine, name: str) -> Optional["Operation"]:
         """Take the next function ID of the workflow running here; None outside
         a workflow, or inside one of its steps, where operations are plain calls.
 
         Raises ``DBOSUnexpectedStepError`` if an earlier execution recorded
         another operation at this ID (the workflow's code changed).
         """
-        if refuse_in_transaction:
-            ctx = get_context()
-            if ctx is not None and ctx.in_transaction:
-                raise DBOSException(f"{name} cannot be called from within a transaction")
         workflow = current_run()
         if workflow is None:
             return None
@@ -120,9 +116,9 @@ class Operation:
 
 
 def durable(engine: Engine, name: str, work: Callable[[], T], *, what: str, record_error: bool = True,
-            refuse_in_transaction: bool = False, child_workflow_id: Optional[str] = None) -> T:
+            child_workflow_id: Optional[str] = None) -> T:
     """``work()`` as an operation of the running workflow; a plain call outside one."""
-    op = Operation.begin(engine, name, refuse_in_transaction=refuse_in_transaction)
+    op = Operation.begin(engine, name)
     if op is None:
         return work()
     if op.replaying:
@@ -132,10 +128,9 @@ def durable(engine: Engine, name: str, work: Callable[[], T], *, what: str, reco
 
 
 async def durable_async(engine: Engine, name: str, work: Callable[[], T], *, what: str,
-                        record_error: bool = True, refuse_in_transaction: bool = False,
-                        child_workflow_id: Optional[str] = None) -> T:
+                        record_error: bool = True, child_workflow_id: Optional[str] = None) -> T:
     """``durable`` for async code: ``work`` runs on the engine's pool."""
-    op = Operation.begin(engine, name, refuse_in_transaction=refuse_in_transaction)
+    op = Operation.begin(engine, name)
     if op is None:
         return await engine.in_pool(work)
     if op.replaying:

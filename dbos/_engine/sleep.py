@@ -13,7 +13,7 @@ from typing import Iterator, Optional
 
 from ..error import DBOSException
 from .context import current_run, get_context
-from .engine import Engine
+from .engine import get_engine
 from .operation import Operation
 from .waiting import Watch, watching
 
@@ -26,19 +26,16 @@ SLEEP = "DBOS.sleep"
 RECORD_WAIT_AFTER_S = 0.05
 
 
-def check_sleep_allowed() -> None:
-    """``DBOS.sleep`` belongs to a workflow's own code, not to its steps nor outside."""
+def begin_sleep(what: str) -> Operation:
+    """The sleep operation of the running workflow. ``DBOS.sleep`` belongs to a
+    workflow's own code: ``AssertionError`` in a step, ``DBOSException`` outside."""
     ctx = get_context()
     if ctx is not None and ctx.step_id is not None:
         raise AssertionError("DBOS.sleep() cannot be called from inside a step")
     if current_run() is None:
         raise DBOSException("DBOS.sleep() must be called from within a workflow")
-
-
-def begin_sleep(engine: Engine) -> Operation:
-    """The sleep operation of the running workflow (``check_sleep_allowed`` first)."""
-    op = Operation.begin(engine, SLEEP)
-    assert op is not None, "check_sleep_allowed() found a workflow"
+    op = Operation.begin(get_engine(what), SLEEP)
+    assert op is not None, "inside the workflow found above"
     return op
 
 

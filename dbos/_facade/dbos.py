@@ -39,11 +39,8 @@ class DBOS(LifecycleAPI, WorkflowAPI, MessagingAPI, QueueAPI, ManagementAPI, Con
     ) -> "DBOS":
         global _instance
         with runtime.lock:
-            current = runtime.current()
-            if current is None:
-                config, settings = runtime.settings_for(config)
-                _install_frameworks(fastapi, flask)  # before anything exists: a wrong app leaves nothing
-                current = runtime.construct(config, settings)
+            # The frameworks before anything exists: a wrong app leaves nothing.
+            current = runtime.construct_from(config, lambda: _install_frameworks(fastapi, flask))
             if _instance is None or _instance._runtime is not current:
                 _instance = super().__new__(cls)
                 _instance._runtime = current

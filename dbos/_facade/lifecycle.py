@@ -58,8 +58,7 @@ class LifecycleAPI:
     @classproperty
     def config(cls) -> Optional[DBOSConfig]:
         """The configuration DBOS was constructed with; None before ``DBOS()``."""
-        current = runtime.current()
-        return current.config if current is not None else None
+        return runtime.current_config()
 
     # ------------------------------------------------------------------
     # Application versions

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, TypeVar
 
-from .._engine.context import take_next_workflow_id
+from .._engine.context import get_context, take_next_workflow_id
 from .._engine.engine import get_engine
 from .._engine.handles import WorkflowHandle, WorkflowHandleAsync
 from .._engine.operation import durable, durable_async
@@ -34,15 +34,27 @@ GLOBAL_TIMEOUT = "DBOS.globalTimeout"
 
 def _run(what: str, name: str, work: Callable[[EngineManagement], T]) -> T:
     """``work`` on the launched engine; an operation inside a workflow."""
-    manage = EngineManagement(get_engine(what))
-    return durable(manage.engine, name, lambda: work(manage), what=f"the result of {name}",
-                   refuse_in_transaction=True)
+    manage = _management(what, name)
+    return durable(manage.engine, name, lambda: work(manage), what=f"the result of {name}")
 
 
 async def _run_async(what: str, name: str, work: Callable[[EngineManagement], T]) -> T:
+    manage = _management(what, name)
+    return await durable_async(manage.engine, name, lambda: work(manage), what=f"the result of {name}")
+
+
+def _management(what: str, name: str) -> EngineManagement:
     manage = EngineManagement(get_engine(what))
-    return await durable_async(manage.engine, name, lambda: work(manage), what=f"the result of {name}",
-                               refuse_in_transaction=True)
+    ctx = get_context()
+    if ctx is not None and ctx.in_transaction:
+        raise DBOSException(f"{name} cannot be called from within a transaction")
+    return manage
+
+
+def _resume(manage: EngineManagement, workflow_ids: List[str], queue_name: Optional[str]) -> List[str]:
+    """Every ID asked for: each gets a handle, whether it was re-enqueued or had finished."""
+    manage.resume(list(workflow_ids), queue_name)
+    return list(workflow_ids)
 
 
 def _none(_: object) -> None:
@@ -133,7 +145,7 @@ class ManagementAPI:
                          queue_name: Optional[str] = None) -> List[WorkflowHandle[Any]]:
         """Resume workflows from their last step, on ``queue_name`` (default: the internal queue);
         ``DBOSNonExistentWorkflowError`` if one does not exist."""
-        ids = _run("DBOS.resume_workflows()", RESUME, lambda m: m.resume(list(workflow_ids), queue_name))
+        ids = _run("DBOS.resume_workflows()", RESUME, lambda m: _resume(m, workflow_ids, queue_name))
         return [WorkflowHandle(w) for w in ids]
 
     @classmethod
@@ -141,7 +153,7 @@ class ManagementAPI:
                                      queue_name: Optional[str] = None) -> List[WorkflowHandleAsync[Any]]:
         """``resume_workflows`` for async code."""
         ids = await _run_async("DBOS.resume_workflows_async()", RESUME,
-                               lambda m: m.resume(list(workflow_ids), queue_name))
+                               lambda m: _resume(m, workflow_ids, queue_name))
         return [WorkflowHandleAsync(w) for w in ids]
 
     @classmethod
@@ -152,9 +164,10 @@ class ManagementAPI:
                       timeout_seconds: Optional[float] = None) -> WorkflowHandle[Any]:
         """A new workflow that keeps the original's steps before ``start_step`` and
         runs the rest again (``start_step=1``: from the beginning)."""
-        options = dict(application_version=application_version, queue_name=queue_name,
-                       queue_partition_key=queue_partition_key,
-                       replacement_children=replacement_children, timeout_seconds=timeout_seconds)
+        options: Dict[str, Any] = dict(application_version=application_version, queue_name=queue_name,
+                                       queue_partition_key=queue_partition_key,
+                                       replacement_children=replacement_children,
+                                       timeout_seconds=timeout_seconds)
         new_id = take_next_workflow_id()
         return WorkflowHandle(_run("DBOS.fork_workflow()", FORK,
                                    lambda m: m.fork(workflow_id, start_step, new_workflow_id=new_id, **options)))
@@ -167,9 +180,10 @@ class ManagementAPI:
                                   replacement_children: Optional[Dict[str, str]] = None,
                                   timeout_seconds: Optional[float] = None) -> WorkflowHandleAsync[Any]:
         """``fork_workflow`` for async code."""
-        options = dict(application_version=application_version, queue_name=queue_name,
-                       queue_partition_key=queue_partition_key,
-                       replacement_children=replacement_children, timeout_seconds=timeout_seconds)
+        options: Dict[str, Any] = dict(application_version=application_version, queue_name=queue_name,
+                                       queue_partition_key=queue_partition_key,
+                                       replacement_children=replacement_children,
+                                       timeout_seconds=timeout_seconds)
         new_id = take_next_workflow_id()
         return WorkflowHandleAsync(await _run_async(
             "DBOS.fork_workflow_async()", FORK, lambda m: m.fork(workflow_id, start_step, new_workflow_id=new_id, **options)))
@@ -186,8 +200,7 @@ class ManagementAPI:
 
     @classmethod
     def delete_workflows(cls, workflow_ids: List[str], *, delete_children: bool = False) -> None:
-        """Delete workflows (with ``delete_children``, every descendant too) and all they recorded.
-        Delete workflows (with ``delete_children``, every descendant too) and all they recorded."""
+        """Delete workflows (with ``delete_children``, every descendant too) and all they recorded."""
         _run("DBOS.delete_workflows()", DELETE, lambda m: _none(m.delete(list(workflow_ids), delete_children)))
 
     @classmethod

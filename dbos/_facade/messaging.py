@@ -100,18 +100,14 @@ class MessagingAPI:
         """Sleep durably: a recovered workflow sleeps only for what is left. Only in a
         workflow's own code (``AssertionError`` in a step, ``DBOSException`` outside)."""
         if seconds > 0:
-            sleep.check_sleep_allowed()
-            op = sleep.begin_sleep(get_engine("DBOS.sleep()"))
-            sleep.sleep(op, seconds)
+            sleep.sleep(sleep.begin_sleep("DBOS.sleep()"), seconds)
 
     @classmethod
     async def sleep_async(cls, seconds: float) -> None:
         """``sleep`` for async code."""
         if seconds > 0:
-            sleep.check_sleep_allowed()
-            engine = get_engine("DBOS.sleep_async()")
-            op = sleep.begin_sleep(engine)
-            await engine.in_pool(sleep.sleep, op, seconds)
+            op = sleep.begin_sleep("DBOS.sleep_async()")
+            await op.engine.in_pool(sleep.sleep, op, seconds)
 
     # ------------------------------------------------------------------
     # Streams

@@ -6,7 +6,16 @@ from typing import Any, Callable, List, Optional
 
 from .._engine.engine import get_engine
 from .._engine.handles import WorkflowHandle
-from .._queues.queue import Queue, QueueConfig, QueueRateLimit, enqueue, queue_named, register_queue
+from .._queues.queue import (
+    Queue,
+    QueueConfig,
+    QueueRateLimit,
+    enqueue,
+    queue_named,
+    register_queue,
+    registered_queue,
+    registered_queues,
+)
 
 
 class QueueAPI:
@@ -27,14 +36,12 @@ class QueueAPI:
     @classmethod
     def retrieve_queue(cls, name: str) -> Optional[Queue]:
         """The queue registered in the database as ``name``; None if there is none."""
-        engine = get_engine("DBOS.retrieve_queue()")
-        return Queue(name, _database_backed=True) if engine.sysdb.get_queue(name) else None
+        return registered_queue(get_engine("DBOS.retrieve_queue()"), name)
 
     @classmethod
     def list_queues(cls) -> List[Queue]:
         """Every queue registered in the database, by name."""
-        engine = get_engine("DBOS.list_queues()")
-        return [Queue(r["name"], _database_backed=True) for r in engine.sysdb.list_queues()]
+        return registered_queues(get_engine("DBOS.list_queues()"))
 
     @classmethod
     def delete_queue(cls, name: str) -> None:

@@ -231,7 +231,7 @@ DROPPED = {
 
 
 @contextmanager
-def operations(args: argparse.Namespace) -> Iterator[Management]:
+def management(args: argparse.Namespace) -> Iterator[Management]:
     """Management of the system database the options name; it must exist and be migrated."""
     target = resolve_target(args)
     sysdb = SystemDatabase(target.system_url, schema=target.schema, pool_size=2)
@@ -270,28 +270,28 @@ def print_status(status: WorkflowStatus, as_json: bool) -> None:
 
 
 def cmd_workflow_list(args: argparse.Namespace) -> int:
-    with operations(args) as ops:
+    with management(args) as ops:
         statuses = ops.list_workflows(list_filters(args))
     print_statuses(statuses, args.json)
     return 0
 
 
 def cmd_queue_list(args: argparse.Namespace) -> int:
-    with operations(args) as ops:
+    with management(args) as ops:
         statuses = ops.list_queued_workflows(list_filters(args))
     print_statuses(statuses, args.json)
     return 0
 
 
 def cmd_workflow_get(args: argparse.Namespace) -> int:
-    with operations(args) as ops:
+    with management(args) as ops:
         status = ops.require(args.workflow_id)
     print_status(status, args.json)
     return 0
 
 
 def cmd_workflow_steps(args: argparse.Namespace) -> int:
-    with operations(args) as ops:
+    with management(args) as ops:
         ops.require(args.workflow_id)
         steps = ops.list_workflow_steps(args.workflow_id)
     print(out.to_json(steps) if args.json else out.steps_table(steps))
@@ -299,7 +299,7 @@ def cmd_workflow_steps(args: argparse.Namespace) -> int:
 
 
 def cmd_workflow_cancel(args: argparse.Namespace) -> int:
-    with operations(args) as ops:
+    with management(args) as ops:
         ops.require(args.workflow_id)
         done = ops.cancel([args.workflow_id])
         return report(ops, args, done, "Cancelled workflow {id}",
@@ -307,7 +307,7 @@ def cmd_workflow_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_workflow_resume(args: argparse.Namespace) -> int:
-    with operations(args) as ops:
+    with management(args) as ops:
         done = ops.resume([args.workflow_id])
         return report(ops, args, done, "Resumed workflow {id}: it is enqueued to continue",
                       "Workflow {id} already finished with status {status}; nothing to resume")
@@ -324,13 +324,13 @@ def report(ops: Management, args: argparse.Namespace, done: List[str], did: str,
 
 
 def cmd_workflow_restart(args: argparse.Namespace) -> int:
-    with operations(args) as ops:
+    with management(args) as ops:
         new_id = ops.fork(args.workflow_id, 1)
         return report_fork(ops, args, f"Restarted workflow {args.workflow_id} as workflow {new_id}", new_id)
 
 
 def cmd_workflow_fork(args: argparse.Namespace) -> int:
-    with operations(args) as ops:
+    with management(args) as ops:
         new_id = ops.fork(
             args.workflow_id, args.step, new_workflow_id=args.forked_workflow_id,
             application_version=args.application_version, queue_name=args.queue_name,

@@ -95,11 +95,14 @@ class Management:
 
     def cancel(self, workflow_ids: Sequence[str], cancel_children: bool = False) -> List[str]:
         """Cancel workflows (and, if asked, every descendant); return those cancelled."""
-        return self.sysdb.cancel_workflows(self.with_children(workflow_ids, cancel_children))
+        return self._cancel(self.with_children(workflow_ids, cancel_children))
 
     def resume(self, workflow_ids: Sequence[str], queue_name: Optional[str] = None) -> List[str]:
-        """Re-enqueue unfinished workflows; every ID must exist."""
-        return self.sysdb.resume_workflows(list(workflow_ids), queue_name or INTERNAL_QUEUE)
+        """Re-enqueue unfinished workflows; every ID must exist. Returns those re-enqueued."""
+        queue = queue_name or INTERNAL_QUEUE
+        resumed = self.sysdb.resume_workflows(list(workflow_ids), queue)
+        self._enqueued(queue, resumed)
+        return resumed
 
     def fork(self, workflow_id: str, start_step: int, *, new_workflow_id: Optional[str] = None,
              application_version: Optional[str] = None, queue_name: Optional[str] = None,
@@ -119,7 +122,9 @@ class Management:
             timeout_ms=int(timeout_seconds * 1000) if timeout_seconds is not None else None,
             executor_id=self.executor_id,
         )
-        return self.sysdb.fork_workflow(request)
+        forked = self.sysdb.fork_workflow(request)
+        self._enqueued(request.queue_name, [forked])
+        return forked
 
     def delete(self, workflow_ids: Sequence[str], delete_children: bool = False) -> List[str]:
         """Delete workflows and all they recorded; irreversible."""
@@ -171,7 +176,13 @@ class Management:
         """Cancel every active workflow created at or before the cutoff."""
         count(cutoff_epoch_timestamp_ms, "cutoff_epoch_timestamp_ms")
         ids = self.sysdb.active_created_before(cutoff_epoch_timestamp_ms, self._owners())
-        return self.sysdb.cancel_workflows(ids) if ids else []
+        return self._cancel(ids) if ids else []
+
+    def _cancel(self, workflow_ids: List[str]) -> List[str]:
+        return self.sysdb.cancel_workflows(workflow_ids)
+
+    def _enqueued(self, queue_name: str, workflow_ids: List[str]) -> None:
+        """Workflows were put on ``queue_name`` (by a resume or a fork)."""
 
 
 class EngineManagement(Management):
@@ -183,24 +194,9 @@ class EngineManagement(Management):
                          engine.datasource)
         self.engine = engine
 
-    def cancel(self, workflow_ids: Sequence[str], cancel_children: bool = False) -> List[str]:
-        ids = self.with_children(workflow_ids, cancel_children)
-        self.engine.cancel(ids)
-        return ids
+    def _cancel(self, workflow_ids: List[str]) -> List[str]:
+        return self.engine.cancel(workflow_ids)  # those running here stop at once
 
-    def resume(self, workflow_ids: Sequence[str], queue_name: Optional[str] = None) -> List[str]:
-        resumed = super().resume(workflow_ids, queue_name)
-        self.engine.forget_cancelled(resumed)
-        work_arrived(queue_name or INTERNAL_QUEUE)
-        return list(workflow_ids)
-
-    def fork(self, workflow_id: str, start_step: int, **options: Any) -> str:
-        forked = super().fork(workflow_id, start_step, **options)
-        work_arrived(options.get("queue_name") or INTERNAL_QUEUE)
-        return forked
-
-    def global_timeout(self, cutoff_epoch_timestamp_ms: int) -> List[str]:
-        cancelled = super().global_timeout(cutoff_epoch_timestamp_ms)
-        for workflow_id in cancelled:
-            self.engine.mark_cancelled(workflow_id)
-        return cancelled
+    def _enqueued(self, queue_name: str, workflow_ids: List[str]) -> None:
+        self.engine.forget_cancelled(workflow_ids)  # a resumed workflow may run here again
+        work_arrived(queue_name)  # this process's worker looks now

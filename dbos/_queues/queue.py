@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Protocol, Tuple, TypedDict
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple, TypedDict
 
 from .._engine.context import ContextChange, DBOSContext, get_context
 from .._engine.deadline import TIMEOUT_KEY
@@ -40,9 +40,16 @@ class Intake(Protocol):
 _intake: Optional[Intake] = None
 
 
-def set_intake(intake: Optional[Intake]) -> None:
+def set_intake(intake: Intake) -> None:
     global _intake
     _intake = intake
+
+
+def clear_intake(intake: Intake) -> None:
+    """``intake`` stopped: forget it, unless a newer launch's replaced it already."""
+    global _intake
+    if _intake is intake:
+        _intake = None
 
 
 def current_intake() -> Optional[Intake]:
@@ -60,11 +67,6 @@ def work_arrived(queue_name: str) -> None:
     """This process put work on ``queue_name``: its worker here looks now."""
     if _intake is not None:
         _intake.wake(queue_name)
-
-
-def launched() -> bool:
-    """Whether this process's queue workers are running."""
-    return _intake is not None
 
 
 class QueueRateLimit(TypedDict):
@@ -176,6 +178,10 @@ class Queue:
         return f"Queue({self.name!r})"
 
 
+# Where DBOS itself enqueues (schedules, resumed and forked workflows).
+INTERNAL = Queue(INTERNAL_QUEUE, _internal=True)
+
+
 def config_from_row(row: Dict[str, Any]) -> QueueConfig:
     limiter: Optional[QueueRateLimit] = None
     if row.get("rate_limit_max") is not None:
@@ -282,9 +288,18 @@ def queue_named(engine: Engine, name: str) -> Queue:
     declared = get_registry().queues.get(name)
     if isinstance(declared, Queue):
         return declared
-    if engine.sysdb.get_queue(name) is not None:
-        return Queue(name, _database_backed=True)
-    return Queue(name, _internal=True)
+    registered = registered_queue(engine, name)
+    return registered if registered is not None else Queue(name, _internal=True)
+
+
+def registered_queue(engine: Engine, name: str) -> Optional[Queue]:
+    """The queue registered in the database as ``name``, if there is one."""
+    return Queue(name, _database_backed=True) if engine.sysdb.get_queue(name) is not None else None
+
+
+def registered_queues(engine: Engine) -> List[Queue]:
+    """Every queue registered in the database, by name."""
+    return [Queue(row["name"], _database_backed=True) for row in engine.sysdb.list_queues()]
 
 
 def enqueue(engine: Engine, queue: Queue, func: Callable[..., Any], args: Tuple[Any, ...],

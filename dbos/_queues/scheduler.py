@@ -18,7 +18,7 @@ from croniter import croniter
 from .._engine.context import SetWorkflowID
 from .._engine.engine import Engine, peek_engine
 from .._engine.registry import FunctionInfo, get_registry
-from .queue import INTERNAL_QUEUE, Queue, enqueue, launched
+from .queue import INTERNAL, INTERNAL_QUEUE, current_intake, enqueue
 
 logger = logging.getLogger("dbos")
 
@@ -36,7 +36,7 @@ def scheduled(cron: str) -> Callable[[F], F]:
             raise TypeError("@DBOS.scheduled() goes above @DBOS.workflow()")
         get_registry().schedules.append((info, cron))
         engine = peek_engine()
-        if engine is not None and launched():
+        if engine is not None and current_intake() is not None:
             # Declared after launch: its ticks start now.
             start_scheduler(engine, [(info, cron)])
         return func
@@ -80,9 +80,8 @@ class Scheduler(threading.Thread):
 
     def _fire(self, info: FunctionInfo, tick: datetime) -> None:
         try:
-            queue = Queue(INTERNAL_QUEUE, _internal=True)
             with SetWorkflowID(f"sched-{info.name}-{tick.isoformat()}"):
-                enqueue(self.engine, queue, info.wrapper or info.func, (tick, datetime.now(timezone.utc)), {})
+                enqueue(self.engine, INTERNAL, info.wrapper or info.func, (tick, datetime.now(timezone.utc)), {})
         except Exception:
             logger.warning(f"Scheduled workflow {info.name} could not start for {tick} ({INTERNAL_QUEUE})",
                            exc_info=True)

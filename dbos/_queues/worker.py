@@ -20,7 +20,7 @@ from .._engine.recovery import function_for, launch_from_row
 from .._engine.registry import get_registry
 from .._engine.workflow import submit
 from .._sysdb.records import ClaimLimits
-from .queue import INTERNAL_QUEUE, Queue, QueueConfig, set_intake
+from .queue import INTERNAL, Queue, QueueConfig, clear_intake, registered_queues, set_intake
 
 logger = logging.getLogger("dbos")
 
@@ -83,15 +83,19 @@ class QueueWorkers:
         for worker in workers:
             worker.join(timeout=10)
 
+    def serve_known(self) -> None:
+        """Serve each queue declared in code or registered in the database."""
+        for queue in list(get_registry().queues.values()):
+            if queue.name not in self._workers:
+                self.serve(queue)
+        for queue in registered_queues(self.engine):
+            if queue.name not in self._workers:
+                self.serve(queue)
+
     def _discover(self) -> None:
         while not self._halt.wait(DISCOVERY_INTERVAL_S):
             try:
-                for queue in list(get_registry().queues.values()):
-                    if queue.name not in self._workers:
-                        self.serve(queue)
-                for row in self.engine.sysdb.list_queues():
-                    if row["name"] not in self._workers:
-                        self.serve(Queue(row["name"], _database_backed=True))
+                self.serve_known()
             except Exception:
                 logger.warning("Looking for new queues failed", exc_info=True)
 
@@ -208,9 +212,12 @@ def start_workers(engine: Engine, max_dispatch: int, listen: Optional[Set[str]] 
     each registered in the database; until the engine stops its intake."""
     workers = QueueWorkers(engine, max_dispatch, listen)
     set_intake(workers)
-    engine.on_close.append(workers.stop)
-    for queue in [Queue(INTERNAL_QUEUE, _internal=True), *get_registry().queues.values()]:
-        workers.serve(queue)
-    for row in engine.sysdb.list_queues():
-        workers.serve(Queue(row["name"], _database_backed=True))
+
+    def stop() -> None:
+        workers.stop()
+        clear_intake(workers)
+
+    engine.on_close.append(stop)
+    workers.serve(INTERNAL)
+    workers.serve_known()
     return workers

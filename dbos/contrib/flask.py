@@ -173,8 +173,7 @@ def _cli_errors() -> Iterator[None]:
 
 def _settings() -> Settings:
     """The configuration of this app's DBOS instance (built by the app factory)."""
-    current = runtime.current()
-    config = current.config if current is not None else None
+    config = runtime.current_config()
     if config is None:
         raise DBOSException(
             "DBOS is not initialized for this app: construct DBOS(config=..., flask=app) "

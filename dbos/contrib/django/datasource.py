@@ -16,7 +16,7 @@ from typing import Any, ContextManager, Iterator, List, Sequence
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
-from ..._datasource import ISOLATION_LEVELS, Dialect, IsolationLevel, Row, SQLDatasource
+from ..._datasource import Dialect, IsolationLevel, Row, SQLDatasource, check_level
 from ...error import DBOSException
 
 
@@ -67,10 +67,7 @@ class DjangoDatasource(SQLDatasource):
 
     @contextmanager
     def transaction(self, isolation_level: IsolationLevel) -> Iterator[Any]:
-        if isolation_level not in ISOLATION_LEVELS:
-            raise ValueError(
-                f"unknown isolation level {isolation_level!r}: use one of {', '.join(ISOLATION_LEVELS)}"
-            )
+        check_level(isolation_level)
         _refuse_event_loop_thread()
         conn = self.connection
         self._refuse_open_transaction(conn)

@@ -51,7 +51,7 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django ships no type hints
         namespace = argparse.Namespace(**options)
         action = ACTIONS[namespace.action]
         try:
-            with operations() as ops:
+            with management() as ops:
                 text = action(ops, namespace)
         except (CLIError, DBOSException) as exc:
             raise CommandError(one_line(str(exc))) from exc
@@ -69,7 +69,7 @@ def _action(actions: Any, name: str, summary: str, *, workflow_id: bool = True) 
 
 
 @contextmanager
-def operations() -> Iterator[Management]:
+def management() -> Iterator[Management]:
     """Management of the project's system database; it must exist and be migrated."""
     config = dbos_config()
     sysdb = SystemDatabase(
