@@ -181,7 +181,8 @@ def resolve_target(args: argparse.Namespace) -> Target:
 def cmd_migrate(args: argparse.Namespace) -> int:
     target = resolve_target(args)
     applied = run_dbos_database_migrations(
-        target.system_url.render(), schema=target.schema, application_role=args.app_role
+        target.system_url.render(), schema=target.schema, application_role=args.app_role,
+        app_database_url=target.app_url.render() if target.app_url is not None else None,
     )
     if applied:
         print(f"Migrated the system database at {target.system_url} to version {applied[-1]}")

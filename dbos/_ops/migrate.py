@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import List, Optional
 
+from .._datasource import PeeweeDatasource
 from .._sysdb import DatabaseURL, SystemDatabase
 
 
@@ -15,7 +16,9 @@ def run_dbos_database_migrations(
     schema: str = "dbos",
     application_role: Optional[str] = None,
 ) -> List[int]:
-    """Create the system database if missing and apply pending migrations.
+    """Create the system database if missing and apply pending migrations;
+    with ``app_database_url``, also create that database if missing, with its
+    ``transaction_outputs`` table in ``schema``.
 
     Returns the versions applied (empty when the schema was current).
     """
@@ -24,9 +27,23 @@ def run_dbos_database_migrations(
         applied = sysdb.migrate()
         if application_role:
             sysdb.grant(application_role)
-        return applied
     finally:
         sysdb.close()
+    if app_database_url:
+        prepare_application_database(app_database_url, schema)
+    return applied
+
+
+def prepare_application_database(url: str, schema: str) -> None:
+    """The application database, created if missing, as DBOS Transact's
+    ``dbos migrate`` leaves it: the app's own migrations (alembic, say) need
+    it to exist, and ``@DBOS.transaction`` finds its table there."""
+    source = PeeweeDatasource.from_url(url, pool_size=1)
+    try:
+        source.schema = schema
+        source.ensure_schema()
+    finally:
+        source.close()
 
 
 def migrate_command(url: DatabaseURL, schema: Optional[str]) -> str:

@@ -176,6 +176,16 @@ def test_migrate_into_a_schema(postgres_only: None, sys_db_url: str, tmp_path: P
     assert table_names(sys_db_url, "dbos") == set()
 
 
+def test_migrate_creates_the_application_database(sys_db_url: str, empty_db_url: str, tmp_path: Path) -> None:
+    assert not database_exists(empty_db_url)
+    result = run_dbos("migrate", "-s", sys_db_url, "-D", empty_db_url, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert_migrated(sys_db_url)
+    # As DBOS Transact leaves it: there for the app's own migrations (alembic
+    # connects, it creates nothing), with the table @DBOS.transaction records in.
+    assert "transaction_outputs" in table_names(empty_db_url)
+
+
 @pytest.fixture
 def app_role(postgres_only: None, sys_db_url: str) -> Iterator[str]:
     """A PostgreSQL role that exists while the test runs."""
