@@ -16,6 +16,7 @@ from ._engine.context import DBOSContextEnsure, DBOSContextSetAuth, SetWorkflowI
 from ._engine.deadline import SetWorkflowTimeout
 from ._engine.handles import WorkflowHandle, WorkflowHandleAsync
 from ._engine.messages import SendMessage
+from ._engine.step import StepOptions
 from ._facade.dbos import DBOS
 from ._ops.client import DBOSClient, EnqueueOptions
 from ._ops.management import StepInfo
@@ -25,8 +26,9 @@ from ._serialization import DefaultSerializer, Serializer
 from ._status import StepStatus, WorkflowStatus, WorkflowStatusString
 from ._versions import VersionInfo
 
-if _typing.TYPE_CHECKING:
-    from .contrib.sqlalchemy import SQLAlchemyDatasource  # noqa: F401  (for type checkers)
+if _typing.TYPE_CHECKING:  # for type checkers
+    from .contrib.sqlalchemy import SQLAlchemyDatasource  # noqa: F401
+    from .contrib.sqlalchemy_async import AsyncSQLAlchemyDatasource  # noqa: F401
 
 __all__ = [
     "DBAPIDatasource",
@@ -48,6 +50,7 @@ __all__ = [
     "SetWorkflowID",
     "SetWorkflowTimeout",
     "StepInfo",
+    "StepOptions",
     "StepStatus",
     "VersionInfo",
     "WorkflowHandle",
@@ -58,11 +61,11 @@ __all__ = [
     "run_dbos_database_migrations",
 ]
 
-# SQLAlchemy is optional: its datasource is imported on first use (below),
+# SQLAlchemy is optional: its datasources are imported on first use (below),
 # and listed only where SQLAlchemy is installed, so `from dbos import *`
 # works without it.
 if _importlib_util.find_spec("sqlalchemy") is not None:
-    __all__.append("SQLAlchemyDatasource")
+    __all__ += ["AsyncSQLAlchemyDatasource", "SQLAlchemyDatasource"]
 
 
 def __getattr__(name: str) -> _typing.Any:
@@ -70,4 +73,8 @@ def __getattr__(name: str) -> _typing.Any:
         from .contrib.sqlalchemy import SQLAlchemyDatasource
 
         return SQLAlchemyDatasource
+    if name == "AsyncSQLAlchemyDatasource":
+        from .contrib.sqlalchemy_async import AsyncSQLAlchemyDatasource
+
+        return AsyncSQLAlchemyDatasource
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

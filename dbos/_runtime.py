@@ -31,6 +31,7 @@ from ._datasource import Datasource, PeeweeDatasource, default_kind
 from ._engine.engine import Engine, Identity, peek_engine, set_constructed, set_engine
 from ._engine.recovery import recover_pending
 from ._engine.registry import clear_registry, get_registry
+from ._engine.transaction_async import install as install_datasource_steps
 from ._logger import configure_logging, dbos_logger
 from ._ops.admin_server import AdminServer
 from ._ops.migrate import migrate_command
@@ -47,6 +48,9 @@ from .error import DBOSException, DBOSNotLaunchedError
 # own (event loop, deadlines, queue manager and one worker per queue,
 # listener, recovery, scheduler, admin server) and the application's.
 DEFAULT_DISPATCH_BUDGET = 48
+
+# Every datasource's @ds.transaction() runs through the engine (see _datasource/steps.py).
+install_datasource_steps()
 
 
 class _GlobalParams:

@@ -121,16 +121,23 @@ class DBOSConfigError(DBOSInitializationError):
 
 
 class DBOSMigrationRequiredError(DBOSInitializationError):
-    """The system database is behind the code and migrations are disabled."""
+    """The system database is behind the code and cannot be migrated from here.
 
-    def __init__(self, current: int, required: int, command: str) -> None:
+    At launch that is because ``run_migrations`` is false; for a
+    ``DBOSClient``, because its database role may not create or migrate the
+    database (``reason`` then says so). Either way ``command`` migrates it.
+    """
+
+    def __init__(self, current: int, required: int, command: str, *,
+                 reason: str = "run_migrations is false", then: str = "then launch again") -> None:
         super().__init__(
             f"The system database schema is at version {current} but this "
-            f"version of DBOS needs {required}, and run_migrations is false. "
-            f"Run `{command}` to migrate it, then launch again."
+            f"version of DBOS needs {required}, and {reason}. "
+            f"Run `{command}` to migrate it, {then}."
         )
         self.current = current
         self.required = required
+        self.command = command
 
 
 class DBOSSystemDatabaseError(DBOSException):
@@ -262,13 +269,16 @@ class DBOSStreamTimeoutError(DBOSException):
     def __init__(
         self, workflow_id: str, key: str, timeout_seconds: Optional[float] = None
     ) -> None:
+        # Without a timeout the stream ended before the offset asked for.
+        why = (f"within {timeout_seconds} seconds" if timeout_seconds is not None
+               else "before the stream ended")
         super().__init__(
-            f"Reading stream {key} of workflow {workflow_id} timed out "
-            f"after {timeout_seconds} seconds",
+            f"No value arrived on stream {key} of workflow {workflow_id} {why}",
             DBOSErrorCode.StreamTimeout,
         )
         self.workflow_id = workflow_id
         self.key = key
+        self.timeout_seconds = timeout_seconds
 
 
 class DBOSStepTimeoutError(DBOSException):
@@ -314,3 +324,15 @@ class DBOSRecordedError(DBOSException):
         )
         self.type_name = type_name
         self.error_message = error_message
+
+
+class DBOSInvalidArgumentError(DBOSException, ValueError):
+    """An argument a DBOS function was given cannot be used; nothing was written.
+
+    Also a ``ValueError``, which is what such a mistake is in plain Python.
+    """
+
+    def __init__(self, argument: str, value: Any, expected: str) -> None:
+        super().__init__(f"Invalid {argument} {value!r}: {expected}")
+        self.argument = argument
+        self.value = value

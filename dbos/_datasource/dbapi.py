@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Literal, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Sequence
 
-from .interface import Dialect, IsolationLevel, Row
-from .outputs import SQLDatasource, check_level
+from .._serialization import Serializer
+from .._sysdb.backend import BUSY_TIMEOUT_MS, backend_for
+from ..error import DBOSInvalidArgumentError
+from .interface import Dialect, Row
+from .levels import IsolationLevel
+from .outputs import SQLDatasource
+from .urls import parse_url
 
 
 class DBAPIDatasource(SQLDatasource):
@@ -29,11 +34,27 @@ class DBAPIDatasource(SQLDatasource):
         schema: str = "dbos",
     ) -> None:
         if dialect not in ("postgresql", "sqlite"):
-            raise ValueError(f"unsupported dialect {dialect!r}: use 'postgresql' or 'sqlite'")
+            raise DBOSInvalidArgumentError("dialect", dialect, "use 'postgresql' or 'sqlite'")
         self._connect = connect
         self._dialect: Dialect = dialect
         self.schema = schema
         self._connections = ThreadConnections(self._open)
+
+    @classmethod
+    def create(cls, database_url: Optional[str] = None, *, connect: Optional[Callable[[], Any]] = None,
+               dialect: Optional[Literal["postgresql", "sqlite"]] = None, schema: Optional[str] = None,
+               serializer: Optional[Serializer] = None) -> "DBAPIDatasource":
+        """A datasource for ``@ds.transaction()`` on plain DB-API connections: to
+        ``database_url`` (sqlite3 or psycopg2; the database is created if missing),
+        or made by your ``connect()`` for ``dialect``. Makes ``datasource_outputs``."""
+        if (database_url is None) == (connect is None):
+            raise DBOSInvalidArgumentError("database_url", database_url, "give a URL or connect=, not both")
+        if database_url is not None:
+            connect, dialect = _connector(database_url)
+        if dialect is None:
+            raise DBOSInvalidArgumentError("dialect", dialect, "with connect=, say 'postgresql' or 'sqlite'")
+        assert connect is not None
+        return cls(connect, dialect=dialect)._prepared(schema, serializer)
 
     @property
     def dialect(self) -> Dialect:
@@ -49,8 +70,7 @@ class DBAPIDatasource(SQLDatasource):
         return conn
 
     @contextmanager
-    def transaction(self, isolation_level: IsolationLevel) -> Iterator[Any]:
-        check_level(isolation_level)
+    def _begin(self, isolation_level: IsolationLevel) -> Iterator[Any]:
         conn = self._connections.get()
         self._run(conn, self._begin_sql(isolation_level))  # a failed BEGIN leaves nothing to undo
         try:
@@ -88,6 +108,18 @@ class DBAPIDatasource(SQLDatasource):
 
     def close(self) -> None:
         self._connections.close_all()
+
+
+def _connector(database_url: str) -> "tuple[Callable[[], Any], Dialect]":
+    parsed = parse_url(database_url)
+    backend_for(parsed).create_database()
+    if parsed.is_sqlite:
+        import sqlite3
+
+        return (lambda: sqlite3.connect(parsed.sqlite_path, timeout=BUSY_TIMEOUT_MS / 1000)), "sqlite"
+    import psycopg2
+
+    return (lambda: psycopg2.connect(dbname=parsed.database, **parsed.connect_kwargs())), "postgresql"
 
 
 class ThreadConnections:

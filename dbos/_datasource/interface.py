@@ -12,51 +12,78 @@ from __future__ import annotations
 
 import importlib.util
 from abc import ABC, abstractmethod
-from typing import Any, ContextManager, Literal, Optional, Sequence, Tuple, get_args
+from contextlib import asynccontextmanager, contextmanager
+from typing import (
+    Any,
+    AsyncContextManager,
+    AsyncIterator,
+    ContextManager,
+    Iterator,
+    Literal,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+)
 
-IsolationLevel = Literal["SERIALIZABLE", "REPEATABLE READ", "READ COMMITTED"]
-ISOLATION_LEVELS: Tuple[str, ...] = get_args(IsolationLevel)
+from .._serialization import Serializer
+from .levels import IsolationLevel, check_level
+from .steps import TransactionSteps, opened_session
+from .tables import DATASOURCE_OUTPUTS, TRANSACTION_OUTPUTS, Outcome, OutputsTable
+
 Dialect = Literal["postgresql", "sqlite"]
 Row = Tuple[Any, ...]
+Recorded = Optional[Tuple[Optional[str], Optional[str]]]
+D = TypeVar("D", bound="Datasource")
 
-TABLE = "transaction_outputs"
-INDEX = "transaction_outputs_created_at_index"
 # How long a thread waits for a free connection of a pool opened from a URL.
 POOL_TIMEOUT_S = 30.0
 
 
-class Datasource(ABC):
-    """The application's database as @DBOS.transaction sees it."""
+class Datasource(TransactionSteps, ABC):
+    """The application's database, as transactions see it.
 
-    @abstractmethod
-    def ensure_schema(self) -> None:
-        """Create ``transaction_outputs`` if it is missing; safe to repeat and to race."""
+    Subclasses say how to open a transaction (``_begin``) and how to read and
+    write the recorded outcome of a step in it. ``create(...)`` datasources
+    record in ``datasource_outputs``; ones given to the configuration for
+    ``@DBOS.transaction`` in ``transaction_outputs``.
+    """
 
-    @abstractmethod
-    def transaction(self, isolation_level: IsolationLevel) -> ContextManager[Any]:
-        """A transaction at that level, yielding the session user code works with.
+    outputs_table: OutputsTable = TRANSACTION_OUTPUTS
+    # The serializer of recorded outputs; None: the one DBOS is configured with.
+    serializer: Optional[Serializer] = None
+    schema: Optional[str] = "dbos"
+
+    @contextmanager
+    def begin(self, isolation_level: IsolationLevel) -> Iterator[Any]:
+        """A transaction at that level, yielding the session user code works with
+        (also what ``sql_session()`` returns inside it).
 
         Commits on normal exit; on an exception rolls back and re-raises it.
         """
+        check_level(isolation_level)
+        with self._begin(isolation_level) as session, opened_session(self, session):
+            yield session
 
     @abstractmethod
-    def recorded_output(
-        self, session: Any, workflow_id: str, function_id: int
-    ) -> Optional[Tuple[Optional[str], Optional[str]]]:
+    def _begin(self, isolation_level: IsolationLevel) -> ContextManager[Any]:
+        """``begin`` for a level already checked."""
+
+    @abstractmethod
+    def ensure_schema(self) -> None:
+        """Create the outputs table if it is missing; safe to repeat and to race."""
+
+    @abstractmethod
+    def recorded_output(self, session: Any, workflow_id: str, step_id: int) -> Recorded:
         """The (output, error) text recorded for that step, or None."""
 
     @abstractmethod
-    def record_output(
-        self,
-        session: Any,
-        workflow_id: str,
-        function_id: int,
-        function_name: str,
-        output: Optional[str],
-        error: Optional[str],
-        executor_id: Optional[str],
-    ) -> None:
-        """Record a step's outcome inside the session's current transaction."""
+    def record_output(self, session: Any, outcome: Outcome) -> None:
+        """Record a step's outcome inside the session's current transaction.
+
+        ``outcome`` holds workflow_id, step_id, name, output, error,
+        executor_id and serialization; the table keeps those it has columns for.
+        """
 
     @abstractmethod
     def is_retryable(self, exc: BaseException) -> bool:
@@ -68,7 +95,47 @@ class Datasource(ABC):
     def close(self) -> None:
         """Release the connections this datasource opened itself."""
 
+    def _prepared(self: D, schema: Optional[str], serializer: Optional[Serializer]) -> D:
+        """What every ``create(...)`` ends with: record in ``datasource_outputs``
+        (in ``schema``, if given), with ``serializer``, the table made if missing."""
+        self.outputs_table = DATASOURCE_OUTPUTS
+        if schema is not None:
+            self.schema = schema
+        self.serializer = serializer
+        self.ensure_schema()
+        return self
 
+
+class AsyncDatasource(TransactionSteps, ABC):
+    """A datasource whose transactions are coroutines (``AsyncSQLAlchemyDatasource``)."""
+
+    is_async = True
+    outputs_table: OutputsTable = TRANSACTION_OUTPUTS
+    serializer: Optional[Serializer] = None
+
+    @asynccontextmanager
+    async def begin(self, isolation_level: IsolationLevel) -> AsyncIterator[Any]:
+        """``Datasource.begin`` for coroutines: ``async with ds.begin(level) as session``."""
+        check_level(isolation_level)
+        async with self._begin(isolation_level) as session:
+            with opened_session(self, session):
+                yield session
+
+    @abstractmethod
+    def _begin(self, isolation_level: IsolationLevel) -> AsyncContextManager[Any]:
+        """``begin`` for a level already checked."""
+
+    @abstractmethod
+    async def recorded_output(self, session: Any, workflow_id: str, step_id: int) -> Recorded:
+        """The (output, error) text recorded for that step, or None."""
+
+    @abstractmethod
+    async def record_output(self, session: Any, outcome: Outcome) -> None:
+        """Record a step's outcome inside the session's current transaction."""
+
+    @abstractmethod
+    def is_retryable(self, exc: BaseException) -> bool:
+        """Whether running the whole transaction again may well succeed."""
 
 
 # The datasources a configuration may name (``application_datasource``).

@@ -1,4 +1,4 @@
-"""``SQLDatasource``: ``transaction_outputs`` kept with a few plain SQL statements.
+"""``SQLDatasource``: the outputs table kept with a few plain SQL statements.
 
 An adapter for another library (the Django ORM, SQLAlchemy, plain DB-API)
 derives from it and only says how to open a transaction and how to run one
@@ -8,51 +8,61 @@ statement in it.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from .._clock import now_ms
 from .._sysdb.backend import MIGRATION_LOCK_KEY, PostgresBackend, SqliteBackend
-from .interface import INDEX, ISOLATION_LEVELS, TABLE, Datasource, Dialect, Row
+from .interface import Datasource, Dialect, Recorded, Row
 from .retries import is_retryable_error
+from .tables import Outcome, OutputsTable
 
 
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+# The driver's parameter marker for the i-th parameter (0-based) of a statement.
+Marker = Callable[[int], str]
+
+
 class OutputsSQL:
-    """Every statement on ``transaction_outputs``, in one dialect and parameter style.
+    """Every statement on one outputs table, in one dialect and parameter style."""
 
-    The layout is DBOS Transact's, so an application database it created is
-    used as is (and the one column it added later is added if missing).
-    """
-
-    def __init__(self, dialect: Dialect, schema: Optional[str], marker: str) -> None:
+    def __init__(self, dialect: Dialect, schema: Optional[str], table: OutputsTable, mark: Marker) -> None:
         self.dialect = dialect
-        self.marker = marker
+        self.layout = table
+        self.mark = mark
         # SQLite has no schemas: a plain table in the file.
         self.schema = schema if dialect == "postgresql" else None
-        self.table = f"{_quote(self.schema)}.{_quote(TABLE)}" if self.schema else _quote(TABLE)
+        self.table = f"{_quote(self.schema)}.{_quote(table.name)}" if self.schema else _quote(table.name)
+
+    def _marks(self, count: int) -> str:
+        return ", ".join(self.mark(i) for i in range(count))
 
     def select(self) -> str:
-        m = self.marker
-        return f"SELECT output, error FROM {self.table} WHERE workflow_uuid = {m} AND function_id = {m}"
+        t = self.layout
+        return (f"SELECT output, error FROM {self.table} WHERE {t.workflow_column} = {self.mark(0)} "
+                f"AND {t.step_column} = {self.mark(1)}")
 
     def insert(self) -> str:
-        """Parameters: workflow_uuid, function_id, function_name, output, error, executor_id, created_at."""
-        markers = ", ".join([self.marker] * 6)
-        return (
-            f"INSERT INTO {self.table} (workflow_uuid, function_id, function_name, output, "
-            f"error, executor_id, created_at, txn_id, txn_snapshot) VALUES ({markers}, {self.marker}, '', '')"
-        )
+        """Parameters: those of ``insert_params``."""
+        columns = ", ".join(column for column, _ in self.layout.inserted)
+        return f"INSERT INTO {self.table} ({columns}) VALUES ({self._marks(len(self.layout.inserted))})"
+
+    def insert_params(self, outcome: Outcome) -> Row:
+        values = {**outcome, "empty": "", "created_at": now_ms()}
+        return tuple(values.get(key) for _, key in self.layout.inserted)
+
+    def delete(self, count: int) -> str:
+        return f"DELETE FROM {self.table} WHERE {self.layout.workflow_column} IN ({self._marks(count)})"
 
     def columns(self) -> Tuple[str, Row]:
         """A query listing the table's column names (none if it does not exist)."""
         if self.dialect == "sqlite":
-            return f"SELECT name FROM pragma_table_info({self.marker})", (TABLE,)
+            return f"SELECT name FROM pragma_table_info({self.mark(0)})", (self.layout.name,)
         return (
             "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = "
-            f"to_regclass(CAST({self.marker} AS text)) AND attnum > 0 AND NOT attisdropped",
+            f"to_regclass(CAST({self.mark(0)} AS text)) AND attnum > 0 AND NOT attisdropped",
             (self.table,),
         )
 
@@ -68,30 +78,26 @@ class OutputsSQL:
 
     def creation(self) -> List[str]:
         tokens = SqliteBackend.sql_tokens if self.dialect == "sqlite" else PostgresBackend.sql_tokens
+        t = self.layout
         statements = [f"CREATE SCHEMA IF NOT EXISTS {_quote(self.schema)}"] if self.schema else []
-        return statements + [
-            f"CREATE TABLE IF NOT EXISTS {self.table} ("
-            "workflow_uuid TEXT NOT NULL, function_id INTEGER NOT NULL, "
-            "output TEXT, error TEXT, txn_id TEXT, txn_snapshot TEXT, executor_id TEXT, "
-            "function_name TEXT NOT NULL DEFAULT '', "
-            f"created_at BIGINT NOT NULL DEFAULT {tokens['now_ms']}, "
-            "PRIMARY KEY (workflow_uuid, function_id))",
-            f"CREATE INDEX IF NOT EXISTS {_quote(INDEX)} ON {self.table} (created_at)",
-        ]
-
-    def add_function_name(self) -> str:
-        return f"ALTER TABLE {self.table} ADD COLUMN function_name TEXT NOT NULL DEFAULT ''"
-
-
-def check_level(isolation_level: str) -> None:
-    if isolation_level not in ISOLATION_LEVELS:
-        raise ValueError(
-            f"unknown isolation level {isolation_level!r}: use one of {', '.join(ISOLATION_LEVELS)}"
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {self.table} ({t.workflow_column} TEXT NOT NULL, "
+            f"{t.step_column} INTEGER NOT NULL, {t.columns_ddl.format(now_ms=tokens['now_ms'])}, "
+            f"PRIMARY KEY ({t.workflow_column}, {t.step_column}))"
         )
+        if t.index:
+            statements.append(f"CREATE INDEX IF NOT EXISTS {_quote(t.index)} ON {self.table} (created_at)")
+        return statements
+
+    def add_late_column(self) -> Optional[str]:
+        if self.layout.late_column is None:
+            return None
+        name, definition = self.layout.late_column
+        return f"ALTER TABLE {self.table} ADD COLUMN {name} {definition}"
 
 
 class SQLDatasource(Datasource):
-    """A datasource that keeps ``transaction_outputs`` with ``OutputsSQL``.
+    """A datasource that keeps its outputs table with ``OutputsSQL``.
 
     A subclass gives its dialect, how to open a transaction, and how to run
     one statement on the session that transaction yields.
@@ -108,61 +114,53 @@ class SQLDatasource(Datasource):
         """The driver's parameter marker (sqlite3: qmark; psycopg: format)."""
         return "?" if self.dialect == "sqlite" else "%s"
 
+    def mark(self, index: int) -> str:
+        return self.marker
+
     @abstractmethod
     def _run(self, session: Any, sql: str, params: Sequence[Any] = ()) -> List[Row]:
         """Execute one statement in the session's transaction; its rows, if any."""
 
     @property
     def sql(self) -> OutputsSQL:
-        return OutputsSQL(self.dialect, self.schema, self.marker)
+        return OutputsSQL(self.dialect, self.schema, self.outputs_table, self.mark)
 
     def ensure_schema(self) -> None:
-        with self.transaction("READ COMMITTED") as session:
+        sql = self.sql
+        with self._begin("READ COMMITTED") as session:
             # The usual case, checked first so a role that may not create
             # schemas can still use a database someone else prepared.
-            if "function_name" not in self._columns(session):
-                self._create(session)
+            if self.outputs_table.current_column not in self._columns(session, sql):
+                self._create(session, sql)
 
-    def _create(self, session: Any) -> None:
-        lock = self.sql.creator_lock()
+    def _create(self, session: Any, sql: OutputsSQL) -> None:
+        lock = sql.creator_lock()
         if lock is not None:
             self._run(session, lock)
-        for statement in self.sql.creation():
+        for statement in sql.creation():
             self._run(session, statement)
-        # A table from an older DBOS Transact lacks this column.
-        if "function_name" not in self._columns(session):
-            self._run(session, self.sql.add_function_name())
+        # A table from an older DBOS Transact lacks a column.
+        late = sql.add_late_column()
+        if late is not None and self.outputs_table.current_column not in self._columns(session, sql):
+            self._run(session, late)
 
-    def _columns(self, session: Any) -> List[str]:
-        query, params = self.sql.columns()
+    def _columns(self, session: Any, sql: OutputsSQL) -> List[str]:
+        query, params = sql.columns()
         return [str(row[0]) for row in self._run(session, query, params)]
 
-    def recorded_output(
-        self, session: Any, workflow_id: str, function_id: int
-    ) -> Optional[Tuple[Optional[str], Optional[str]]]:
-        rows = self._run(session, self.sql.select(), (workflow_id, function_id))
+    def recorded_output(self, session: Any, workflow_id: str, step_id: int) -> Recorded:
+        rows = self._run(session, self.sql.select(), (workflow_id, step_id))
         return (rows[0][0], rows[0][1]) if rows else None
 
-    def record_output(
-        self,
-        session: Any,
-        workflow_id: str,
-        function_id: int,
-        function_name: str,
-        output: Optional[str],
-        error: Optional[str],
-        executor_id: Optional[str],
-    ) -> None:
-        params = (workflow_id, function_id, function_name, output, error, executor_id, now_ms())
-        self._run(session, self.sql.insert(), params)
+    def record_output(self, session: Any, outcome: Outcome) -> None:
+        sql = self.sql
+        self._run(session, sql.insert(), sql.insert_params(outcome))
 
     def delete_outputs(self, workflow_ids: Sequence[str]) -> None:
         if not workflow_ids:
             return
-        marks = ", ".join([self.marker] * len(workflow_ids))
-        sql = f"DELETE FROM {self.sql.table} WHERE workflow_uuid IN ({marks})"
-        with self.transaction("READ COMMITTED") as session:
-            self._run(session, sql, tuple(workflow_ids))
+        with self._begin("READ COMMITTED") as session:
+            self._run(session, self.sql.delete(len(workflow_ids)), tuple(workflow_ids))
 
     def is_retryable(self, exc: BaseException) -> bool:
         return is_retryable_error(exc)

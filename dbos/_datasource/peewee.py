@@ -7,16 +7,18 @@ Either the user's own Peewee database, or one opened from
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import peewee as pw
 from playhouse.pool import PooledDatabase
 
+from .._serialization import Serializer
 from .._sysdb.backend import backend_for
-from .._sysdb.url import DatabaseURL
 from ..error import DBOSException
-from .interface import POOL_TIMEOUT_S, Dialect, IsolationLevel, Row
-from .outputs import SQLDatasource, check_level
+from .interface import POOL_TIMEOUT_S, Dialect, Row
+from .levels import IsolationLevel
+from .outputs import SQLDatasource
+from .urls import parse_url
 
 PeeweeTarget = Union[pw.Database, pw.DatabaseProxy]
 
@@ -39,11 +41,19 @@ class PeeweeDatasource(SQLDatasource):
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 20) -> "PeeweeDatasource":
         """A pooled database at ``url``, created first if it does not exist."""
-        backend = backend_for(DatabaseURL.parse(url))
+        backend = backend_for(parse_url(url))
         backend.create_database()  # PostgreSQL: CREATE DATABASE; SQLite: the file, in WAL mode
         source = cls(backend.open(pool_size, POOL_TIMEOUT_S, {}))
         source._owned = True
         return source
+
+    @classmethod
+    def create(cls, database: Union[str, PeeweeTarget], *, schema: Optional[str] = None,
+               serializer: Optional[Serializer] = None, pool_size: int = 20) -> "PeeweeDatasource":
+        """A datasource for ``@ds.transaction()`` on a Peewee database, or on one opened
+        from a URL (created first if missing); makes ``datasource_outputs`` if it is missing."""
+        source = cls.from_url(database, pool_size=pool_size) if isinstance(database, str) else cls(database)
+        return source._prepared(schema, serializer)
 
     @property
     def database(self) -> pw.Database:
@@ -69,8 +79,7 @@ class PeeweeDatasource(SQLDatasource):
         )
 
     @contextmanager
-    def transaction(self, isolation_level: IsolationLevel) -> Iterator[pw.Database]:
-        check_level(isolation_level)
+    def _begin(self, isolation_level: IsolationLevel) -> Iterator[pw.Database]:
         db = self.database
         if db.in_transaction():
             # Our COMMIT would only release a savepoint, and the output could

@@ -20,7 +20,7 @@ from .engine import Engine, get_engine
 from .launch import GET_RESULT, check_same_function, prepare
 from .operation import durable, durable_async
 from .registry import resolve
-from .waiting import watching
+from .waiting import Waitable, watching
 from .workflow import decode_outcome, execute_async, execute_sync, submit, wait_outcome
 
 R = TypeVar("R")
@@ -209,32 +209,34 @@ async def get_result_async(workflow_id: str, polling_interval_sec: float = 1.0) 
 
 def wait_first(handles: List[Any], polling_interval_sec: float = 1.0) -> Any:
     """The first of ``handles`` whose workflow is no longer active."""
-    ids = _distinct_ids(handles)
+    ids = distinct_ids(handles, "DBOS.wait_first()")
     engine = get_engine("DBOS.wait_first()")
-    winner = durable(engine, WAIT_FIRST, lambda: _first_done(engine, ids, polling_interval_sec),
+    winner = durable(engine, WAIT_FIRST, lambda: first_done(engine, ids, polling_interval_sec),
                      what="the winner of DBOS.wait_first()", record_error=False)
     return handles[ids.index(winner)]
 
 
 async def wait_first_async(handles: List[Any], polling_interval_sec: float = 1.0) -> Any:
     """``wait_first`` for async code: the operation begins before the first ``await``."""
-    ids = _distinct_ids(handles)
+    ids = distinct_ids(handles, "DBOS.wait_first_async()")
     engine = get_engine("DBOS.wait_first_async()")
-    winner = await durable_async(engine, WAIT_FIRST, lambda: _first_done(engine, ids, polling_interval_sec),
+    winner = await durable_async(engine, WAIT_FIRST, lambda: first_done(engine, ids, polling_interval_sec),
                                  what="the winner of DBOS.wait_first()", record_error=False)
     return handles[ids.index(winner)]
 
 
-def _distinct_ids(handles: List[Any]) -> List[str]:
+def distinct_ids(handles: List[Any], api: str) -> List[str]:
+    """The handles' workflow IDs; ``ValueError`` for none, or for one twice."""
     ids = [h.workflow_id for h in handles]
     if not ids:
-        raise ValueError("DBOS.wait_first() needs at least one handle")
+        raise ValueError(f"{api} needs at least one handle")
     if len(set(ids)) != len(ids):
-        raise ValueError(f"DBOS.wait_first() was given the same workflow twice: {ids}")
+        raise ValueError(f"{api} was given the same workflow twice: {ids}")
     return ids
 
 
-def _first_done(engine: Engine, ids: List[str], polling_interval_sec: float) -> str:
+def first_done(engine: Waitable, ids: List[str], polling_interval_sec: float) -> str:
+    """The first of ``ids`` whose workflow is no longer active, waiting for one."""
     with watching(engine, ids, None) as watch:
         while True:
             statuses = engine.sysdb.workflow_statuses(ids)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .._serialization import Codec
 from .._sysdb.notifications import event_key, message_key
@@ -22,7 +22,7 @@ from .context import get_context
 from .engine import Engine
 from .operation import Operation, durable, durable_async, workflow_write
 from .sleep import SLEEP, timed_waits
-from .waiting import watching
+from .waiting import Waitable, watching
 
 SEND, SEND_BULK, RECV = "DBOS.send", "DBOS.send_bulk", "DBOS.recv"
 SET_EVENT, GET_EVENT, GET_EVENTS = "DBOS.setEvent", "DBOS.getEvent", "DBOS.get_events"
@@ -54,16 +54,21 @@ async def send_async(engine: Engine, messages: Sequence[SendMessage], name: str)
 def _send(engine: Engine, op: Optional[Operation], messages: Sequence[SendMessage]) -> None:
     if op is not None and op.replaying:
         return
-    keys = [m.idempotency_key for m in messages if m.idempotency_key]
-    if len(keys) != len(set(keys)):
-        raise DBOSException(f"send_bulk() was given the same idempotency key twice: {keys}")
-    rows = [message_row(engine.codec, m) for m in messages]
+    rows = message_rows(engine.codec, messages)
     step = None if op is None else op.write(output=engine.codec.dump_value(None, what="a step output"))
     status = engine.sysdb.send_messages(rows, step)
     for m in messages:
         engine.waiters.wake(message_key(m.destination_id, m.topic))
     if op is not None:
         op.confirm(status)
+
+
+def message_rows(codec: Codec, messages: Sequence[SendMessage]) -> List[Message]:
+    """The notification rows of a send; ``DBOSException`` for an idempotency key given twice."""
+    keys = [m.idempotency_key for m in messages if m.idempotency_key]
+    if len(keys) != len(set(keys)):
+        raise DBOSException(f"send_bulk() was given the same idempotency key twice: {keys}")
+    return [message_row(codec, m) for m in messages]
 
 
 def message_row(codec: Codec, m: SendMessage) -> Message:
@@ -152,7 +157,13 @@ async def get_event_async(engine: Engine, workflow_id: str, key: str, timeout_se
     return await engine.in_pool(_get_event, engine, op, timer, workflow_id, key, timeout_seconds)
 
 
-def _get_event(engine: Engine, op: Optional[Operation], timer: Optional[Operation], workflow_id: str,
+def wait_event(waits: Waitable, workflow_id: str, key: str, timeout_seconds: float) -> Any:
+    """The event's value once set, None after the timeout; not an operation
+    (what a ``DBOSClient`` reads)."""
+    return _get_event(waits, None, None, workflow_id, key, timeout_seconds)
+
+
+def _get_event(engine: Waitable, op: Optional[Operation], timer: Optional[Operation], workflow_id: str,
                key: str, timeout_seconds: float) -> Any:
     """The event's value once set; None after the timeout."""
     if op is not None and op.replaying:

@@ -8,8 +8,9 @@ twice and reads the same sequence; a read that timed out times out again.
 
 from __future__ import annotations
 
+import math
 import time
-from typing import Any, Generator, Optional, Tuple
+from typing import Any, Callable, Generator, Optional, Tuple
 
 from .._serialization import Codec
 from .._status import ACTIVE_STATUSES
@@ -19,7 +20,7 @@ from ..error import DBOSNonExistentWorkflowError, DBOSStreamTimeoutError
 from .context import WorkflowRun
 from .engine import Engine
 from .operation import Operation, workflow_write
-from .waiting import watching
+from .waiting import Waitable, watching
 
 CLOSED = "__DBOS_STREAM_CLOSED__"
 WRITE, CLOSE, READ = "DBOS.writeStream", "DBOS.closeStream", "DBOS.readStream"
@@ -41,12 +42,22 @@ def close_stream(engine: Engine, key: str) -> None:
 
 def read_stream(engine: Engine, workflow_id: str, key: str, offset: int = 0,
                 timeout_seconds: Optional[float] = None) -> Generator[Any, None, None]:
+    check_read(engine.sysdb, workflow_id, timeout_seconds)
+    yield from stream_values(lambda at: _next_entry(engine, workflow_id, key, at, timeout_seconds), offset)
+
+
+def check_read(sysdb: Storage, workflow_id: str, timeout_seconds: Optional[float]) -> None:
+    """Refuse a negative timeout, and a stream of a workflow that does not exist."""
     if timeout_seconds is not None and timeout_seconds < 0:
         raise ValueError(f"timeout_seconds must not be negative, got {timeout_seconds}")
-    if engine.sysdb.workflow_outcome(workflow_id) is None:
+    if sysdb.workflow_outcome(workflow_id) is None:
         raise DBOSNonExistentWorkflowError("stream's workflow", workflow_id)
+
+
+def stream_values(next_entry: Callable[[int], Entry], offset: int) -> Generator[Any, None, None]:
+    """The values of the entries ``next_entry`` reads from ``offset`` on, until the end."""
     while True:
-        entry = _next_entry(engine, workflow_id, key, offset, timeout_seconds)
+        entry = next_entry(offset)
         # Compared by value: a replayed entry is a deserialized copy.
         if tuple(entry) == END:
             return
@@ -54,25 +65,34 @@ def read_stream(engine: Engine, workflow_id: str, key: str, offset: int = 0,
         offset += 1
 
 
+def value_at(entry: Entry, workflow_id: str, key: str) -> Any:
+    """The value of the entry read at one offset; ``DBOSStreamTimeoutError``
+    if the stream ended before that offset."""
+    if tuple(entry) == END:
+        raise DBOSStreamTimeoutError(workflow_id, key)
+    return entry[1]
+
+
 def _next_entry(engine: Engine, workflow_id: str, key: str, offset: int, timeout: Optional[float]) -> Entry:
     """The next entry; an operation inside a workflow, and so is a timeout,
     which a replay raises again."""
     op = Operation.begin(engine, READ)
     if op is None:
-        return _fetch(engine, None, workflow_id, key, offset, timeout)
+        return fetch_entry(engine, None, workflow_id, key, offset, timeout)
     if op.replaying:
         replayed: Entry = op.replay()
         return replayed
     try:
-        entry = _fetch(engine, op.workflow, workflow_id, key, offset, timeout)
+        entry = fetch_entry(engine, op.workflow, workflow_id, key, offset, timeout)
     except DBOSStreamTimeoutError as exc:
         op.fail(exc)
         raise
     return op.succeed(entry, what=f"a value of stream {key!r}")
 
 
-def _fetch(engine: Engine, run: Optional[WorkflowRun], workflow_id: str, key: str,
-           offset: int, timeout: Optional[float]) -> Entry:
+def fetch_entry(engine: Waitable, run: Optional[WorkflowRun], workflow_id: str, key: str,
+                offset: int, timeout: Optional[float]) -> Entry:
+    """The entry at ``offset``, waiting for it; ``DBOSStreamTimeoutError`` after ``timeout``."""
     wake_at = time.time() + timeout if timeout is not None else float("inf")
     # The writer's own key too: its end is the end of an unclosed stream.
     with watching(engine, [stream_key(workflow_id, key), workflow_id], run) as watch:
@@ -98,3 +118,11 @@ def stream_entry(sysdb: Storage, codec: Codec, workflow_id: str, key: str, offse
             return END
     value = codec.load_value(row[0])
     return END if isinstance(value, str) and value == CLOSED else ("value", value)
+
+
+def check_polling_interval(value: Optional[float]) -> None:
+    """Refuse a polling interval that is not a finite number of at least a millisecond."""
+    # Waiters are woken by writers and the listener; the interval only bounds
+    # how long a missed wake-up can go unnoticed, and must be sane.
+    if value is not None and not (math.isfinite(value) and value >= 0.001):
+        raise ValueError(f"polling_interval_sec must be a finite number >= 0.001, got {value!r}")

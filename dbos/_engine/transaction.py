@@ -14,10 +14,13 @@ import inspect
 import logging
 import random
 import time
-from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple, TypeVar
 
+from .._serialization import Codec
 from ..error import DBOSException
-from .context import DBOSContext, get_context, reset_context, set_context
+from .context import DBOSContext, current_run, get_context, reset_context, set_context
 from .engine import Engine, get_engine
 from .operation import Operation
 from .registry import FunctionInfo, register_function, register_temp_workflow, wrapper_for
@@ -27,6 +30,7 @@ from .workflow import call_sync
 logger = logging.getLogger("dbos")
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 FIRST_BACKOFF_SEC = 0.001
 MAX_BACKOFF_SEC = 2.0
@@ -43,7 +47,7 @@ def require_datasource(engine: Engine, info: FunctionInfo) -> Any:
 
 def call_transaction(engine: Engine, info: FunctionInfo, args: Tuple[Any, ...],
                      kwargs: Dict[str, Any]) -> Any:
-    """Run a transaction inside the current workflow (the caller made sure of one)."""
+    """Run a ``@DBOS.transaction`` inside the current workflow (the caller made sure of one)."""
     ctx = get_context()
     if ctx is not None and ctx.step_id is not None:
         # An AssertionError, as in DBOS Transact: this is a programming error.
@@ -51,21 +55,38 @@ def call_transaction(engine: Engine, info: FunctionInfo, args: Tuple[Any, ...],
             f"Transaction {info.name} was called from inside a step or transaction; "
             "transactions must be called from within workflows"
         )
-    datasource = require_datasource(engine, info)
+    unit = Unit(require_datasource(engine, info), info.name, _isolation(info), info.func, args, kwargs)
     op = Operation.begin(engine, info.name)
     assert op is not None, "call_transaction runs inside a workflow"
-    if op.replaying:
-        return op.replay()
-    op.check_cancelled()
-    try:
-        output, value = _run_until_committed(engine, datasource, info, op, args, kwargs)
-    except Exception as exc:
-        error = engine.codec.dump_error(exc)
-        _record_error(engine, datasource, info, op, error)
-        op.checkpoint(error=error)
-        raise
-    op.checkpoint(output=output)
-    return value
+    return run_durably(engine, op, unit)
+
+
+def run_datasource_step(datasource: Any, name: str, isolation_level: str, func: Callable[..., Any],
+                        args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
+    """``@ds.transaction()``: a step of the workflow running here, else a plain transaction."""
+    unit = Unit(datasource, name, isolation_level, func, args, kwargs)
+    if current_run() is None:
+        return _until_committed(unit, lambda: _plain(unit))
+    op = Operation.begin(get_engine(f"Transaction {name}"), name)
+    assert op is not None, "a workflow runs here"
+    return run_durably(op.engine, op, unit)
+
+
+@dataclass
+class Unit:
+    """One call of a transaction function, on one datasource."""
+
+    datasource: Any
+    name: str
+    isolation_level: str
+    func: Callable[..., Any]
+    args: Tuple[Any, ...]
+    kwargs: Dict[str, Any]
+
+    def codec(self, engine: Engine) -> Codec:
+        """What outputs are recorded with in the application database."""
+        serializer = getattr(self.datasource, "serializer", None)
+        return engine.codec if serializer is None else Codec(serializer)
 
 
 def _isolation(info: FunctionInfo) -> str:
@@ -73,62 +94,97 @@ def _isolation(info: FunctionInfo) -> str:
     return isolation
 
 
-def _record_error(engine: Engine, datasource: Any, info: FunctionInfo, op: Operation,
-                  error: str) -> None:
-    """Record the failure in ``transaction_outputs`` too, in a transaction of its own.
+def run_durably(engine: Engine, op: Operation, unit: Unit) -> Any:
+    """Replay the step, or run it until committed with its output; then checkpoint."""
+    if op.replaying:
+        return op.replay()
+    op.check_cancelled()
+    codec = unit.codec(engine)
+    try:
+        output, value = _until_committed(unit, lambda: _attempt(engine, op, unit, codec))
+    except Exception as exc:
+        _record_error(engine, op, unit, codec.dump_error(exc))
+        op.fail(exc)
+        raise
+    if codec is engine.codec:
+        op.checkpoint(output=output)
+    else:
+        op.succeed(value, what=f"the output of transaction {unit.name!r}")
+    return value
+
+
+def outcome(engine: Engine, op: Operation, codec: Codec, output: Optional[str],
+            error: Optional[str]) -> Dict[str, object]:
+    """What the application database records for ``op`` (see ``_datasource.tables``)."""
+    return {"workflow_id": op.workflow.workflow_id, "step_id": op.function_id, "name": op.name,
+            "output": output, "error": error, "executor_id": engine.identity.executor_id,
+            "serialization": codec.serializer.name()}
+
+
+def _record_error(engine: Engine, op: Operation, unit: Unit, error: str) -> None:
+    """Record the failure in the application database too, in a transaction of its own.
 
     The user's writes are already rolled back. Best effort: the step checkpoint
     that follows records the error as well, and is what replay reads first.
     """
-    workflow_id = op.workflow.workflow_id
+    datasource = unit.datasource
     try:
-        with datasource.transaction(_isolation(info)) as session:
-            if datasource.recorded_output(session, workflow_id, op.function_id) is None:
-                datasource.record_output(session, workflow_id, op.function_id, info.name,
-                                         None, error, engine.identity.executor_id)
+        with datasource.begin(unit.isolation_level) as session:
+            if datasource.recorded_output(session, op.workflow.workflow_id, op.function_id) is None:
+                datasource.record_output(session, outcome(engine, op, unit.codec(engine), None, error))
     except Exception as exc:
-        logger.warning(f"Could not record the error of transaction {info.name} "
+        logger.warning(f"Could not record the error of transaction {unit.name} "
                        f"in the application database: {exc}")
 
 
-def _run_until_committed(engine: Engine, datasource: Any, info: FunctionInfo, op: Operation,
-                         args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Tuple[Optional[str], Any]:
+def _until_committed(unit: Unit, attempt: Callable[[], T]) -> T:
+    """``attempt()`` again, after a backoff, for as long as it fails in a retryable way."""
     delay = FIRST_BACKOFF_SEC
     while True:
         try:
-            return _attempt(engine, datasource, info, op, args, kwargs)
+            return attempt()
         except Exception as exc:
-            if not datasource.is_retryable(exc):
+            if not unit.datasource.is_retryable(exc):
                 raise
-            logger.debug(f"Transaction {info.name} conflicted ({exc}); retrying")
+            logger.debug(f"Transaction {unit.name} conflicted ({exc}); retrying")
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 1.5, MAX_BACKOFF_SEC)
 
 
-def _attempt(engine: Engine, datasource: Any, info: FunctionInfo, op: Operation,
-             args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Tuple[Optional[str], Any]:
-    workflow_id = op.workflow.workflow_id
-    with datasource.transaction(_isolation(info)) as session:
-        done = datasource.recorded_output(session, workflow_id, op.function_id)
+def _plain(unit: Unit) -> Any:
+    with unit.datasource.begin(unit.isolation_level):
+        return unit.func(*unit.args, **unit.kwargs)
+
+
+def _attempt(engine: Engine, op: Operation, unit: Unit, codec: Codec) -> Tuple[Optional[str], Any]:
+    datasource = unit.datasource
+    with datasource.begin(unit.isolation_level) as session:
+        done = datasource.recorded_output(session, op.workflow.workflow_id, op.function_id)
         if done is not None:
-            output, error = done
-            if error is not None:
-                raise engine.codec.load_error(error)
-            return output, engine.codec.load_value(output)
-        value = _call_in_session(info, op, session, args, kwargs)
-        output = engine.codec.dump_value(value, what=f"the output of transaction {info.name!r}")
-        datasource.record_output(session, workflow_id, op.function_id, info.name,
-                                 output, None, engine.identity.executor_id)
+            return recorded(codec, done)
+        with in_session(op, session):
+            value = unit.func(*unit.args, **unit.kwargs)
+        output = codec.dump_value(value, what=f"the output of transaction {unit.name!r}")
+        datasource.record_output(session, outcome(engine, op, codec, output, None))
     return output, value
 
 
-def _call_in_session(info: FunctionInfo, op: Operation, session: Any,
-                     args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
+def recorded(codec: Codec, done: Tuple[Optional[str], Optional[str]]) -> Tuple[Optional[str], Any]:
+    """An outcome an earlier execution committed: its output and value, or its error raised."""
+    output, error = done
+    if error is not None:
+        raise codec.load_error(error)
+    return output, codec.load_value(output)
+
+
+@contextmanager
+def in_session(op: Operation, session: Any) -> Iterator[None]:
+    """The context a transaction function runs in: its workflow's, at its step, with ``DBOS.sql_session``."""
     outer = get_context() or DBOSContext()
     ctx = outer.workflow_child(op.workflow, step_id=op.function_id, in_transaction=True, sql_session=session)
     token = set_context(ctx)
     try:
-        return info.func(*args, **kwargs)
+        yield
     finally:
         reset_context(token)
 

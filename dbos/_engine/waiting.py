@@ -17,18 +17,32 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Optional, Protocol, Sequence
 
+from .._serialization import Codec
+from .._sysdb import Storage
 from .._sysdb.notifications import cancel_key
 from ..error import DBOSWorkflowCancelledError
 from .context import WorkflowRun
-from .engine import Engine
+from .waiters import Waiters
+
+
+class Waitable(Protocol):
+    """What a wait needs of its owner: the ``Engine``, or a ``DBOSClient``'s
+    stand-in, whose waits read the same way without running any workflow."""
+
+    sysdb: Storage
+    codec: Codec
+    waiters: Waiters
+    poll_interval: float
+
+    def is_cancelled(self, workflow_id: str) -> bool: ...
 
 
 class Watch:
     """One event set whenever a watched key (or the run's cancellation) is notified."""
 
-    def __init__(self, engine: Engine, run: Optional[WorkflowRun]) -> None:
+    def __init__(self, engine: Waitable, run: Optional[WorkflowRun]) -> None:
         self._engine = engine
         self._run = run
         self.event = threading.Event()
@@ -51,7 +65,7 @@ class Watch:
 
 
 @contextmanager
-def watching(engine: Engine, keys: Sequence[str], run: Optional[WorkflowRun]) -> Iterator[Watch]:
+def watching(engine: Waitable, keys: Sequence[str], run: Optional[WorkflowRun]) -> Iterator[Watch]:
     """A ``Watch`` of ``keys`` (and of ``run``'s cancellation) for the block."""
     watch = Watch(engine, run)
     watched = list(keys) + ([cancel_key(run.workflow_id)] if run else [])

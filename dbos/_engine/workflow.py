@@ -28,7 +28,7 @@ from .context import WorkflowRun, reset_context, set_context
 from .engine import Engine, get_engine, peek_engine
 from .launch import Launch, check_same_function, prepare
 from .registry import FunctionInfo, register_function, wrapper_for
-from .waiting import watching
+from .waiting import Waitable, watching
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,15 +40,27 @@ PARK = (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError)
 # ----------------------------------------------------------------------
 
 
-def wait_outcome(engine: Engine, workflow_id: str, polling_interval_sec: float = 1.0) -> Outcome:
-    """Block until the workflow has a final outcome (woken at once by local runs)."""
+# The first look again of a wait for an outcome nothing wakes.
+FIRST_POLL_S = 0.005
+
+
+def wait_outcome(engine: Waitable, workflow_id: str, polling_interval_sec: float = 1.0) -> Outcome:
+    """Block until the workflow has a final outcome (woken at once by local runs).
+
+    Where nothing wakes the wait (another process finishes the workflow, and
+    no LISTEN), it looks again after 5 ms, then twice as long each time up
+    to ``polling_interval_sec``: a short workflow's result comes back in
+    milliseconds, a long one's costs a read a second.
+    """
+    delay = min(FIRST_POLL_S, polling_interval_sec)
     with watching(engine, [workflow_id], None) as watch:
         while True:
             outcome = engine.sysdb.workflow_outcome(workflow_id)
             if outcome is not None and outcome.status not in ACTIVE_STATUSES:
                 return outcome
-            watch.event.wait(polling_interval_sec)
+            watch.event.wait(delay)
             watch.event.clear()
+            delay = min(delay * 2, polling_interval_sec)
 
 
 async def wait_outcome_async(engine: Engine, workflow_id: str,

@@ -8,8 +8,8 @@ from typing import Any, List, Optional
 from .. import _runtime as runtime
 from .._config import DBOSConfig
 from .._logger import dbos_logger
+from .._ops.management import latest_application_version
 from .._versions import VersionInfo
-from ..error import DBOSException
 from .classproperty import classproperty
 
 
@@ -72,11 +72,7 @@ class LifecycleAPI:
     @classmethod
     def get_latest_application_version(cls) -> VersionInfo:
         """The latest registered application version (``DBOSException`` if none)."""
-        sysdb = runtime.system_database("DBOS.get_latest_application_version()")
-        versions = sysdb.list_application_versions()
-        if not versions:
-            raise DBOSException("No application versions found")
-        return versions[0]
+        return latest_application_version(runtime.system_database("DBOS.get_latest_application_version()"))
 
     @classmethod
     def set_latest_application_version(cls, version_name: str) -> None:

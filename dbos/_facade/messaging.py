@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, AsyncGenerator, Dict, Generator, List, Optional
 
 from .._engine import messages as engine_messages
@@ -141,7 +140,7 @@ class MessagingAPI:
                     timeout_seconds: Optional[float] = None) -> Generator[Any, None, None]:
         """The values of a workflow's stream from ``offset``, until it is closed or the
         workflow ends (``DBOSStreamTimeoutError`` after ``timeout_seconds`` without one)."""
-        _check_polling_interval(polling_interval_sec)
+        streams.check_polling_interval(polling_interval_sec)
         engine = get_engine("DBOS.read_stream()")
         return streams.read_stream(engine, workflow_id, key, offset, timeout_seconds)
 
@@ -150,7 +149,7 @@ class MessagingAPI:
                                 polling_interval_sec: Optional[float] = None,
                                 timeout_seconds: Optional[float] = None) -> AsyncGenerator[Any, None]:
         """``read_stream`` for async code."""
-        _check_polling_interval(polling_interval_sec)
+        streams.check_polling_interval(polling_interval_sec)
         engine = get_engine("DBOS.read_stream_async()")
         values = streams.read_stream(engine, workflow_id, key, offset, timeout_seconds)
         done = object()
@@ -160,9 +159,3 @@ class MessagingAPI:
                 return
             yield value
 
-
-def _check_polling_interval(value: Optional[float]) -> None:
-    # Waiters are woken by writers and the listener; the interval only bounds
-    # how long a missed wake-up can go unnoticed, and must be sane.
-    if value is not None and not (math.isfinite(value) and value >= 0.001):
-        raise ValueError(f"polling_interval_sec must be a finite number >= 0.001, got {value!r}")

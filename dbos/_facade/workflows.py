@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, List, Optional, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, List, Optional, ParamSpec, TypeVar, overload
 
 from .._datasource import IsolationLevel
 from .._engine import classes, step, transaction, workflow
@@ -10,12 +10,14 @@ from .._engine import handles as workflow_handles
 from .._engine.engine import get_engine
 from .._engine.handles import WorkflowHandle, WorkflowHandleAsync
 from .._engine.roles import default_required_roles, required_roles
+from .._engine.step import StepOptions
 from .._queues.scheduler import scheduled
 from .._status import WorkflowStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 R = TypeVar("R")
+P = ParamSpec("P")
 
 
 class WorkflowAPI:
@@ -40,10 +42,15 @@ class WorkflowAPI:
         max_attempts: int = 3,
         backoff_rate: float = 2.0,
         should_retry: Optional[Callable[[BaseException], Any]] = None,
+        preemptible: bool = False,
+        timeout_seconds: Optional[float] = None,
     ) -> Callable[[F], F]:
         """Make a function a step: in a workflow it runs once (retried if asked) and
-        its outcome is checkpointed; ``DBOSMaxStepRetriesExceeded`` when retries run out."""
-        policy = step.RetryPolicy(retries_allowed, interval_seconds, max_attempts, backoff_rate, should_retry)
+        its outcome is checkpointed; ``DBOSMaxStepRetriesExceeded`` when retries run out.
+        An async step may be ``preemptible`` (stopped when its workflow is cancelled)
+        and have ``timeout_seconds`` per attempt (``DBOSStepTimeoutError``)."""
+        policy = step.StepPolicy(retries_allowed, interval_seconds, max_attempts, backoff_rate, should_retry,
+                                 preemptible, timeout_seconds)
         return lambda func: step.make_step(func, name, policy)
 
     @classmethod
@@ -90,6 +97,40 @@ class WorkflowAPI:
                                    **kwargs: Any) -> WorkflowHandleAsync[R]:
         """``start_workflow`` for async code."""
         return await workflow_handles.start_workflow_async(func, args, kwargs)
+
+    @overload
+    @classmethod
+    def run_step(cls, dbos_step_options: Optional[StepOptions], func: Callable[P, Coroutine[Any, Any, R]],
+                 *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+    @overload
+    @classmethod
+    def run_step(cls, dbos_step_options: Optional[StepOptions], func: Callable[P, R],
+                 *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+    @classmethod
+    def run_step(cls, dbos_step_options: Optional[StepOptions], func: Callable[..., Any],
+                 *args: Any, **kwargs: Any) -> Any:
+        """Run ``func`` (any function, coroutine function or lambda) as a step of the
+        running workflow, with ``dbos_step_options`` as ``@DBOS.step()`` takes them; a
+        plain call outside a workflow. ``RuntimeError`` while an event loop is running."""
+        return step.run_step(dbos_step_options, func, args, kwargs)
+
+    @overload
+    @classmethod
+    async def run_step_async(cls, dbos_step_options: Optional[StepOptions],
+                             func: Callable[P, Coroutine[Any, Any, R]], *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+    @overload
+    @classmethod
+    async def run_step_async(cls, dbos_step_options: Optional[StepOptions], func: Callable[P, R],
+                             *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+    @classmethod
+    async def run_step_async(cls, dbos_step_options: Optional[StepOptions], func: Callable[..., Any],
+                             *args: Any, **kwargs: Any) -> Any:
+        """``run_step`` for async code; a sync ``func`` runs on DBOS's thread pool."""
+        return await step.run_step_async(dbos_step_options, func, args, kwargs)
 
     @classmethod
     def retrieve_workflow(cls, workflow_id: str, existing_workflow: bool = True) -> WorkflowHandle[Any]:

@@ -19,7 +19,8 @@ from .._queues.queue import INTERNAL_QUEUE, work_arrived
 from .._serialization import Codec
 from .._status import WorkflowStatus, readable, status_from_row
 from .._sysdb import Storage
-from .._sysdb.records import ForkRequest
+from .._sysdb.records import ForkRequest, ListQuery
+from .._versions import VersionInfo
 from ..error import DBOSException, DBOSNonExistentWorkflowError
 from .filters import build_query, count
 
@@ -69,6 +70,21 @@ class Management:
         if status is None:
             raise DBOSNonExistentWorkflowError("workflow", workflow_id)
         return status
+
+    def with_forks(self, workflow_ids: Sequence[str]) -> List[str]:
+        """The IDs, and every workflow forked from them, transitively, that exists now."""
+        found = list(dict.fromkeys(workflow_ids))
+        frontier = list(found)
+        while frontier:
+            rows = self.sysdb.list_workflows(ListQuery(forked_from=frontier, load_input=False,
+                                                       load_output=False))
+            frontier = [r["workflow_uuid"] for r in rows if r["workflow_uuid"] not in found]
+            found += frontier
+        return found
+
+    def latest_application_version(self) -> VersionInfo:
+        """The latest registered application version (``DBOSException`` if none)."""
+        return latest_application_version(self.sysdb)
 
     def list_workflow_steps(self, workflow_id: str, load_output: bool = True,
                             limit: Optional[int] = None, offset: Optional[int] = None) -> List[StepInfo]:
@@ -200,3 +216,11 @@ class EngineManagement(Management):
     def _enqueued(self, queue_name: str, workflow_ids: List[str]) -> None:
         self.engine.forget_cancelled(workflow_ids)  # a resumed workflow may run here again
         work_arrived(queue_name)  # this process's worker looks now
+
+
+def latest_application_version(sysdb: Storage) -> VersionInfo:
+    """The latest registered application version (``DBOSException`` if none)."""
+    versions = sysdb.list_application_versions()
+    if not versions:
+        raise DBOSException("No application versions are registered: launch the application once first")
+    return versions[0]

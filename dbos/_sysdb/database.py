@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Sequence, Type, Union
 
-from ..error import DBOSMigrationRequiredError
+from ..error import DBOSMigrationRequiredError, DBOSSystemDatabaseError
+from .errors import driver_error, permission_denied
 from .forks import ForkRows
 from .listing import ListingRows
 from .messages import MessageRows
@@ -83,6 +84,26 @@ class SystemDatabase(MessageRows, QueueRows, ListingRows, ForkRows, VersionRows,
         current, required = self.schema_version(), latest_version()
         if current < required:
             raise DBOSMigrationRequiredError(current, required, command)
+
+    def migrate_if_behind(self, command: str) -> List[int]:
+        """Create and migrate the database if its schema is missing or behind,
+        as a launch does, under the same lock; where this database role may
+        not, ``DBOSMigrationRequiredError`` says to run ``command``. Returns
+        the versions applied."""
+        current = 0
+        try:
+            current = self.schema_version()
+            return self.migrate() if current < latest_version() else []
+        except DBOSSystemDatabaseError as exc:
+            if not permission_denied(exc):
+                raise
+            detail = " ".join(str(driver_error(exc)).split())
+            who = f"the database role {self.url.user!r}" if self.url.user else "this process"
+            where = "file" if self.url.is_sqlite else "database"
+            raise DBOSMigrationRequiredError(
+                current, latest_version(), command,
+                reason=f"{who} may not create or migrate the system {where} {self.url.database!r} ({detail})",
+                then="as a role that may (the database's owner, say), then call again") from exc
 
     def grant(self, role: str) -> None:
         """Give an application role access to the system tables (PostgreSQL)."""

@@ -91,3 +91,25 @@ def postgres_disconnect(exc: BaseException) -> bool:
         return False
     code = sqlstate(inner)
     return code is None or code.startswith("08") or code.startswith("57P")
+
+
+# SQLITE_PERM, SQLITE_READONLY, SQLITE_CANTOPEN and SQLITE_AUTH (primary result codes).
+_SQLITE_REFUSED = frozenset({3, 8, 14, 23})
+
+
+def permission_denied(exc: BaseException) -> bool:
+    """The database refused for want of privilege: PostgreSQL's
+    insufficient_privilege (42501), a SQLite file or folder this process may
+    not write, or the operating system saying so."""
+    inner = driver_error(exc)
+    if isinstance(inner, PermissionError):
+        return True
+    if sqlstate(inner) == "42501":
+        return True
+    if not isinstance(inner, sqlite3.OperationalError):
+        return False
+    code = getattr(inner, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _SQLITE_REFUSED
+    text = str(inner).lower()  # Python 3.10: no result codes
+    return "readonly" in text or "unable to open" in text

@@ -14,18 +14,20 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Sequence
+from typing import Any, Dict, Generic, Iterator, List, Optional, Sequence, TypeVar
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event
 from sqlalchemy.engine import RootTransaction
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
-from .._datasource import Dialect, IsolationLevel, Row, SQLDatasource, check_level, is_retryable_error
+from .._datasource import Dialect, IsolationLevel, Row, SQLDatasource, is_retryable_error
 from .._datasource.interface import POOL_TIMEOUT_S
+from .._datasource.urls import parse_url
+from .._serialization import Serializer
 from .._sysdb.backend import BUSY_TIMEOUT_MS, backend_for
-from .._sysdb.url import DatabaseURL
-from ..error import DBOSException
+from .._sysdb.url import DatabaseURL, mask_url
+from ..error import DBOSException, DBOSInvalidArgumentError
 
 # DBOS Transact's application-engine defaults, so a program moved over gets
 # the same pool. No pool_pre_ping: it costs a round trip per transaction, and
@@ -44,7 +46,31 @@ class _Open:
     transaction: RootTransaction
 
 
-class SQLAlchemyDatasource(SQLDatasource):
+E = TypeVar("E")
+
+
+class EngineOwner(Generic[E]):
+    """The engine a SQLAlchemy datasource runs on, and whether it made it."""
+
+    _engine: E
+    _owned: bool
+    _dialect: Dialect
+
+    @property
+    def engine(self) -> E:
+        return self._engine
+
+    @property
+    def created_engine(self) -> bool:
+        """Whether the engine was made here (and is disposed by ``close()``)."""
+        return self._owned
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._dialect
+
+
+class SQLAlchemyDatasource(EngineOwner[Engine], SQLDatasource):
     """Transactions on connections of a SQLAlchemy engine (SQLite or PostgreSQL).
 
     Each transaction checks out one connection, begins a transaction on it at
@@ -65,6 +91,20 @@ class SQLAlchemyDatasource(SQLDatasource):
         self._dialect = _supported_dialect(engine)
 
     @classmethod
+    def create(cls, database_url: str, engine_kwargs: Optional[Dict[str, Any]] = None,
+               engine: Optional[Engine] = None, schema: Optional[str] = None,
+               serializer: Optional[Serializer] = None) -> "SQLAlchemyDatasource":
+        """A datasource for ``@ds.transaction()`` functions, which use ``ds.sql_session()``.
+
+        On ``engine`` if given, else on an engine of its own for ``database_url``
+        (the database is created if missing; ``engine_kwargs`` go to
+        ``create_engine``). Makes ``datasource_outputs`` in ``schema``
+        (default ``dbos``; SQLite has no schemas) if it is missing.
+        """
+        source = cls(engine) if engine is not None else cls.from_url(database_url, **(engine_kwargs or {}))
+        return source._prepared(schema, serializer)
+
+    @classmethod
     def from_url(cls, url: str, **engine_kwargs: Any) -> "SQLAlchemyDatasource":
         """An engine on ``url`` (``sqlite:///path`` or ``postgresql://...``), created first if missing.
 
@@ -72,28 +112,21 @@ class SQLAlchemyDatasource(SQLDatasource):
         (``connect_args`` is merged key by key). The engine is disposed by
         ``close()``.
         """
-        parsed = DatabaseURL.parse(url)
+        parsed = parse_url(url)
+        url_object = engine_url(url, parsed, SYNC_DRIVERS)
+        kwargs = engine_kwargs_for(url_object, parsed, engine_kwargs)
+        engine = with_driver_check(url, lambda: create_engine(url_object, **kwargs))  # connects to nothing yet
         backend_for(parsed).create_database()  # PostgreSQL: CREATE DATABASE; SQLite: the file, in WAL mode
-        engine = create_engine(_engine_url(parsed), **_engine_kwargs(parsed, engine_kwargs))
         if parsed.is_sqlite:
-            _use_immediate_transactions(engine)
+            use_immediate_transactions(engine)
         source = cls(engine)
         source._owned = True
         return source
 
-    @property
-    def engine(self) -> Engine:
-        return self._engine
-
-    @property
-    def dialect(self) -> Dialect:
-        return self._dialect
-
     @contextmanager
-    def transaction(self, isolation_level: IsolationLevel) -> Iterator[Session]:
-        check_level(isolation_level)
+    def _begin(self, isolation_level: IsolationLevel) -> Iterator[Session]:
         with self._engine.connect() as conn, self._driver_begins_nothing(conn):
-            trans = self._begin(conn, isolation_level)
+            trans = self._start(conn, isolation_level)
             # rollback_only: a user commit() flushes but leaves the COMMIT to us.
             session = Session(bind=conn, join_transaction_mode="rollback_only")
             session.info[_OPEN_KEY] = _Open(conn, trans)
@@ -108,7 +141,7 @@ class SQLAlchemyDatasource(SQLDatasource):
                 session.close()
             trans.commit()
 
-    def _begin(self, conn: Connection, isolation_level: IsolationLevel) -> RootTransaction:
+    def _start(self, conn: Connection, isolation_level: IsolationLevel) -> RootTransaction:
         if self._dialect == "postgresql":
             # Set on the driver before BEGIN; reset when the connection goes back to the pool.
             conn.execution_options(isolation_level=isolation_level)
@@ -140,6 +173,11 @@ class SQLAlchemyDatasource(SQLDatasource):
             if not conn.invalidated:
                 _driver(conn).isolation_level = saved
 
+    def sql_session(self) -> Session:
+        """The ORM ``Session`` of this datasource's transaction running here."""
+        session: Session = super().sql_session()
+        return session
+
     def _run(self, session: Any, sql: str, params: Sequence[Any] = ()) -> List[Row]:
         conn = _open_transaction(session).connection
         session.flush()  # like SQLAlchemy's autoflush: the user's pending writes go first
@@ -159,7 +197,7 @@ class SQLAlchemyDatasource(SQLDatasource):
             self._engine.dispose()
 
 
-def _supported_dialect(engine: Engine) -> Dialect:
+def _supported_dialect(engine: Any) -> Dialect:
     name = engine.dialect.name
     if name == "sqlite":
         return "sqlite"
@@ -176,7 +214,7 @@ def _driver(conn: Connection) -> Any:
 def _open_transaction(session: Any) -> _Open:
     opened = session.info.get(_OPEN_KEY) if isinstance(session, Session) else None
     if not isinstance(opened, _Open):
-        raise DBOSException("this session was not opened by SQLAlchemyDatasource.transaction()")
+        raise DBOSException("this session was not opened by SQLAlchemyDatasource.begin()")
     if not opened.transaction.is_active:
         # Recording the output now would commit it on its own, without the
         # user's writes that a rollback() already discarded.
@@ -202,11 +240,18 @@ def _rollback_quietly(conn: Connection, trans: RootTransaction) -> None:
 # ----------------------------------------------------------------------
 
 
-def _engine_url(parsed: DatabaseURL) -> URL:
+# The driver an engine uses when the URL names none.
+SYNC_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg2"}
+
+
+def engine_url(url: str, parsed: DatabaseURL, drivers: Dict[str, str]) -> URL:
+    """SQLAlchemy's URL for one of ours, with the driver the URL names or the default."""
+    scheme = url.partition("://")[0]
+    driver = scheme.partition("+")[2] or drivers[parsed.backend]
     if parsed.is_sqlite:
-        return URL.create("sqlite+pysqlite", database=parsed.sqlite_path)
+        return URL.create(f"sqlite+{driver}", database=parsed.sqlite_path)
     return URL.create(
-        "postgresql+psycopg2",
+        f"postgresql+{driver}",
         username=parsed.user,
         password=parsed.password,
         host=parsed.host,
@@ -216,22 +261,35 @@ def _engine_url(parsed: DatabaseURL) -> URL:
     )
 
 
-def _engine_kwargs(parsed: DatabaseURL, given: Dict[str, Any]) -> Dict[str, Any]:
+def with_driver_check(url: str, make: Any) -> Any:
+    """``make()``, an engine; a missing driver becomes an error saying what to install."""
+    try:
+        return make()
+    except (NoSuchModuleError, ImportError) as exc:
+        raise DBOSInvalidArgumentError(
+            "database_url", mask_url(url), f"its database driver is not installed ({exc}); "
+            "install it (e.g. pip install psycopg2-binary, psycopg[binary] or aiosqlite) or name another "
+            "in the URL, as in postgresql+psycopg://") from None
+
+
+def engine_kwargs_for(url: URL, parsed: DatabaseURL, given: Dict[str, Any]) -> Dict[str, Any]:
     kwargs = {} if "poolclass" in given else dict(POOL_DEFAULTS)  # NullPool & co. refuse pool sizes
     kwargs.update({key: value for key, value in given.items() if key != "connect_args"})
-    kwargs["connect_args"] = {**_default_connect_args(parsed), **given.get("connect_args", {})}
+    kwargs["connect_args"] = {**_default_connect_args(url, parsed), **given.get("connect_args", {})}
     return kwargs
 
 
-def _default_connect_args(parsed: DatabaseURL) -> Dict[str, Any]:
+def _default_connect_args(url: URL, parsed: DatabaseURL) -> Dict[str, Any]:
     if parsed.is_sqlite:
         return {"timeout": BUSY_TIMEOUT_MS / 1000}  # sqlite3's busy timeout, in seconds
+    if url.get_driver_name() == "asyncpg":  # its own names for the same two settings
+        return {"server_settings": {"application_name": "dbos_transact"}, "timeout": 10}
     defaults = {"application_name": "dbos_transact", "connect_timeout": 10}
     # Settings in the URL's query win; connect_args would override them.
     return {key: value for key, value in defaults.items() if key not in parsed.query}
 
 
-def _use_immediate_transactions(engine: Engine) -> None:
+def use_immediate_transactions(engine: Engine) -> None:
     """SQLAlchemy's documented pysqlite recipe, with BEGIN IMMEDIATE.
 
     sqlite3 left to itself begins a deferred transaction only before the
@@ -243,8 +301,10 @@ def _use_immediate_transactions(engine: Engine) -> None:
 
     def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         dbapi_connection.isolation_level = None
-        dbapi_connection.execute("PRAGMA foreign_keys = ON")
-        dbapi_connection.execute("PRAGMA synchronous = FULL")  # as the system database: a commit is durable
+        cursor = dbapi_connection.cursor()  # aiosqlite's adapted connection has no execute()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA synchronous = FULL")  # as the system database: a commit is durable
+        cursor.close()
 
     def on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")

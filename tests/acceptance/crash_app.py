@@ -123,7 +123,7 @@ def create_counter_table(kind: str) -> None:
         with DBOS.app_datasource.engine.begin() as conn:
             conn.execute(sa.text(COUNTER_TABLE))
     else:
-        with DBOS.app_datasource.transaction("READ COMMITTED") as conn:
+        with DBOS.app_datasource.begin("READ COMMITTED") as conn:
             conn.cursor().execute(COUNTER_TABLE)
 
 
@@ -135,7 +135,7 @@ def read_counter(kind: str) -> int:
 
         with DBOS.app_datasource.engine.connect() as conn:
             return int(conn.execute(sa.text(READ)).scalar_one())
-    with DBOS.app_datasource.transaction("READ COMMITTED") as conn:
+    with DBOS.app_datasource.begin("READ COMMITTED") as conn:
         cursor = conn.cursor()
         cursor.execute(READ)
         return int(cursor.fetchone()[0])

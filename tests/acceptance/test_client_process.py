@@ -3,20 +3,23 @@
 The test process never imports the app's code: it enqueues by workflow
 name, reads an event, sends a message, and manages the workflow (cancel,
 resume, fork) through the client, on the backend chosen with ``--backend``.
+A client may also come first, on a database no app has created yet.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from dbos import DBOSClient, EnqueueOptions
+from dbos._sysdb import SystemDatabase, latest_version
 from dbos.error import DBOSAwaitedWorkflowCancelledError
-from dbos._sysdb import SystemDatabase
+from tests.probe import database_exists, migration_version
 
 pytestmark = pytest.mark.acceptance
 
@@ -24,9 +27,9 @@ APP = str(Path(__file__).with_name("client_app.py"))
 WAIT_S = 60.0
 
 
-@pytest.fixture
-def app_process(sys_db_url: str) -> Iterator[subprocess.Popen[str]]:
-    SystemDatabase(sys_db_url).migrate()  # the app and the client agree on a migrated database
+@contextmanager
+def running_app(sys_db_url: str) -> Iterator[subprocess.Popen[str]]:
+    """The app of ``client_app.py`` in its own process, launched on ``sys_db_url``."""
     proc = subprocess.Popen([sys.executable, APP, sys_db_url, "0.05"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
@@ -40,6 +43,13 @@ def app_process(sys_db_url: str) -> Iterator[subprocess.Popen[str]]:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.fixture
+def app_process(sys_db_url: str) -> Iterator[subprocess.Popen[str]]:
+    SystemDatabase(sys_db_url).migrate()  # the app and the client agree on a migrated database
+    with running_app(sys_db_url) as proc:
+        yield proc
 
 
 @pytest.fixture
@@ -66,22 +76,46 @@ def test_client_enqueues_messages_and_reads_results(client: DBOSClient) -> None:
     assert steps[0]["output"] == 12
 
 
-def test_client_cancels_resumes_and_forks(client: DBOSClient) -> None:
+def test_client_cancels_resumes_and_forks(sys_db_url: str) -> None:
+    client = DBOSClient(system_database_url=sys_db_url)
     options: EnqueueOptions = {"workflow_name": "place_order", "queue_name": "orders",
                                "workflow_id": "order-2"}
-    handle = client.enqueue(options, "desk")
-    assert client.get_event("order-2", "quote", timeout_seconds=WAIT_S) == 4
-    client.cancel_workflow("order-2")
-    with pytest.raises(DBOSAwaitedWorkflowCancelledError):
-        handle.get_result(polling_interval_sec=0.05)
-    resumed = client.resume_workflow("order-2")
-    client.send("order-2", "late", "decision")
-    assert resumed.get_result(polling_interval_sec=0.05) == "desk x1 = 4: late"
+    try:
+        with running_app(sys_db_url):
+            handle = client.enqueue(options, "desk")
+            assert client.get_event("order-2", "quote", timeout_seconds=WAIT_S) == 4
+            client.cancel_workflow("order-2")
+            with pytest.raises(DBOSAwaitedWorkflowCancelledError):
+                handle.get_result(polling_interval_sec=0.05)
+        # That app has exited, so its execution saw the cancellation: resumed
+        # before it looked, it would have waited on beside the new execution.
+        with running_app(sys_db_url):
+            resumed = client.resume_workflow("order-2")
+            client.send("order-2", "late", "decision")
+            assert resumed.get_result(polling_interval_sec=0.05) == "desk x1 = 4: late"
 
-    forked = client.fork_workflow("order-2", 2)
-    assert client.get_event(forked.workflow_id, "quote", timeout_seconds=WAIT_S) == 4
-    client.send(forked.workflow_id, "again", "decision")
-    assert forked.get_result(polling_interval_sec=0.05) == "desk x1 = 4: again"
-    assert [w.workflow_id for w in client.list_workflows(forked_from="order-2")] == [forked.workflow_id]
-    client.delete_workflow(forked.workflow_id)
-    assert client.get_workflow_status(forked.workflow_id) is None
+            forked = client.fork_workflow("order-2", 2)
+            assert client.get_event(forked.workflow_id, "quote", timeout_seconds=WAIT_S) == 4
+            client.send(forked.workflow_id, "again", "decision")
+            assert forked.get_result(polling_interval_sec=0.05) == "desk x1 = 4: again"
+            assert [w.workflow_id for w in client.list_workflows(forked_from="order-2")] == [forked.workflow_id]
+            client.delete_workflow(forked.workflow_id)
+            assert client.get_workflow_status(forked.workflow_id) is None
+    finally:
+        client.destroy()
+
+
+def test_a_client_made_first_is_served_by_an_app_started_later(sys_db_url: str) -> None:
+    client = DBOSClient(system_database_url=sys_db_url)  # no database yet: fine
+    try:
+        assert not database_exists(sys_db_url)
+        options: EnqueueOptions = {"workflow_name": "place_order", "queue_name": "orders",
+                                   "workflow_id": "first-order"}
+        handle = client.enqueue(options, "pen", quantity=2)  # creates and migrates the database
+        assert migration_version(sys_db_url) == latest_version()
+        with running_app(sys_db_url):
+            assert client.get_event("first-order", "quote", timeout_seconds=WAIT_S) == 6
+            client.send("first-order", "ok", "decision")
+            assert handle.get_result(polling_interval_sec=0.05) == "pen x2 = 6: ok"
+    finally:
+        client.destroy()

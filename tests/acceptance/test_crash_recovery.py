@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import IO, List, Tuple
+from typing import IO, Any, List, Tuple
 
 import pytest
+
+from dbos import DefaultSerializer
 
 from ..probe import qualified, query
 
 pytestmark = pytest.mark.acceptance
 
 APP = str(Path(__file__).with_name("crash_app.py"))
+DS_APP = str(Path(__file__).with_name("ds_crash_app.py"))
 STEPS = 5
+DATASOURCE_KINDS = ["sqlalchemy", "async_sqlalchemy", "peewee", "dbapi", "django"]
 
 
-def start(*args: str) -> "subprocess.Popen[str]":
+def start(*args: str, app: str = APP) -> "subprocess.Popen[str]":
     return subprocess.Popen(
-        [sys.executable, APP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, app, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 
 
@@ -90,3 +95,50 @@ def recorded_outputs(app_url: str, workflow_id: str) -> List[Tuple[int, str]]:
         "WHERE workflow_uuid = %s",
         (workflow_id,),
     )]
+
+
+@pytest.mark.parametrize("kind", DATASOURCE_KINDS)
+def test_datasource_transaction_killed_between_commit_and_checkpoint_applies_once(
+    sys_db_url: str, empty_db_url: str, tmp_path: Path, kind: str
+) -> None:
+    workflow_id = f"ds-{uuid.uuid4().hex[:8]}"
+    runs = tmp_path / "runs.txt"
+    args = (sys_db_url, empty_db_url, workflow_id)
+    first = start(*args, "1", kind, str(runs), app=DS_APP)
+    assert first.stdout is not None
+    assert read_until(first.stdout, "COMMITTED") == "COMMITTED"
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == -signal.SIGKILL, err
+    # Killed after the commit: the effect and its recorded output are there, the checkpoint is not.
+    assert query(empty_db_url, "SELECT value FROM counter") == [(1,)]
+    assert datasource_outputs(empty_db_url, workflow_id) == [(1, 1, None)]
+    assert checkpoints(sys_db_url, workflow_id) == []
+    assert runs.read_text().splitlines() == ["ran"]
+
+    lines = finish(start(*args, "0", kind, str(runs), app=DS_APP))
+    # The replay returned the recorded output without running the function again.
+    assert "RESULT 1" in lines and "COUNTER 1" in lines, lines
+    assert runs.read_text().splitlines() == ["ran"]
+    assert query(empty_db_url, "SELECT value FROM counter") == [(1,)]
+    assert datasource_outputs(empty_db_url, workflow_id) == [(1, 1, None)]
+    assert json.loads(read_line(lines, "STEPS ")) == [[1, "bump", 1]]
+    assert checkpoints(sys_db_url, workflow_id) == [(1, "bump")]
+
+
+def datasource_outputs(app_url: str, workflow_id: str) -> List[Tuple[int, Any, Any]]:
+    """(step_id, output deserialized, error) of the workflow's rows in ``datasource_outputs``."""
+    rows = query(app_url, f"SELECT step_id, output, error FROM {qualified(app_url, 'datasource_outputs')} "
+                 "WHERE workflow_id = %s", (workflow_id,))
+    return [(int(r[0]), DefaultSerializer().deserialize(r[1]), r[2]) for r in rows]
+
+
+def checkpoints(sys_url: str, workflow_id: str) -> List[Tuple[int, str]]:
+    rows = query(sys_url, f"SELECT function_id, function_name FROM {qualified(sys_url, 'operation_outputs')} "
+                 "WHERE workflow_uuid = %s ORDER BY function_id", (workflow_id,))
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
+def read_line(lines: List[str], prefix: str) -> str:
+    found = [line[len(prefix):] for line in lines if line.startswith(prefix)]
+    assert len(found) == 1, lines
+    return found[0]

@@ -25,13 +25,13 @@ from typing import IO, Any, Dict, Iterator, List, Set, Tuple
 
 import pytest
 
-from dbos import DBOSClient
+from dbos import DBOSClient, DefaultSerializer
 from dbos._sysdb.backend import backend_for
 from dbos._sysdb.url import DatabaseURL
+from tests.probe import drop_database
 
 from ..conftest import postgres_url
 from ..probe import SYSTEM_TABLES, qualified, query, sqlite_path, table_names
-from tests.probe import drop_database
 
 pytestmark = pytest.mark.acceptance
 
@@ -106,6 +106,17 @@ class Project:
     def orders(self, workflow_id: str) -> List[Tuple[Any, ...]]:
         sql = "SELECT status, receipt FROM orders_order WHERE workflow_id = %s"
         return query(self.database_url, sql, (workflow_id,))
+
+    def order_ids(self, workflow_id: str) -> List[int]:
+        rows = query(self.database_url, "SELECT id FROM orders_order WHERE workflow_id = %s", (workflow_id,))
+        return [int(r[0]) for r in rows]
+
+    def datasource_outputs(self, workflow_id: str) -> List[Tuple[int, Any, Any]]:
+        """(step_id, output deserialized, error) of the workflow's rows in ``datasource_outputs``."""
+        table = qualified(self.database_url, "datasource_outputs")
+        rows = query(self.database_url, f"SELECT step_id, output, error FROM {table} WHERE workflow_id = %s",
+                     (workflow_id,))
+        return [(int(r[0]), DefaultSerializer().deserialize(r[1]), r[2]) for r in rows]
 
     def order_count(self) -> int:
         return int(query(self.database_url, "SELECT count(*) FROM orders_order")[0][0])
@@ -320,3 +331,29 @@ def test_dbos_migrate_creates_the_tables_the_workflow_commands_need(project: Pro
     assert project.ok("dbos_workflow", "list").strip() == "No workflows found."
     missing = project.manage("dbos_workflow", "get", "no-such-workflow")
     assert missing.returncode == 1 and "no-such-workflow does not exist" in missing.stderr
+
+
+def test_a_datasource_transaction_crashed_after_commit_applies_once_on_relaunch(project: Project) -> None:
+    # The same crash with a 2.x datasource, DjangoDatasource.create(): its
+    # outcomes go to datasource_outputs, beside the ORM's row.
+    workflow_id = f"ds-{uuid.uuid4().hex[:8]}"
+    runs = project.logs / "runs.txt"
+    crashed = project.start("ds-crash.log", str(CRASH_DRIVER), "ds", workflow_id, "1", str(runs))
+    assert crashed.stdout is not None
+    assert read_until(crashed.stdout, "COMMITTED") == "COMMITTED"
+    assert crashed.wait(timeout=TIMEOUT_S) == -signal.SIGKILL, project.log("ds-crash.log")
+    (order_id,) = project.order_ids(workflow_id)
+    assert project.datasource_outputs(workflow_id) == [(1, order_id, None)]
+    assert project.workflow_status(workflow_id) == "PENDING"
+
+    relaunched = project.start("ds-relaunch.log", str(CRASH_DRIVER), "ds", workflow_id, "0", str(runs))
+    out, _ = relaunched.communicate(timeout=TIMEOUT_S)
+    assert relaunched.returncode == 0, project.log("ds-relaunch.log")
+    lines = out.splitlines()
+    # The replay returned the recorded order ID; the function ran only before the crash.
+    assert f"RESULT {order_id}" in lines, lines
+    assert f"STEPS {json.dumps([[1, 'create_order_ds', order_id]])}" in lines, lines
+    assert runs.read_text().splitlines() == ["ran"]
+    assert project.order_ids(workflow_id) == [order_id] and project.order_count() == 1
+    assert project.datasource_outputs(workflow_id) == [(1, order_id, None)]
+    assert project.workflow_status(workflow_id) == "SUCCESS"

@@ -203,9 +203,9 @@ def h(bare: Harness) -> Harness:
 
 
 def add_item_and_record(h: Harness, name: str, function_id: int = 1) -> None:
-    with h.ds.transaction("SERIALIZABLE") as session:
+    with h.ds.begin("SERIALIZABLE") as session:
         h.add_item(session, name)
-        h.ds.record_output(session, f"wf-{name}", function_id, "add_item", f"out-{name}", None, "exec-1")
+        h.ds.record_output(session, dict(workflow_id=f"wf-{name}", step_id=function_id, name="add_item", output=f"out-{name}", error=None, executor_id="exec-1"))
 
 
 class Boom(Exception):
@@ -262,7 +262,7 @@ def test_ensure_schema_keeps_rows_and_adds_function_name_to_an_old_table(bare: H
     observe(bare.url, f"INSERT INTO {table} (workflow_uuid, function_id, output, created_at) VALUES ('old', 1, 'x', 0)")
     bare.ds.ensure_schema()
     assert sorted(table_layout(bare.url)[1]) == sorted(EXPECTED_COLUMNS)  # added last
-    with bare.ds.transaction("READ COMMITTED") as session:
+    with bare.ds.begin("READ COMMITTED") as session:
         assert bare.ds.recorded_output(session, "old", 1) == ("x", None)
     assert observe(bare.url, f"SELECT function_name FROM {table}") == [("",)]
 
@@ -270,8 +270,8 @@ def test_ensure_schema_keeps_rows_and_adds_function_name_to_an_old_table(bare: H
 def test_created_at_has_a_default_in_milliseconds(h: Harness) -> None:
     table = outputs_table(h.url)
     observe(h.url, f"INSERT INTO {table} (workflow_uuid, function_id) VALUES ('wf', 1)")
-    with h.ds.transaction("SERIALIZABLE") as session:
-        h.ds.record_output(session, "wf", 2, "f", None, None, None)
+    with h.ds.begin("SERIALIZABLE") as session:
+        h.ds.record_output(session, dict(workflow_id="wf", step_id=2, name="f", output=None, error=None, executor_id=None))
     defaulted, recorded = [r[0] for r in observe(h.url, f"SELECT created_at FROM {table} ORDER BY function_id")]
     assert abs(defaulted - recorded) < 60_000 and recorded > 1_600_000_000_000
 
@@ -291,9 +291,9 @@ def test_commit_writes_the_user_row_and_the_output_together(h: Harness) -> None:
 def test_an_exception_rolls_back_both_and_is_reraised(h: Harness) -> None:
     raised = Boom("user code failed")
     with pytest.raises(Boom) as info:
-        with h.ds.transaction("SERIALIZABLE") as session:
+        with h.ds.begin("SERIALIZABLE") as session:
             h.add_item(session, "pear")
-            h.ds.record_output(session, "wf-pear", 1, "add_item", "out", None, "exec-1")
+            h.ds.record_output(session, dict(workflow_id="wf-pear", step_id=1, name="add_item", output="out", error=None, executor_id="exec-1"))
             raise raised
     assert info.value is raised
     assert item_names(h.url) == [] and output_rows(h.url) == []
@@ -303,12 +303,12 @@ def test_an_exception_rolls_back_both_and_is_reraised(h: Harness) -> None:
 
 
 def test_recorded_output_returns_what_was_recorded_and_none_otherwise(h: Harness) -> None:
-    with h.ds.transaction("SERIALIZABLE") as session:
+    with h.ds.begin("SERIALIZABLE") as session:
         assert h.ds.recorded_output(session, "wf", 1) is None
-        h.ds.record_output(session, "wf", 1, "ok_fn", "result", None, "exec-1")
-        h.ds.record_output(session, "wf", 2, "bad_fn", None, "error text", None)
+        h.ds.record_output(session, dict(workflow_id="wf", step_id=1, name="ok_fn", output="result", error=None, executor_id="exec-1"))
+        h.ds.record_output(session, dict(workflow_id="wf", step_id=2, name="bad_fn", output=None, error="error text", executor_id=None))
         assert h.ds.recorded_output(session, "wf", 1) == ("result", None)  # visible in its own transaction
-    with h.ds.transaction("READ COMMITTED") as session:
+    with h.ds.begin("READ COMMITTED") as session:
         assert h.ds.recorded_output(session, "wf", 1) == ("result", None)
         assert h.ds.recorded_output(session, "wf", 2) == (None, "error text")
         assert h.ds.recorded_output(session, "wf", 3) is None
@@ -318,10 +318,10 @@ def test_recorded_output_returns_what_was_recorded_and_none_otherwise(h: Harness
 def test_a_duplicate_record_raises_and_rolls_the_transaction_back(h: Harness) -> None:
     add_item_and_record(h, "fig")
     with pytest.raises(Exception) as info:
-        with h.ds.transaction("SERIALIZABLE") as session:
+        with h.ds.begin("SERIALIZABLE") as session:
             h.add_item(session, "plum")
-            h.ds.record_output(session, "wf-plum", 1, "add_item", "first", None, None)
-            h.ds.record_output(session, "wf-plum", 1, "add_item", "second", None, None)
+            h.ds.record_output(session, dict(workflow_id="wf-plum", step_id=1, name="add_item", output="first", error=None, executor_id=None))
+            h.ds.record_output(session, dict(workflow_id="wf-plum", step_id=1, name="add_item", output="second", error=None, executor_id=None))
     error = info.value
     integrity = (pw.IntegrityError, sqlite3.IntegrityError, psycopg2.IntegrityError)
     assert isinstance(error, integrity), repr(error)
@@ -332,8 +332,8 @@ def test_a_duplicate_record_raises_and_rolls_the_transaction_back(h: Harness) ->
 
 
 def test_unknown_isolation_level_is_refused(h: Harness) -> None:
-    with pytest.raises(ValueError, match="isolation level"):
-        with h.ds.transaction("READ UNCOMMITTED"):  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="isolation_level"):
+        with h.ds.begin("READ UNCOMMITTED"):  # type: ignore[arg-type]
             pass
 
 
@@ -346,14 +346,14 @@ def test_unknown_isolation_level_is_refused(h: Harness) -> None:
 def test_the_isolation_level_is_applied_on_postgres(h: Harness, backend: str, level: Any) -> None:
     if backend != "postgres":
         pytest.skip("SQLite transactions are always serializable")
-    with h.ds.transaction(level) as session:
+    with h.ds.begin(level) as session:
         assert h.execute(session, "SHOW transaction_isolation") == [(level.lower(),)]
 
 
 def test_sqlite_transactions_take_the_write_lock_at_begin(h: Harness, backend: str) -> None:
     if backend != "sqlite":
         pytest.skip("SQLite only")
-    with h.ds.transaction("READ COMMITTED"):
+    with h.ds.begin("READ COMMITTED"):
         # Nothing written yet, yet another writer is already shut out (BEGIN IMMEDIATE).
         with pytest.raises(sqlite3.OperationalError, match="locked") as info:
             assert_no_open_transaction(h.url)
@@ -380,7 +380,7 @@ def run_in_thread(work: Callable[[], None]) -> Tuple[threading.Thread, List[Base
 
 
 def seed_items(h: Harness, *names: str) -> None:
-    with h.ds.transaction("READ COMMITTED") as session:
+    with h.ds.begin("READ COMMITTED") as session:
         for name in names:
             h.add_item(session, name)
 
@@ -394,7 +394,7 @@ def test_a_serialization_failure_is_retryable(h: Harness, backend: str) -> None:
     update = "UPDATE items SET name = ? WHERE name = 'shared'"
 
     def first() -> None:
-        with h.ds.transaction("SERIALIZABLE") as session:
+        with h.ds.begin("SERIALIZABLE") as session:
             h.execute(session, read)
             both_read.wait()
             h.execute(session, update, ("first",))
@@ -403,7 +403,7 @@ def test_a_serialization_failure_is_retryable(h: Harness, backend: str) -> None:
     thread, errors = run_in_thread(first)
     failure: Optional[BaseException] = None
     try:
-        with h.ds.transaction("SERIALIZABLE") as session:
+        with h.ds.begin("SERIALIZABLE") as session:
             h.execute(session, read)  # the snapshot predates the first one's commit
             both_read.wait()
             assert first_committed.wait(WAIT_S)
@@ -429,7 +429,7 @@ def test_a_deadlock_is_retryable(h: Harness, backend: str) -> None:
 
     def lock_in_order(first: str, second: str) -> Callable[[], None]:
         def work() -> None:
-            with h.ds.transaction("READ COMMITTED") as session:
+            with h.ds.begin("READ COMMITTED") as session:
                 h.execute(session, "SET LOCAL deadlock_timeout = '50ms'")  # detect it quickly
                 h.execute(session, "UPDATE items SET name = name WHERE name = ?", (first,))
                 both_locked.wait()
@@ -458,9 +458,9 @@ def test_sqlite_database_is_locked_is_retryable(h: Harness, backend: str) -> Non
     else:
         impatient = DBAPIDatasource(lambda: sqlite3.connect(path, timeout=0), dialect="sqlite")
     try:
-        with h.ds.transaction("SERIALIZABLE"):
+        with h.ds.begin("SERIALIZABLE"):
             with pytest.raises(Exception, match="database is locked") as info:
-                with impatient.transaction("SERIALIZABLE"):
+                with impatient.begin("SERIALIZABLE"):
                     pass
     finally:
         impatient.close()
@@ -472,7 +472,7 @@ def test_other_errors_are_not_retryable(h: Harness) -> None:
     assert not h.ds.is_retryable(Boom("user code failed"))
     assert not h.ds.is_retryable(ValueError("database is locked"))  # words alone are not enough
     with pytest.raises(Exception) as info:
-        with h.ds.transaction("READ COMMITTED") as session:
+        with h.ds.begin("READ COMMITTED") as session:
             h.execute(session, "SELECT * FROM no_such_table")
     assert not h.ds.is_retryable(info.value)
 
@@ -481,7 +481,7 @@ def test_a_lost_connection_is_retryable_and_replaced(h: Harness, backend: str) -
     if backend != "postgres":
         pytest.skip("PostgreSQL only")
     with pytest.raises(Exception) as info:
-        with h.ds.transaction("SERIALIZABLE") as session:
+        with h.ds.begin("SERIALIZABLE") as session:
             h.add_item(session, "lost")
             pid = h.execute(session, "SELECT pg_backend_pid()")[0][0]
             # The two-argument form waits until the backend has exited.
@@ -539,7 +539,7 @@ elif parsed.is_sqlite:
     ds = DBAPIDatasource(lambda: sqlite3.connect(parsed.sqlite_path, timeout=30), dialect="sqlite")
 else:
     ds = DBAPIDatasource(lambda: psycopg2.connect(dbname=parsed.database, **parsed.connect_kwargs()), dialect="postgresql")
-with ds.transaction("READ COMMITTED"):
+with ds.begin("READ COMMITTED"):
     pass  # connected, so the race below is only about the schema
 print("ready", flush=True)
 os.read(go, 1)  # returns at EOF, when the parent closes the pipe for all at once
@@ -596,13 +596,13 @@ def peewee_h(h: Harness) -> PeeweeHarness:
 
 def test_peewee_user_atomic_blocks_nest_as_savepoints(peewee_h: PeeweeHarness) -> None:
     ds = peewee_h.peewee
-    with ds.transaction("SERIALIZABLE") as db:
+    with ds.begin("SERIALIZABLE") as db:
         Item.create(name="kept")
         with pytest.raises(Boom):
             with db.atomic():
                 Item.create(name="undone")
                 raise Boom()
-        ds.record_output(db, "wf", 1, "f", "out", None, None)
+        ds.record_output(db, dict(workflow_id="wf", step_id=1, name="f", output="out", error=None, executor_id=None))
         assert db.in_transaction()  # the savepoint's end did not commit ours
     assert item_names(peewee_h.url) == ["kept"]
     assert len(output_rows(peewee_h.url)) == 1
@@ -612,7 +612,7 @@ def test_peewee_refuses_to_run_inside_an_open_transaction(peewee_h: PeeweeHarnes
     db = peewee_h.peewee.database
     with db.connection_context(), db.atomic():
         with pytest.raises(DBOSException, match="already open"):
-            with peewee_h.peewee.transaction("SERIALIZABLE"):
+            with peewee_h.peewee.begin("SERIALIZABLE"):
                 pass
     assert peewee_h.pool()._in_use == {}
 
@@ -637,7 +637,7 @@ def test_peewee_through_a_database_proxy(peewee_h: PeeweeHarness) -> None:
     proxy = pw.DatabaseProxy()
     ds = PeeweeDatasource(proxy)
     with pytest.raises(DBOSException, match="not initialized"):
-        ds.transaction("SERIALIZABLE").__enter__()
+        ds.begin("SERIALIZABLE").__enter__()
     db = user_database(peewee_h.url)
     proxy.initialize(db)
     assert ds.database is db
@@ -674,9 +674,9 @@ def dbapi_h(h: Harness) -> DBAPIHarness:
 
 def test_dbapi_reuses_the_threads_connection_and_replaces_a_closed_one(dbapi_h: DBAPIHarness) -> None:
     before = dbapi_h.connects
-    with dbapi_h.ds.transaction("READ COMMITTED") as first:
+    with dbapi_h.ds.begin("READ COMMITTED") as first:
         pass
-    with dbapi_h.ds.transaction("READ COMMITTED") as second:
+    with dbapi_h.ds.begin("READ COMMITTED") as second:
         pass
     assert first is second and dbapi_h.connects == before
     if dbapi_h.url.startswith("sqlite"):

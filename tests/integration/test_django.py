@@ -409,7 +409,7 @@ def check_a_transaction_with_autocommit_off_is_refused_and_leaves_pending_work_a
     try:
         app.Item.objects.create(name="pending")
         try:
-            with DjangoDatasource().transaction("SERIALIZABLE"):
+            with DjangoDatasource().begin("SERIALIZABLE"):
                 raise AssertionError("the transaction started")
         except DBOSException as exc:
             assert "autocommit" in str(exc), str(exc)
@@ -538,6 +538,38 @@ def check_explicit_database_settings_are_kept(app: Any) -> None:
     with override_settings(DBOS=given):
         config = dbos_config()
     assert config == given and config is not given
+
+
+def check_a_created_datasource_runs_orm_writes_exactly_once(app: Any) -> None:
+    from django.db import connections
+
+    from dbos import DBOS, SetWorkflowID
+    from dbos.contrib.django import DjangoDatasource
+    from tests.integration.sysdb_sql import delete_step, recover
+
+    ds = DjangoDatasource.create()
+    calls: List[str] = []
+
+    @ds.transaction(isolation_level="READ COMMITTED")
+    def add_created(name: str) -> bool:
+        app.Item.objects.create(name=name, n=2)
+        calls.append(name)
+        return ds.sql_session() is connections["default"]
+
+    @DBOS.workflow()
+    def created_wf(name: str) -> bool:
+        return add_created(name)
+
+    workflow_id = f"created-{uuid.uuid4().hex[:8]}"
+    with SetWorkflowID(workflow_id):
+        assert created_wf("created") is True
+    delete_step(workflow_id, 1)  # as if killed between the commit and the checkpoint
+    assert recover(workflow_id) is True
+    assert calls == ["created"]
+    assert app.Item.objects.filter(name="created").count() == 1
+    table = "datasource_outputs" if app.backend == "sqlite" else "dbos.datasource_outputs"
+    assert _sql(f"SELECT step_id, serialization FROM {table} WHERE workflow_id = %s",
+                (workflow_id,)) == [(1, "py_pickle")]
 
 
 # ======================================================================

@@ -146,20 +146,20 @@ def plain_engine(url: str, **kwargs: Any) -> sa.Engine:
 
 
 def test_sql_session_is_an_orm_session_on_the_transactions_connection(h: SQLAlchemyHarness) -> None:
-    with h.ds.transaction("SERIALIZABLE") as session:
+    with h.ds.begin("SERIALIZABLE") as session:
         assert isinstance(session, Session)
         h.add_item(session, "orm")
         # The ORM, a text query and the recorded output all see one transaction.
         assert session.scalars(sa.select(ItemRow.name)).all() == ["orm"]
         assert run_text(session, "SELECT COUNT(*) FROM items") == [(1,)]
-        h.ds.record_output(session, "wf", 1, "f", "out", None, None)
+        h.ds.record_output(session, dict(workflow_id="wf", step_id=1, name="f", output="out", error=None, executor_id=None))
         assert h.ds.recorded_output(session, "wf", 1) == ("out", None)
     assert item_names(h.url) == ["orm"]
     assert h.sqlalchemy.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
 def test_pending_orm_objects_are_flushed_before_the_commit(h: SQLAlchemyHarness) -> None:
-    with h.ds.transaction("READ COMMITTED") as session:
+    with h.ds.begin("READ COMMITTED") as session:
         session.add(ItemRow(name="never queried"))  # nothing reads it, yet it is written
     assert item_names(h.url) == ["never queried"]
 
@@ -167,8 +167,8 @@ def test_pending_orm_objects_are_flushed_before_the_commit(h: SQLAlchemyHarness)
 def test_a_failing_flush_rolls_back_everything(h: SQLAlchemyHarness) -> None:
     add_item_and_record(h, "fig")
     with pytest.raises(sa.exc.IntegrityError) as info:
-        with h.ds.transaction("SERIALIZABLE") as session:
-            h.ds.record_output(session, "wf-dup", 1, "f", "out", None, None)
+        with h.ds.begin("SERIALIZABLE") as session:
+            h.ds.record_output(session, dict(workflow_id="wf-dup", step_id=1, name="f", output="out", error=None, executor_id=None))
             session.add(ItemRow(name="fig"))  # duplicate name, found at the final flush
     assert not h.ds.is_retryable(info.value)
     assert item_names(h.url) == ["fig"] and [r[0] for r in output_rows(h.url)] == ["wf-fig"]
@@ -177,7 +177,7 @@ def test_a_failing_flush_rolls_back_everything(h: SQLAlchemyHarness) -> None:
 
 def test_a_user_commit_only_flushes_and_the_datasource_commits(h: SQLAlchemyHarness) -> None:
     with pytest.raises(Boom):
-        with h.ds.transaction("SERIALIZABLE") as session:
+        with h.ds.begin("SERIALIZABLE") as session:
             h.add_item(session, "committed too early?")
             session.commit()
             raise Boom()
@@ -187,20 +187,20 @@ def test_a_user_commit_only_flushes_and_the_datasource_commits(h: SQLAlchemyHarn
 
 def test_a_user_rollback_refuses_to_record_the_output_alone(h: SQLAlchemyHarness) -> None:
     with pytest.raises(DBOSException, match="rolled back"):
-        with h.ds.transaction("SERIALIZABLE") as session:
+        with h.ds.begin("SERIALIZABLE") as session:
             h.add_item(session, "undone")
             session.flush()  # the session now works in our transaction...
             session.rollback()  # ...and so ends it
-            h.ds.record_output(session, "wf", 1, "f", "out", None, None)
+            h.ds.record_output(session, dict(workflow_id="wf", step_id=1, name="f", output="out", error=None, executor_id=None))
     assert item_names(h.url) == [] and output_rows(h.url) == []
     assert_no_open_transaction(h.url)
 
 
 def test_delete_outputs_forgets_only_those_workflows(h: SQLAlchemyHarness) -> None:
-    with h.ds.transaction("SERIALIZABLE") as session:
+    with h.ds.begin("SERIALIZABLE") as session:
         for workflow_id in ("wf-a", "wf-b", "wf-c"):
-            h.ds.record_output(session, workflow_id, 1, "f", "out", None, None)
-            h.ds.record_output(session, workflow_id, 2, "f", "out", None, None)
+            h.ds.record_output(session, dict(workflow_id=workflow_id, step_id=1, name="f", output="out", error=None, executor_id=None))
+            h.ds.record_output(session, dict(workflow_id=workflow_id, step_id=2, name="f", output="out", error=None, executor_id=None))
     h.ds.delete_outputs([])
     h.ds.delete_outputs(["wf-a", "wf-c", "wf-unknown"])
     assert [(r[0], r[1]) for r in output_rows(h.url)] == [("wf-b", 1), ("wf-b", 2)]
@@ -212,9 +212,9 @@ def test_sqlite_busy_wrapped_by_sqlalchemy_is_retryable(h: SQLAlchemyHarness, ba
         pytest.skip("SQLite only")
     impatient = SQLAlchemyDatasource.from_url(h.url, connect_args={"timeout": 0})
     try:
-        with h.ds.transaction("SERIALIZABLE"):
+        with h.ds.begin("SERIALIZABLE"):
             with pytest.raises(sa.exc.OperationalError, match="database is locked") as info:
-                with impatient.transaction("SERIALIZABLE"):
+                with impatient.begin("SERIALIZABLE"):
                     pass
     finally:
         impatient.close()
@@ -251,9 +251,9 @@ def test_close_leaves_the_users_engine_alone(h: SQLAlchemyHarness) -> None:
 
 
 def add_item_and_record_on(ds: SQLAlchemyDatasource, name: str) -> None:
-    with ds.transaction("SERIALIZABLE") as session:
+    with ds.begin("SERIALIZABLE") as session:
         session.add(ItemRow(name=name))
-        ds.record_output(session, f"wf-{name}", 1, "add_item", "out", None, None)
+        ds.record_output(session, dict(workflow_id=f"wf-{name}", step_id=1, name="add_item", output="out", error=None, executor_id=None))
 
 
 def test_sqlite_users_engine_gets_begin_immediate_and_its_setting_back(h: SQLAlchemyHarness, backend: str) -> None:
@@ -262,7 +262,7 @@ def test_sqlite_users_engine_gets_begin_immediate_and_its_setting_back(h: SQLAlc
     engine = plain_engine(h.url, poolclass=sa.pool.StaticPool)  # one connection, so we see it again
     try:
         ds = SQLAlchemyDatasource(engine)
-        with ds.transaction("READ COMMITTED"):
+        with ds.begin("READ COMMITTED"):
             with pytest.raises(sqlite3.OperationalError, match="locked"):
                 assert_no_open_transaction(h.url)  # the write lock is held from BEGIN
         add_item_and_record_on(ds, "borrowed")

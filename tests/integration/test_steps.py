@@ -8,13 +8,24 @@ would force them: the finished workflow is set back to PENDING and recovered.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, List, Optional, Tuple
+import math
+import threading
+import time
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 import pytest
 
-from dbos import DBOS, SetWorkflowID
-from dbos.error import DBOSException, DBOSMaxStepRetriesExceeded, DBOSRecordedError
-from dbos._engine.registry import TEMP_PREFIX
+from dbos import DBOS, DBOSConfig, SetWorkflowID
+from dbos._engine.registry import TEMP_PREFIX, get_registry
+from dbos._sysdb import SystemDatabase
+from dbos.error import (
+    DBOSAwaitedWorkflowCancelledError,
+    DBOSException,
+    DBOSMaxStepRetriesExceeded,
+    DBOSRecordedError,
+    DBOSStepTimeoutError,
+    DBOSWorkflowCancelledError,
+)
 from tests.integration.sysdb_sql import (
     count_rows,
     delete_step,
@@ -44,6 +55,7 @@ class ContextualError(Exception):
 
 
 Attempt = Tuple[Optional[int], Optional[int], Optional[int]]
+WAIT_S = 30.0  # reached only when a test is already failing
 
 
 def attempt_seen() -> Attempt:
@@ -485,3 +497,250 @@ def test_async_step_exhausted_retries_record_max_step_retries_exceeded(dbos: typ
     assert isinstance(loaded_error(row[3]), DBOSMaxStepRetriesExceeded)
     assert recover("async-exhausted") == "DBOSMaxStepRetriesExceeded"
     assert len(attempts) == 2
+
+
+# ----------------------------------------------------------------------
+# Timeouts and preemption (async steps only)
+# ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", [{"preemptible": True}, {"timeout_seconds": 1.0}])
+def test_a_sync_step_refuses_timeout_and_preemption_at_decoration(dbos: type[DBOS],
+                                                                  option: Dict[str, Any]) -> None:
+    def sync_body() -> None:
+        pass
+
+    with pytest.raises(DBOSException, match=next(iter(option))) as raised:
+        DBOS.step(**option)(sync_body)
+    assert "async" in str(raised.value)
+    assert sync_body.__qualname__ not in get_registry().functions  # nothing was registered
+
+
+@pytest.mark.parametrize("value", [0, -1, math.inf, math.nan, "5", True])
+def test_an_async_step_refuses_an_invalid_timeout_at_decoration(dbos: type[DBOS], value: Any) -> None:
+    async def async_body() -> None:
+        pass
+
+    with pytest.raises(DBOSException, match="timeout_seconds") as raised:
+        DBOS.step(timeout_seconds=value)(async_body)
+    assert repr(value) in str(raised.value)
+
+
+def run_async_workflow(workflow_id: str, wf: Callable[[], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        with SetWorkflowID(workflow_id):
+            return await asyncio.wait_for(wf(), WAIT_S)
+
+    return asyncio.run(main())
+
+
+def test_a_timed_out_step_is_cancelled_cleaned_up_and_its_error_recorded(dbos: type[DBOS]) -> None:
+    wait_for_launch_recovery()
+    trail: List[str] = []
+
+    @DBOS.step(timeout_seconds=0.2)
+    async def hangs() -> None:
+        trail.append("start")
+        try:
+            await asyncio.Event().wait()  # only the timeout ends this
+        finally:
+            await asyncio.sleep(0)  # cleanup that awaits still runs to its end
+            trail.append("cleanup")
+
+    @DBOS.workflow()
+    async def wf() -> str:
+        try:
+            await hangs()
+        except DBOSStepTimeoutError as exc:
+            trail.append("caught")
+            return f"{exc.step_name} {exc.timeout_seconds} {exc.dbos_error_code}"
+        return "no timeout"
+
+    assert run_async_workflow("timed-out", wf) == f"{hangs.__qualname__} 0.2 18"
+    assert trail == ["start", "cleanup", "caught"]
+    [row] = step_rows("timed-out")
+    recorded = loaded_error(row[3])
+    assert isinstance(recorded, DBOSStepTimeoutError)
+    assert (recorded.step_name, recorded.timeout_seconds) == (hangs.__qualname__, 0.2)
+    assert recover("timed-out") == f"{hangs.__qualname__} 0.2 18"  # replayed, not run again
+    assert trail.count("start") == 1
+
+
+def test_a_timed_out_attempt_is_retried_with_a_fresh_deadline(dbos: type[DBOS]) -> None:
+    seen: List[Attempt] = []
+
+    @DBOS.step(timeout_seconds=0.2, retries_allowed=True, max_attempts=3, interval_seconds=0)
+    async def hangs_first() -> str:
+        seen.append(attempt_seen())
+        if len(seen) == 1:
+            await asyncio.Event().wait()
+        return "second attempt"
+
+    @DBOS.step(timeout_seconds=0.2, retries_allowed=True, max_attempts=2, interval_seconds=0)
+    async def always_hangs() -> None:
+        await asyncio.Event().wait()
+
+    @DBOS.workflow()
+    async def wf() -> Tuple[str, List[str]]:
+        first = await hangs_first()
+        try:
+            await always_hangs()
+        except DBOSMaxStepRetriesExceeded as exc:
+            return first, [type(e).__name__ for e in exc.errors]
+        return first, []
+
+    assert run_async_workflow("retried-timeout", wf) == (
+        "second attempt", ["DBOSStepTimeoutError", "DBOSStepTimeoutError"])
+    assert seen == [(1, 1, 3), (1, 2, 3)]
+    rows = step_rows("retried-timeout")
+    assert loaded_output(rows[0][2]) == "second attempt"
+    assert isinstance(loaded_error(rows[1][3]), DBOSMaxStepRetriesExceeded)
+
+
+def test_a_step_that_finishes_past_its_deadline_keeps_its_result(dbos: type[DBOS]) -> None:
+    @DBOS.step(timeout_seconds=0.05)
+    async def blocks_the_loop() -> str:
+        time.sleep(0.2)  # the deadline passes while the loop cannot act on it
+        return "finished"
+
+    @DBOS.workflow()
+    async def wf() -> str:
+        return await blocks_the_loop()
+
+    assert run_async_workflow("late-but-done", wf) == "finished"
+    assert [loaded_output(r[2]) for r in step_rows("late-but-done")] == ["finished"]
+
+
+def test_a_step_timeout_does_not_apply_outside_a_workflow(dbos: type[DBOS]) -> None:
+    @DBOS.step(timeout_seconds=0.01)
+    async def slow() -> str:
+        await asyncio.sleep(0.1)
+        return "plain call"
+
+    assert asyncio.run(slow()) == "plain call"
+
+
+class Preemption:
+    """A preemptible step that hangs on its first run, and what happened to it."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.trail: List[str] = []
+
+    def workflow(self) -> Callable[[], Awaitable[str]]:
+        @DBOS.step(preemptible=True)
+        async def hangs_once() -> str:
+            self.trail.append("start")
+            if self.trail.count("start") == 1:
+                self.entered.set()
+                try:
+                    await asyncio.Event().wait()  # only a preemption ends this
+                except asyncio.CancelledError:
+                    self.trail.append("step cancelled")
+                    raise
+            return "resumed"
+
+        @DBOS.workflow()
+        async def wf() -> str:
+            try:
+                return await hangs_once()
+            except DBOSWorkflowCancelledError:
+                self.trail.append("workflow saw the cancellation")
+                raise
+
+        self.step_name = hangs_once.__qualname__
+        return wf
+
+    def run_and_cancel(self, workflow_id: str, cancel: Callable[[str], Any]) -> None:
+        """Start the workflow, cancel it once its step runs, see the wait end as cancelled."""
+        wf = self.workflow()
+
+        async def main() -> None:
+            with SetWorkflowID(workflow_id):
+                handle = await DBOS.start_workflow_async(wf)
+            assert await asyncio.to_thread(self.entered.wait, WAIT_S)
+            await asyncio.to_thread(cancel, workflow_id)
+            with pytest.raises(DBOSAwaitedWorkflowCancelledError):
+                await asyncio.wait_for(handle.get_result(), WAIT_S)
+
+        asyncio.run(main())
+        assert self.trail == ["start", "step cancelled", "workflow saw the cancellation"]
+        assert step_rows(workflow_id) == []  # the preempted step recorded nothing
+        assert status_row(workflow_id)["status"] == "CANCELLED"
+
+
+def test_a_preemptible_step_stops_when_its_workflow_is_cancelled_and_reruns_on_resume(
+    dbos: type[DBOS],
+) -> None:
+    wait_for_launch_recovery()
+    preemption = Preemption()
+    preemption.run_and_cancel("preempted", DBOS.cancel_workflow)
+
+    assert DBOS.resume_workflow("preempted").get_result() == "resumed"
+    assert preemption.trail.count("start") == 2
+    assert [(r[1], loaded_output(r[2])) for r in step_rows("preempted")] == [(preemption.step_name, "resumed")]
+
+
+def test_a_preemptible_step_notices_a_cancellation_made_by_another_process(sys_db_url: str) -> None:
+    # Where nothing notifies this process (SQLite), the step's watch polls.
+    DBOS(config=DBOSConfig(name="test-app", system_database_url=sys_db_url,
+                           notification_listener_polling_interval_sec=0.1))
+    DBOS.launch()
+    wait_for_launch_recovery()
+
+    def cancel_elsewhere(workflow_id: str) -> None:
+        other = SystemDatabase(sys_db_url)
+        try:
+            assert other.cancel_workflows([workflow_id]) == [workflow_id]
+        finally:
+            other.close()
+
+    Preemption().run_and_cancel("cancelled-elsewhere", cancel_elsewhere)
+
+
+def cancel_from_a_thread(workflow_id: str) -> None:
+    """Cancel while blocking the step's loop: the watch cannot react until the step yields."""
+    thread = threading.Thread(target=DBOS.cancel_workflow, args=(workflow_id,))
+    thread.start()
+    thread.join(WAIT_S)
+
+
+def test_a_preemptible_step_that_finishes_as_its_workflow_is_cancelled_keeps_its_result(
+    dbos: type[DBOS],
+) -> None:
+    @DBOS.step(preemptible=True)
+    async def finishes() -> str:
+        cancel_from_a_thread("finished-anyway")
+        return "done"
+
+    @DBOS.workflow()
+    async def wf() -> str:
+        return await finishes()
+
+    with pytest.raises(DBOSAwaitedWorkflowCancelledError):
+        run_async_workflow("finished-anyway", wf)
+    assert [loaded_output(r[2]) for r in step_rows("finished-anyway")] == ["done"]
+    assert status_row("finished-anyway")["status"] == "CANCELLED"
+
+
+def test_a_cancellation_outranks_a_timeout_that_passes_at_the_same_moment(dbos: type[DBOS]) -> None:
+    seen: List[str] = []
+
+    @DBOS.step(preemptible=True, timeout_seconds=0.05)
+    async def cancelled_and_late() -> None:
+        cancel_from_a_thread("both")
+        time.sleep(0.2)  # the deadline passes too before the loop can act on either
+        await asyncio.Event().wait()
+
+    @DBOS.workflow()
+    async def wf() -> None:
+        try:
+            await cancelled_and_late()
+        except BaseException as exc:
+            seen.append(type(exc).__name__)
+            raise
+
+    with pytest.raises(DBOSAwaitedWorkflowCancelledError):
+        run_async_workflow("both", wf)
+    assert seen == ["DBOSWorkflowCancelledError"]
+    assert step_rows("both") == []

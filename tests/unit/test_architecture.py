@@ -27,7 +27,7 @@ LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
     ("base", ("dbos.error", "dbos._error", "dbos._clock", "dbos._status", "dbos._serialization",
               "dbos._logger", "dbos._versions")),
     ("storage", ("dbos._sysdb",)),
-    ("application database", ("dbos._datasource", "dbos.contrib.sqlalchemy",
+    ("application database", ("dbos._datasource", "dbos.contrib.sqlalchemy", "dbos.contrib.sqlalchemy_async",
                               "dbos.contrib.django.datasource")),
     ("configuration", ("dbos._config",)),
     ("engine", ("dbos._engine",)),
@@ -170,7 +170,7 @@ def test_the_public_namespace_is_exactly_all() -> None:
     script = ("import dbos; print(' '.join(sorted(n for n in vars(dbos) if not n.startswith('_'))))")
     names = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                            cwd=REPO).stdout.split()
-    lazy = {"SQLAlchemyDatasource"}  # imported on first use: SQLAlchemy is optional
+    lazy = {"AsyncSQLAlchemyDatasource", "SQLAlchemyDatasource"}  # imported on first use: SQLAlchemy is optional
     assert set(names) == set(dbos.__all__) - lazy
     assert all(hasattr(dbos, name) for name in dbos.__all__)
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import contextmanager, nullcontext
-from typing import Any, ContextManager, Iterator, List, Sequence
+from typing import Any, ContextManager, Iterator, List, Optional, Sequence
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
-from ..._datasource import Dialect, IsolationLevel, Row, SQLDatasource, check_level
+from ..._datasource import Dialect, IsolationLevel, Row, SQLDatasource
+from ..._serialization import Serializer
 from ...error import DBOSException
 
 
@@ -39,6 +40,13 @@ class DjangoDatasource(SQLDatasource):
     def __init__(self, using: str = DEFAULT_DB_ALIAS, *, schema: str = "dbos") -> None:
         self.using = using
         self.schema = schema
+
+    @classmethod
+    def create(cls, using: str = DEFAULT_DB_ALIAS, *, schema: Optional[str] = None,
+               serializer: Optional[Serializer] = None) -> "DjangoDatasource":
+        """A datasource for ``@ds.transaction()`` on ``DATABASES[using]`` (Django must be
+        set up); makes ``datasource_outputs`` if it is missing."""
+        return cls(using)._prepared(schema, serializer)
 
     def __repr__(self) -> str:
         return f"DjangoDatasource({self.using!r}, schema={self.schema!r})"
@@ -66,8 +74,7 @@ class DjangoDatasource(SQLDatasource):
         return "%s"
 
     @contextmanager
-    def transaction(self, isolation_level: IsolationLevel) -> Iterator[Any]:
-        check_level(isolation_level)
+    def _begin(self, isolation_level: IsolationLevel) -> Iterator[Any]:
         _refuse_event_loop_thread()
         conn = self.connection
         self._refuse_open_transaction(conn)

@@ -1,0 +1,123 @@
+"""What ``DBOSClient.enqueue`` writes: the options, checked, and the workflow's row.
+
+Also where a client's system database URL comes from (spec section 2.4: an
+application database URL implies ``<database>_dbos_sys`` beside it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, TypedDict
+
+from .._clock import now_ms
+from .._config import DBOSConfig, resolve_urls
+from .._queues.queue import MAX_PRIORITY
+from .._serialization import Codec
+from .._sysdb import DatabaseURL
+from ..error import DBOSException
+
+if TYPE_CHECKING:
+    import sqlalchemy  # optional: only an Engine's URL is read
+
+
+class EnqueueOptions(TypedDict, total=False):
+    """What ``DBOSClient.enqueue`` starts: ``workflow_name`` and ``queue_name`` are required."""
+
+    workflow_name: str
+    queue_name: str
+    workflow_id: str
+    app_version: str
+    workflow_timeout: float
+    delay_seconds: float
+    deduplication_id: str
+    priority: int
+    max_recovery_attempts: int
+    queue_partition_key: str
+    authenticated_user: str
+    authenticated_roles: List[str]
+    class_name: str
+    instance_name: str
+    attributes: Dict[str, Any]
+    application_name: str
+
+
+def system_url(database_url: Optional[str], system_database_url: Optional[str],
+               application_database_url: Optional[str],
+               engine: Optional["sqlalchemy.Engine"]) -> DatabaseURL:
+    """The system database a client uses: its URL, else that of ``engine`` (a
+    SQLAlchemy Engine), else the one the application database URL implies."""
+    if system_database_url is None and engine is not None:
+        system_database_url = engine.url.render_as_string(hide_password=False)
+    app_url = database_url or application_database_url
+    if system_database_url is None and app_url is None:
+        raise DBOSException("DBOSClient needs system_database_url (or system_database_engine, "
+                            "or an application database_url)")
+    config = DBOSConfig(name="dbos-client")
+    if system_database_url:
+        config["system_database_url"] = system_database_url
+    if app_url:
+        config["application_database_url"] = str(app_url)
+    return resolve_urls(config)[0]
+
+
+def enqueue_row(codec: Codec, owner: Optional[str], options: EnqueueOptions,
+                args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """The ``workflow_status`` row of an enqueued workflow, ENQUEUED (or DELAYED)."""
+    _validate(options)
+    name, stamp = options["workflow_name"], now_ms()
+    delay = options.get("delay_seconds")
+    timeout = options.get("workflow_timeout")
+    roles = options.get("authenticated_roles")
+    attributes = options.get("attributes")
+    return {
+        "workflow_uuid": options.get("workflow_id") or str(uuid.uuid4()),
+        "status": "DELAYED" if delay else "ENQUEUED",
+        "name": name,
+        "class_name": options.get("class_name"),
+        "config_name": options.get("instance_name"),
+        "queue_name": options["queue_name"],
+        "inputs": codec.dump_inputs(tuple(args), kwargs, workflow_name=name),
+        "authenticated_user": options.get("authenticated_user"),
+        "authenticated_roles": json.dumps(roles) if roles is not None else None,
+        "application_version": options.get("app_version"),
+        "application_name": options.get("application_name") or owner,
+        "created_at": stamp,
+        "updated_at": stamp,
+        "priority": options.get("priority") or 0,
+        "deduplication_id": options.get("deduplication_id"),
+        "queue_partition_key": options.get("queue_partition_key"),
+        "delay_until_epoch_ms": stamp + int(delay * 1000) if delay else None,
+        "workflow_timeout_ms": int(timeout * 1000) if timeout is not None else None,
+        "attributes": json.dumps(attributes) if attributes is not None else None,
+        "recovery_attempts": 0,
+        "owner_xid": uuid.uuid4().hex,
+    }
+
+
+def _validate(options: EnqueueOptions) -> None:
+    for key in ("workflow_name", "queue_name"):
+        value = options.get(key)
+        if not isinstance(value, str) or not value:
+            raise DBOSException(f"EnqueueOptions needs {key} as a non-empty string, got {value!r}")
+    workflow_id = options.get("workflow_id")
+    if workflow_id is not None and (not isinstance(workflow_id, str) or not workflow_id.strip()):
+        raise DBOSException(f"EnqueueOptions workflow_id must be a non-empty string, got {workflow_id!r}")
+    priority = options.get("priority")
+    if priority is not None and not (isinstance(priority, int) and 1 <= priority <= MAX_PRIORITY):
+        raise DBOSException(f"EnqueueOptions priority must be an integer from 1 to {MAX_PRIORITY}, got {priority!r}")
+    for key in ("delay_seconds", "workflow_timeout"):
+        number = options.get(key)
+        if number is not None and not (isinstance(number, (int, float)) and math.isfinite(number)
+                                       and number >= (0 if key == "delay_seconds" else 1e-3)):
+            raise DBOSException(f"EnqueueOptions {key} must be a positive number, got {number!r}")
+
+
+def check_serialization(serialization_type: Any) -> None:
+    """Refuse a serialization a client cannot write: only the client's serializer is."""
+    value = getattr(serialization_type, "value", serialization_type)
+    if value is not None and str(value).lower() != "native":
+        raise DBOSException(
+            f"serialization_type {serialization_type!r} is not supported: messages are written with "
+            "the client's serializer; omit serialization_type (or pass the native format)")
