@@ -171,9 +171,13 @@ class AsyncSQLAlchemyDatasource(EngineOwner[AsyncEngine], AsyncDatasource):
 
     async def close(self) -> None:
         """Dispose of the engine(s), if this datasource made them."""
-        if self._owned:
-            for engine in {self._engine, *self._per_loop.values()}:
-                await engine.dispose()
+        if not self._owned:
+            return
+        here = self._per_loop.get(asyncio.get_running_loop())
+        for engine in {self._engine, *self._per_loop.values()}:
+            # Another loop's connections can only be closed on that loop (which
+            # may be gone): those are let go, and close when collected.
+            await engine.dispose(close=engine is here or not self._per_loop)
 
 
 async def _rollback_quietly(conn: AsyncConnection) -> None:
