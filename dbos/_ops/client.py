@@ -20,13 +20,13 @@ from .._engine.messages import SendMessage, message_row, message_rows, wait_even
 from .._engine.streams import check_polling_interval, check_read, fetch_entry, stream_values, value_at
 from .._serialization import Codec, DefaultSerializer, Serializer
 from .._status import WorkflowStatus
-from .._sysdb.records import Message
+from .._sysdb.records import ApplicationRowCounts, Message
 from .._versions import VersionInfo
 from ..error import DBOSConflictingWorkflowError, DBOSException
 from .client_enqueue import EnqueueOptions, check_serialization, enqueue_row, system_url
 from .client_handles import DEFAULT_POLL_S, ClientHandle, ClientHandleAsync, ClientStorage, in_thread
 from .filters import LIST_FILTERS, QUEUED_FILTERS, check_filters
-from .management import StepInfo
+from .management import RENAME_BATCH_SIZE, StepInfo, check_rename
 
 if TYPE_CHECKING:
     import sqlalchemy  # optional: only its Engine's URL is read, never imported at run time
@@ -431,3 +431,31 @@ class DBOSClient:
                                                    application_name: Optional[str] = None) -> None:
         """``set_latest_application_version`` for async code."""
         await in_thread(self.set_latest_application_version, version_name, application_name=application_name)
+
+    # ------------------------------------------------------------------
+    # Application ownership
+    # ------------------------------------------------------------------
+
+    def rename_application(self, old_name: Optional[str], new_name: str, *,
+                           batch_size: Optional[int] = RENAME_BATCH_SIZE,
+                           adopt_unclaimed_rows: bool = False) -> ApplicationRowCounts:
+        """Give application ``new_name`` the rows ``old_name`` owns and, with
+        ``adopt_unclaimed_rows``, those no application owns (``old_name`` None: only those).
+
+        Queues, versions and active workflows move in one transaction; finished
+        workflows and their steps then follow ``batch_size`` workflows at a time
+        (None: all in that one transaction). Stop the application first: its
+        processes would otherwise race the move. Returns the rows moved, by
+        kind; ``DBOSInvalidArgumentError``, with nothing written, for an invalid
+        ``new_name``, ``new_name == old_name``, no source or a bad ``batch_size``.
+        """
+        check_rename(old_name, new_name, batch_size, adopt_unclaimed_rows)  # before the schema is made
+        return self._storage.manage().rename_application(
+            old_name, new_name, batch_size=batch_size, adopt_unclaimed_rows=adopt_unclaimed_rows)
+
+    async def rename_application_async(self, old_name: Optional[str], new_name: str, *,
+                                       batch_size: Optional[int] = RENAME_BATCH_SIZE,
+                                       adopt_unclaimed_rows: bool = False) -> ApplicationRowCounts:
+        """``rename_application`` for async code."""
+        return await in_thread(self.rename_application, old_name, new_name, batch_size=batch_size,
+                               adopt_unclaimed_rows=adopt_unclaimed_rows)

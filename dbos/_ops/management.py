@@ -11,20 +11,24 @@ workers look at once for work a resume or a fork enqueued.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any, Dict, List, Optional, Sequence, TypedDict
 
+from .._config import config_schema
 from .._engine.engine import Engine
 from .._queues.queue import INTERNAL_QUEUE, work_arrived
 from .._serialization import Codec
 from .._status import WorkflowStatus, readable, status_from_row
 from .._sysdb import Storage
-from .._sysdb.records import ForkRequest, ListQuery
+from .._sysdb.records import ApplicationRowCounts, ForkRequest, ListQuery
 from .._versions import VersionInfo
-from ..error import DBOSException, DBOSNonExistentWorkflowError
+from ..error import DBOSException, DBOSInvalidArgumentError, DBOSNonExistentWorkflowError
 from .filters import build_query, count
 
 GC_BATCH_SIZE = 10_000
+# Finished workflows (and steps) a rename moves per transaction, as garbage collection deletes.
+RENAME_BATCH_SIZE = 10_000
 
 
 class StepInfo(TypedDict):
@@ -176,6 +180,14 @@ class Management:
             self._delete_outputs(batch)
             deleted += self.sysdb.delete_workflows(batch)
 
+    def rename_application(self, old_name: Optional[str], new_name: str, *,
+                           batch_size: Optional[int] = RENAME_BATCH_SIZE,
+                           adopt_unclaimed_rows: bool = False) -> ApplicationRowCounts:
+        """Give ``new_name`` the rows ``old_name`` owns and, with ``adopt_unclaimed_rows``,
+        those no application owns; the rows moved, by kind. Nothing is written on bad input."""
+        check_rename(old_name, new_name, batch_size, adopt_unclaimed_rows)
+        return self.sysdb.rename_application(old_name, new_name, adopt_unclaimed_rows, batch_size)
+
     def _owners(self) -> Optional[List[str]]:
         return [self.app_name] if self.app_name else None
 
@@ -224,3 +236,34 @@ def latest_application_version(sysdb: Storage) -> VersionInfo:
     if not versions:
         raise DBOSException("No application versions are registered: launch the application once first")
     return versions[0]
+
+
+def check_rename(old_name: Optional[str], new_name: str, batch_size: Optional[int],
+                 adopt_unclaimed_rows: bool) -> None:
+    """Raise ``DBOSInvalidArgumentError`` for arguments a rename cannot use."""
+    if not isinstance(adopt_unclaimed_rows, bool):
+        raise DBOSInvalidArgumentError("adopt_unclaimed_rows", adopt_unclaimed_rows, "pass True or False")
+    if old_name is None and not adopt_unclaimed_rows:
+        raise DBOSInvalidArgumentError("old_name", old_name, "nothing to move: name the application to "
+                                       "rename, pass adopt_unclaimed_rows=True, or both")
+    if old_name is not None and (not isinstance(old_name, str) or not old_name):
+        raise DBOSInvalidArgumentError("old_name", old_name, "give the application's previous name, "
+                                       "or None (with adopt_unclaimed_rows=True) to move only unclaimed rows")
+    check_app_name("new_name", new_name)
+    if old_name == new_name:
+        raise DBOSInvalidArgumentError("new_name", new_name, "it is already old_name; nothing to rename")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
+        raise DBOSInvalidArgumentError("batch_size", batch_size, "give a positive integer, or None to move "
+                                       "every row in one transaction")
+
+
+def check_app_name(argument: str, name: object) -> None:
+    """Raise unless ``name`` meets the rule of the configuration's ``name``."""
+    rule = config_schema()["properties"]["name"]
+    # fullmatch of the pattern's body: its "$" would also let a trailing newline through.
+    if not (isinstance(name, str) and rule["minLength"] <= len(name) <= rule["maxLength"]
+            and re.fullmatch(rule["pattern"].strip("^$"), name)):
+        raise DBOSInvalidArgumentError(
+            argument, name, f"an application name has {rule['minLength']} to {rule['maxLength']} "
+            f"characters, {rule['x-rule']}")

@@ -1,7 +1,7 @@
 """``SystemDatabase``: the storage interface, implemented over SQL.
 
 The operations come from one module per table group (steps, workflows,
-messages, queues, listing, forks, versions), each with its named statements;
+messages, queues, listing, forks, versions, ownership), each with its named statements;
 this class puts them together and adds the schema's lifecycle. It runs the
 portable SQL that SQLite and PostgreSQL both understand, which is what
 SQLite runs; ``PostgresSystemDatabase`` replaces the few operations
@@ -18,13 +18,14 @@ from .forks import ForkRows
 from .listing import ListingRows
 from .messages import MessageRows
 from .migrator import Migration, Migrator, latest_version
+from .ownership import OwnershipRows
 from .queues import QueueRows
 from .storage import Listening, Storage
 from .url import DatabaseURL
 from .versions import VersionRows
 
 
-class SystemDatabase(MessageRows, QueueRows, ListingRows, ForkRows, VersionRows, Storage):
+class SystemDatabase(MessageRows, QueueRows, ListingRows, ForkRows, VersionRows, OwnershipRows, Storage):
     # The class each dialect's URLs get (see ``__init_subclass__``).
     _by_dialect: Dict[str, Type["SystemDatabase"]] = {}
     dialect: str = "sqlite"

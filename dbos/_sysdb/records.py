@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, TypedDict
 
 # A message to send: (destination, topic, message text, message UUID); an
 # idempotency key makes the UUID, so a resend is skipped.
@@ -113,3 +113,13 @@ class ForkRequest:
     replacement_children: Dict[str, str] = field(default_factory=dict)
     timeout_ms: Optional[int] = None
     executor_id: Optional[str] = None
+
+
+class ApplicationRowCounts(TypedDict):
+    """How many rows of each kind a rename of an application moved to its new name."""
+
+    queues: int
+    schedules: int
+    versions: int
+    workflows: int
+    steps: int

@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tupl
 
 from .._versions import VersionInfo
 from .records import (
+    ApplicationRowCounts,
     ClaimLimits,
     ForkRequest,
     ListQuery,
@@ -226,4 +227,11 @@ class Storage(Protocol):
 
     def set_latest_application_version(self, version_name: str) -> None:
         """Make a version the latest."""
+        ...
+
+    # -- application ownership (ownership.py) --------------------------------
+
+    def rename_application(self, old_name: Optional[str], new_name: str, adopt_unclaimed: bool,
+                           batch_size: Optional[int]) -> ApplicationRowCounts:
+        """Move ``old_name``'s rows (and unclaimed ones if asked) to ``new_name``; the counts moved."""
         ...

@@ -10,17 +10,18 @@ import asyncio
 import threading
 import uuid
 from dataclasses import replace
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 
 from dbos import DBOS, DBOSClient, DBOSConfig, DefaultSerializer, EnqueueOptions, Queue, SendMessage, SetWorkflowID
 from dbos._clock import now_ms
 from dbos._queues.queue import current_intake
-from dbos._sysdb import DatabaseURL, latest_version
+from dbos._sysdb import DatabaseURL, SystemDatabase, latest_version
 from dbos.error import (
     DBOSConflictingWorkflowError,
     DBOSException,
+    DBOSInvalidArgumentError,
     DBOSMigrationRequiredError,
     DBOSNonExistentWorkflowError,
     DBOSQueueDeduplicatedError,
@@ -529,3 +530,154 @@ def test_application_versions(client: DBOSClient) -> None:
         return latest.version_name, [v.version_name for v in await client.list_application_versions_async()]
 
     assert asyncio.run(scenario()) == ("v-next", ["v-next", launched])
+
+
+# ----------------------------------------------------------------------
+# Renaming an application: its rows move to the new name
+# ----------------------------------------------------------------------
+
+OWNERS = ("old-app", "other-app", None)
+STATUSES = ("PENDING", "ENQUEUED", "DELAYED", "SUCCESS", "ERROR", "CANCELLED", "SUCCESS", "SUCCESS")
+ACTIVE_PER_OWNER, STEPS_PER_WORKFLOW = 3, 2
+OWNERSHIP_TABLES = ("queues", "application_versions", "workflow_status", "operation_outputs")
+Owners = Dict[str, Dict[str, Any]]
+
+
+def owned_sql(sysdb: SystemDatabase, sql: str, params: Sequence[Any] = ()) -> List[Any]:
+    text = sql.format_map({t: sysdb.backend.qualified(t) for t in OWNERSHIP_TABLES})
+    text = text.replace("?", sysdb.backend.placeholder)
+
+    def work() -> List[Any]:
+        cursor = sysdb.execute(text, list(params))
+        return [tuple(r) for r in cursor.fetchall()] if cursor.description else []
+
+    return sysdb.run(work)
+
+
+def seed_owners(sysdb: SystemDatabase) -> None:
+    """A queue, a version and workflows of every status with their steps, for each owner.
+    Workflow IDs interleave the owners, so each owner's ID ranges hold others' rows."""
+    for owner in OWNERS:
+        tag = owner or "unclaimed"
+        owned_sql(sysdb, "INSERT INTO {queues} (queue_id, name, application_name) VALUES (?, ?, ?)",
+                  (f"q-{tag}", f"q-{tag}", owner))
+        owned_sql(sysdb, "INSERT INTO {application_versions} (version_id, version_name, application_name) "
+                  "VALUES (?, ?, ?)", (f"v-{tag}", f"v-{tag}", owner))
+        for n, status in enumerate(STATUSES):
+            workflow_id = f"{n:02d}-{tag}"
+            owned_sql(sysdb, "INSERT INTO {workflow_status} (workflow_uuid, status, name, application_name) "
+                      "VALUES (?, ?, 'wf', ?)", (workflow_id, status, owner))
+            for function_id in range(1, STEPS_PER_WORKFLOW + 1):
+                owned_sql(sysdb, "INSERT INTO {operation_outputs} (workflow_uuid, function_id, function_name, "
+                          "application_name) VALUES (?, ?, 'step', ?)", (workflow_id, function_id, owner))
+
+
+def owners_of_rows(sysdb: SystemDatabase) -> Owners:
+    """Each table's rows, by key, with the application that owns them."""
+    keys = {"queues": "name", "application_versions": "version_name", "workflow_status": "workflow_uuid",
+            "operation_outputs": "workflow_uuid || ':' || CAST(function_id AS TEXT)"}
+    return {table: dict(owned_sql(sysdb, f"SELECT {key}, application_name FROM {{{table}}}"))
+            for table, key in keys.items()}
+
+
+def renamed(before: Owners, sources: Sequence[Optional[str]], new_name: str) -> Owners:
+    return {table: {key: new_name if owner in sources else owner for key, owner in rows.items()}
+            for table, rows in before.items()}
+
+
+def counts_for(sources: int) -> Dict[str, int]:
+    return {"queues": sources, "schedules": 0, "versions": sources, "workflows": sources * len(STATUSES),
+            "steps": sources * len(STATUSES) * STEPS_PER_WORKFLOW}
+
+
+@pytest.fixture
+def seeded(sysdb: SystemDatabase, sys_db_url: str) -> Iterator[Tuple[DBOSClient, SystemDatabase]]:
+    """A client, with no application launched, of a database holding three owners' rows."""
+    seed_owners(sysdb)
+    client = DBOSClient(system_database_url=sys_db_url)
+    yield client, sysdb
+    client.destroy()
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 10_000, None])
+def test_rename_application_moves_only_the_old_names_rows(
+        seeded: Tuple[DBOSClient, SystemDatabase], batch_size: Optional[int]) -> None:
+    client, sysdb = seeded
+    before = owners_of_rows(sysdb)
+    counts = client.rename_application("old-app", "new-app", batch_size=batch_size)
+    assert counts == counts_for(1)
+    assert owners_of_rows(sysdb) == renamed(before, ["old-app"], "new-app")
+    # Nothing is left under the old name: a second rename finds nothing to move.
+    assert client.rename_application("old-app", "new-app", batch_size=batch_size) == counts_for(0)
+
+
+def test_rename_application_adopts_unclaimed_rows_only_when_asked(
+        seeded: Tuple[DBOSClient, SystemDatabase]) -> None:
+    client, sysdb = seeded
+    before = owners_of_rows(sysdb)
+    assert client.rename_application(None, "adopter", adopt_unclaimed_rows=True, batch_size=2) == counts_for(1)
+    after_adoption = renamed(before, [None], "adopter")
+    assert owners_of_rows(sysdb) == after_adoption
+    assert client.rename_application("adopter", "other-app-2") == counts_for(1)
+    assert owners_of_rows(sysdb) == renamed(after_adoption, ["adopter"], "other-app-2")
+
+
+def test_rename_application_async_takes_the_old_names_and_the_unclaimed_rows(seeded: Tuple[DBOSClient, SystemDatabase]) -> None:
+    client, sysdb = seeded
+    before = owners_of_rows(sysdb)
+    counts = asyncio.run(client.rename_application_async("old-app", "new-app", batch_size=4,
+                                                         adopt_unclaimed_rows=True))
+    assert counts == counts_for(2)
+    assert owners_of_rows(sysdb) == renamed(before, ["old-app", None], "new-app")
+
+
+def test_rename_application_moves_active_workflows_with_queues_and_versions(
+        seeded: Tuple[DBOSClient, SystemDatabase]) -> None:
+    client, sysdb = seeded
+    client.rename_application("other-app", "moved-app")
+    rows = owned_sql(sysdb, "SELECT status, application_name FROM {workflow_status} WHERE workflow_uuid LIKE ?",
+                     ("%-other-app",))
+    assert sorted(rows) == sorted((status, "moved-app") for status in STATUSES)
+    assert [q["application_name"] for q in sysdb.list_queues() if q["name"] == "q-other-app"] == ["moved-app"]
+    assert {v.version_name: v.application_name for v in client.list_application_versions()} == {
+        "v-old-app": "old-app", "v-other-app": "moved-app", "v-unclaimed": None}
+
+
+@pytest.mark.parametrize("old_name, new_name, options, argument", [
+    (None, "new-app", {}, "old_name"),
+    ("", "new-app", {"adopt_unclaimed_rows": True}, "old_name"),
+    ("old-app", "New-App", {}, "new_name"),
+    ("old-app", "ab", {}, "new_name"),
+    ("old-app", "a" * 31, {}, "new_name"),
+    ("old-app", "new app", {}, "new_name"),
+    ("old-app", "new-app\n", {}, "new_name"),
+    ("old-app", "old-app", {}, "new_name"),
+    ("old-app", "new-app", {"batch_size": 0}, "batch_size"),
+    ("old-app", "new-app", {"batch_size": -5}, "batch_size"),
+    ("old-app", "new-app", {"batch_size": 2.5}, "batch_size"),
+    ("old-app", "new-app", {"adopt_unclaimed_rows": "yes"}, "adopt_unclaimed_rows"),
+])
+def test_rename_application_refuses_bad_arguments_and_writes_nothing(
+        seeded: Tuple[DBOSClient, SystemDatabase], old_name: Optional[str], new_name: str,
+        options: Dict[str, Any], argument: str) -> None:
+    client, sysdb = seeded
+    before = owners_of_rows(sysdb)
+    with pytest.raises(DBOSInvalidArgumentError) as caught:
+        client.rename_application(old_name, new_name, **options)
+    assert caught.value.argument == argument and isinstance(caught.value, DBOSException)
+    assert argument in str(caught.value)
+    with pytest.raises(DBOSInvalidArgumentError):
+        asyncio.run(client.rename_application_async(old_name, new_name, **options))
+    assert owners_of_rows(sysdb) == before
+
+
+def test_rename_application_checks_arguments_before_making_the_database(sys_db_url: str) -> None:
+    client = DBOSClient(system_database_url=sys_db_url)
+    try:
+        with pytest.raises(DBOSInvalidArgumentError, match="new_name"):
+            client.rename_application("old-app", "Bad Name")
+        assert not database_exists(sys_db_url)
+        assert client.rename_application("old-app", "new-app") == counts_for(0)  # made now, and empty
+        assert database_exists(sys_db_url)
+    finally:
+        client.destroy()
