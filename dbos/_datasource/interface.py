@@ -1,11 +1,13 @@
-"""``Datasource``: the application database, as ``@DBOS.transaction`` sees it.
+"""``Datasource``: the application database, as transactions see it.
 
 A transaction function runs inside a transaction of the application's
-database, and its serialized output is written to ``transaction_outputs`` in
-that same transaction. A crash between that commit and the system-database
-checkpoint therefore never runs the function twice: on replay the engine finds
-the row here and returns it instead. ``Datasource`` is the whole contract the
-engine relies on; ``outputs.SQLDatasource`` implements most of it in SQL.
+database, and its serialized output is written to an outputs table of that
+database (``tables.py``) in that same transaction. A crash between that
+commit and the system-database checkpoint therefore never runs the function
+twice: on replay the engine finds the row here and returns it instead.
+``Datasource`` (and ``AsyncDatasource``, for coroutines) is the whole
+contract the engine relies on; ``outputs.SQLDatasource`` implements most of
+it in SQL.
 """
 
 from __future__ import annotations
@@ -40,7 +42,16 @@ D = TypeVar("D", bound="Datasource")
 POOL_TIMEOUT_S = 30.0
 
 
-class Datasource(TransactionSteps, ABC):
+class Recording(TransactionSteps):
+    """What every datasource records outputs with: its table, schema and serializer."""
+
+    outputs_table: OutputsTable = TRANSACTION_OUTPUTS
+    # The serializer of recorded outputs; None: the one DBOS is configured with.
+    serializer: Optional[Serializer] = None
+    schema: Optional[str] = "dbos"
+
+
+class Datasource(Recording, ABC):
     """The application's database, as transactions see it.
 
     Subclasses say how to open a transaction (``_begin``) and how to read and
@@ -48,11 +59,6 @@ class Datasource(TransactionSteps, ABC):
     record in ``datasource_outputs``; ones given to the configuration for
     ``@DBOS.transaction`` in ``transaction_outputs``.
     """
-
-    outputs_table: OutputsTable = TRANSACTION_OUTPUTS
-    # The serializer of recorded outputs; None: the one DBOS is configured with.
-    serializer: Optional[Serializer] = None
-    schema: Optional[str] = "dbos"
 
     @contextmanager
     def begin(self, isolation_level: IsolationLevel) -> Iterator[Any]:
@@ -106,12 +112,10 @@ class Datasource(TransactionSteps, ABC):
         return self
 
 
-class AsyncDatasource(TransactionSteps, ABC):
+class AsyncDatasource(Recording, ABC):
     """A datasource whose transactions are coroutines (``AsyncSQLAlchemyDatasource``)."""
 
     is_async = True
-    outputs_table: OutputsTable = TRANSACTION_OUTPUTS
-    serializer: Optional[Serializer] = None
 
     @asynccontextmanager
     async def begin(self, isolation_level: IsolationLevel) -> AsyncIterator[Any]:

@@ -103,8 +103,6 @@ class SQLDatasource(Datasource):
     one statement on the session that transaction yields.
     """
 
-    schema: Optional[str] = "dbos"
-
     @property
     @abstractmethod
     def dialect(self) -> Dialect: ...

@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Set, TypeVar
+from contextlib import asynccontextmanager, nullcontext
+from typing import Any, AsyncContextManager, AsyncIterator, Awaitable, Callable, Optional, Set, TypeVar
 
 from .._sysdb.notifications import cancel_key
 from ..error import DBOSStepTimeoutError, DBOSWorkflowCancelledError
@@ -149,17 +149,23 @@ async def _stop(task: "asyncio.Future[T]", abort: BaseException) -> T:
     return task.result()
 
 
-@asynccontextmanager
-async def supervising(engine: Engine, workflow_id: str, name: str, timeout_seconds: Optional[float],
-                      preemptible: bool) -> AsyncIterator[Supervisor]:
+def supervising(engine: Engine, workflow_id: str, name: str, timeout_seconds: Optional[float],
+                preemptible: bool) -> AsyncContextManager[Supervisor]:
     """A ``Supervisor`` for the block, watching the workflow's cancellation if ``preemptible``."""
-    watch = asyncio.ensure_future(watch_cancellation(engine, workflow_id)) if preemptible else None
+    supervisor = Supervisor(engine, name, workflow_id, timeout_seconds, None)
+    # Most steps are neither: they pay for no watch and no generator.
+    return _watched(supervisor) if preemptible else nullcontext(supervisor)
+
+
+@asynccontextmanager
+async def _watched(supervisor: Supervisor) -> AsyncIterator[Supervisor]:
+    watch = asyncio.ensure_future(watch_cancellation(supervisor.engine, supervisor.workflow_id))
+    supervisor.cancelled = watch
     try:
-        yield Supervisor(engine, name, workflow_id, timeout_seconds, watch)
+        yield supervisor
     finally:
-        if watch is not None:
-            watch.cancel()
-            await _settled(watch)
+        watch.cancel()
+        await _settled(watch)
 
 
 async def _settled(task: "asyncio.Future[Any]") -> None:

@@ -1,10 +1,11 @@
 """Transactions: exactly once, by recording the output with the user's writes.
 
 The function runs in a transaction of the application database, and its
-output is inserted into that database's ``transaction_outputs`` table in the
-same transaction. If the process dies after that commit and before the step
-checkpoint, the replay finds the output there and does not run the function
-again. Serialization failures and deadlocks are retried with backoff.
+output is inserted into that database's outputs table (``transaction_outputs``
+for ``@DBOS.transaction``, ``datasource_outputs`` for ``@ds.transaction()``)
+in the same transaction. If the process dies after that commit and before
+the step checkpoint, the replay finds the output there and does not run the
+function again. Serialization failures and deadlocks are retried with backoff.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ a launch would (``client_handles.py``).
 from __future__ import annotations
 
 import contextlib
+from asyncio import to_thread
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, AsyncGenerator, Dict, Generator, List, Optional
 
@@ -24,7 +25,7 @@ from .._sysdb.records import ApplicationRowCounts, Message
 from .._versions import VersionInfo
 from ..error import DBOSConflictingWorkflowError, DBOSException
 from .client_enqueue import EnqueueOptions, check_serialization, enqueue_row, system_url
-from .client_handles import DEFAULT_POLL_S, ClientHandle, ClientHandleAsync, ClientStorage, in_thread
+from .client_handles import DEFAULT_POLL_S, ClientHandle, ClientHandleAsync, ClientStorage
 from .filters import LIST_FILTERS, QUEUED_FILTERS, check_filters
 from .management import RENAME_BATCH_SIZE, StepInfo, check_rename
 
@@ -106,7 +107,7 @@ class DBOSClient:
 
     async def check_connection_async(self) -> None:
         """``check_connection`` for async code."""
-        await in_thread(self._storage.check_connection)
+        await to_thread(self._storage.check_connection)
 
     def destroy(self) -> None:
         """Stop listening and close the client's connections."""
@@ -123,7 +124,7 @@ class DBOSClient:
     async def enqueue_async(self, options: EnqueueOptions, *args: Any,
                             **kwargs: Any) -> WorkflowHandleAsync[Any]:
         """``enqueue`` for async code."""
-        workflow_id = await in_thread(self._enqueue, options, args, kwargs)
+        workflow_id = await to_thread(self._enqueue, options, args, kwargs)
         return ClientHandleAsync(self._storage, workflow_id)
 
     def _enqueue(self, options: EnqueueOptions, args: Any, kwargs: Dict[str, Any]) -> str:
@@ -143,7 +144,7 @@ class DBOSClient:
 
     async def retrieve_workflow_async(self, workflow_id: str) -> WorkflowHandleAsync[Any]:
         """``retrieve_workflow`` for async code."""
-        await in_thread(self._storage.status, workflow_id)
+        await to_thread(self._storage.status, workflow_id)
         return ClientHandleAsync(self._storage, workflow_id)
 
     def get_workflow_status(self, workflow_id: str) -> Optional[WorkflowStatus]:
@@ -161,7 +162,7 @@ class DBOSClient:
                                polling_interval_sec: float = DEFAULT_POLL_S) -> WorkflowHandleAsync[Any]:
         """``wait_first`` for async code."""
         ids = distinct_ids(handles, "DBOSClient.wait_first_async()")
-        winner = await in_thread(lambda: first_done(self._storage.waits(), ids, polling_interval_sec))
+        winner = await to_thread(lambda: first_done(self._storage.waits(), ids, polling_interval_sec))
         return handles[ids.index(winner)]
 
     # ------------------------------------------------------------------
@@ -187,7 +188,7 @@ class DBOSClient:
                          idempotency_key: Optional[str] = None, *, serialization_type: Any = None,
                          send_to_forks: bool = False) -> None:
         """``send`` for async code."""
-        await in_thread(self.send, destination_id, message, topic, idempotency_key,
+        await to_thread(self.send, destination_id, message, topic, idempotency_key,
                         serialization_type=serialization_type, send_to_forks=send_to_forks)
 
     def send_bulk(self, messages: List[SendMessage], *, serialization_type: Any = None,
@@ -200,7 +201,7 @@ class DBOSClient:
     async def send_bulk_async(self, messages: List[SendMessage], *, serialization_type: Any = None,
                               send_to_forks: bool = False) -> None:
         """``send_bulk`` for async code."""
-        await in_thread(self.send_bulk, messages, serialization_type=serialization_type,
+        await to_thread(self.send_bulk, messages, serialization_type=serialization_type,
                         send_to_forks=send_to_forks)
 
     def _message_rows(self, messages: List[SendMessage], send_to_forks: bool) -> List[Message]:
@@ -219,7 +220,7 @@ class DBOSClient:
 
     async def get_event_async(self, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
         """``get_event`` for async code."""
-        return await in_thread(self.get_event, workflow_id, key, timeout_seconds)
+        return await to_thread(self.get_event, workflow_id, key, timeout_seconds)
 
     # ------------------------------------------------------------------
     # Streams
@@ -246,7 +247,7 @@ class DBOSClient:
         done = object()
         try:
             while True:
-                value = await in_thread(next, values, done)
+                value = await to_thread(next, values, done)
                 if value is done:
                     return
                 yield value
@@ -271,7 +272,7 @@ class DBOSClient:
                                        polling_interval_sec: Optional[float] = None,
                                        timeout_seconds: Optional[float] = None) -> Any:
         """``read_stream_offset`` for async code."""
-        return await in_thread(self.read_stream_offset, workflow_id, key, offset,
+        return await to_thread(self.read_stream_offset, workflow_id, key, offset,
                                polling_interval_sec=polling_interval_sec, timeout_seconds=timeout_seconds)
 
     # ------------------------------------------------------------------
@@ -287,7 +288,7 @@ class DBOSClient:
     async def list_workflows_async(self, **filters: Any) -> List[WorkflowStatus]:
         """``list_workflows`` for async code."""
         checked = check_filters("list_workflows_async()", filters, LIST_FILTERS)
-        return await in_thread(lambda: self._storage.manage().list_workflows(checked))
+        return await to_thread(lambda: self._storage.manage().list_workflows(checked))
 
     def list_queued_workflows(self, **filters: Any) -> List[WorkflowStatus]:
         """Workflows waiting in, or running from, a queue."""
@@ -297,7 +298,7 @@ class DBOSClient:
     async def list_queued_workflows_async(self, **filters: Any) -> List[WorkflowStatus]:
         """``list_queued_workflows`` for async code."""
         checked = check_filters("list_queued_workflows_async()", filters, QUEUED_FILTERS)
-        return await in_thread(lambda: self._storage.manage().list_queued_workflows(checked))
+        return await to_thread(lambda: self._storage.manage().list_queued_workflows(checked))
 
     def list_workflow_steps(self, workflow_id: str, *, load_output: bool = True,
                             limit: Optional[int] = None, offset: Optional[int] = None) -> List[StepInfo]:
@@ -308,7 +309,7 @@ class DBOSClient:
                                         limit: Optional[int] = None,
                                         offset: Optional[int] = None) -> List[StepInfo]:
         """``list_workflow_steps`` for async code."""
-        return await in_thread(self.list_workflow_steps, workflow_id, load_output=load_output,
+        return await to_thread(self.list_workflow_steps, workflow_id, load_output=load_output,
                                limit=limit, offset=offset)
 
     # ------------------------------------------------------------------
@@ -322,7 +323,7 @@ class DBOSClient:
 
     async def cancel_workflow_async(self, workflow_id: str, *, cancel_children: bool = False) -> None:
         """``cancel_workflow`` for async code."""
-        await in_thread(self.cancel_workflows, [workflow_id], cancel_children=cancel_children)
+        await to_thread(self.cancel_workflows, [workflow_id], cancel_children=cancel_children)
 
     def cancel_workflows(self, workflow_ids: List[str], *, cancel_children: bool = False) -> None:
         """``cancel_workflow`` for several workflows."""
@@ -331,7 +332,7 @@ class DBOSClient:
     async def cancel_workflows_async(self, workflow_ids: List[str], *,
                                      cancel_children: bool = False) -> None:
         """``cancel_workflows`` for async code."""
-        await in_thread(self.cancel_workflows, workflow_ids, cancel_children=cancel_children)
+        await to_thread(self.cancel_workflows, workflow_ids, cancel_children=cancel_children)
 
     def resume_workflow(self, workflow_id: str, *, queue_name: Optional[str] = None) -> WorkflowHandle[Any]:
         """Resume a workflow from its last step, on ``queue_name`` (default: the internal queue);
@@ -352,7 +353,7 @@ class DBOSClient:
     async def resume_workflows_async(self, workflow_ids: List[str], *,
                                      queue_name: Optional[str] = None) -> List[WorkflowHandleAsync[Any]]:
         """``resume_workflows`` for async code."""
-        await in_thread(lambda: self._storage.manage().resume(workflow_ids, queue_name))
+        await to_thread(lambda: self._storage.manage().resume(workflow_ids, queue_name))
         return [ClientHandleAsync(self._storage, w) for w in workflow_ids]
 
     def fork_workflow(self, workflow_id: str, start_step: int, *,
@@ -377,7 +378,7 @@ class DBOSClient:
                                   replacement_children: Optional[Dict[str, str]] = None,
                                   timeout_seconds: Optional[float] = None) -> WorkflowHandleAsync[Any]:
         """``fork_workflow`` for async code."""
-        handle = await in_thread(
+        handle = await to_thread(
             self.fork_workflow, workflow_id, start_step, application_version=application_version,
             queue_name=queue_name, queue_partition_key=queue_partition_key,
             replacement_children=replacement_children, timeout_seconds=timeout_seconds)
@@ -389,7 +390,7 @@ class DBOSClient:
 
     async def delete_workflow_async(self, workflow_id: str, *, delete_children: bool = False) -> None:
         """``delete_workflow`` for async code."""
-        await in_thread(self.delete_workflows, [workflow_id], delete_children=delete_children)
+        await to_thread(self.delete_workflows, [workflow_id], delete_children=delete_children)
 
     def delete_workflows(self, workflow_ids: List[str], *, delete_children: bool = False) -> None:
         """``delete_workflow`` for several workflows."""
@@ -398,7 +399,7 @@ class DBOSClient:
     async def delete_workflows_async(self, workflow_ids: List[str], *,
                                      delete_children: bool = False) -> None:
         """``delete_workflows`` for async code."""
-        await in_thread(self.delete_workflows, workflow_ids, delete_children=delete_children)
+        await to_thread(self.delete_workflows, workflow_ids, delete_children=delete_children)
 
     # ------------------------------------------------------------------
     # Application versions
@@ -410,7 +411,7 @@ class DBOSClient:
 
     async def list_application_versions_async(self) -> List[VersionInfo]:
         """``list_application_versions`` for async code."""
-        return await in_thread(self.list_application_versions)
+        return await to_thread(self.list_application_versions)
 
     def get_latest_application_version(self) -> VersionInfo:
         """The latest registered application version (``DBOSException`` if none)."""
@@ -418,7 +419,7 @@ class DBOSClient:
 
     async def get_latest_application_version_async(self) -> VersionInfo:
         """``get_latest_application_version`` for async code."""
-        return await in_thread(self.get_latest_application_version)
+        return await to_thread(self.get_latest_application_version)
 
     def set_latest_application_version(self, version_name: str, *,
                                        application_name: Optional[str] = None) -> None:
@@ -430,7 +431,7 @@ class DBOSClient:
     async def set_latest_application_version_async(self, version_name: str, *,
                                                    application_name: Optional[str] = None) -> None:
         """``set_latest_application_version`` for async code."""
-        await in_thread(self.set_latest_application_version, version_name, application_name=application_name)
+        await to_thread(self.set_latest_application_version, version_name, application_name=application_name)
 
     # ------------------------------------------------------------------
     # Application ownership
@@ -457,5 +458,5 @@ class DBOSClient:
                                        batch_size: Optional[int] = RENAME_BATCH_SIZE,
                                        adopt_unclaimed_rows: bool = False) -> ApplicationRowCounts:
         """``rename_application`` for async code."""
-        return await in_thread(self.rename_application, old_name, new_name, batch_size=batch_size,
+        return await to_thread(self.rename_application, old_name, new_name, batch_size=batch_size,
                                adopt_unclaimed_rows=adopt_unclaimed_rows)

@@ -15,12 +15,10 @@ when the client is called from inside a workflow.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import functools
 import threading
+from asyncio import to_thread
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, TypeVar
+from typing import Any, Dict, Optional, TypeVar
 
 from .._engine.engine import LISTENER_RECHECK_S
 from .._engine.handles import WorkflowHandle, WorkflowHandleAsync
@@ -41,12 +39,6 @@ T = TypeVar("T")
 DEFAULT_POLL_S = 1.0
 # The application name PostgreSQL shows for the client's connections.
 CLIENT_APPLICATION_NAME = "dbos_transact_client"
-
-
-async def in_thread(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``func(*args, **kwargs)`` on the loop's default executor, with the caller's context."""
-    call = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
-    return await asyncio.get_running_loop().run_in_executor(None, call)
 
 
 @dataclass
@@ -157,8 +149,8 @@ class ClientHandleAsync(WorkflowHandleAsync[R]):
         self._storage = storage
 
     async def get_result(self, *, polling_interval_sec: float = DEFAULT_POLL_S) -> R:
-        result: R = await in_thread(self._storage.result, self.workflow_id, polling_interval_sec)
+        result: R = await to_thread(self._storage.result, self.workflow_id, polling_interval_sec)
         return result
 
     async def get_status(self) -> WorkflowStatus:
-        return await in_thread(self._storage.status, self.workflow_id)
+        return await to_thread(self._storage.status, self.workflow_id)

@@ -88,7 +88,7 @@ class SQLAlchemyDatasource(EngineOwner[Engine], SQLDatasource):
         self._engine = engine
         self.schema = schema
         self._owned = False
-        self._dialect = _supported_dialect(engine)
+        self._dialect = supported_dialect(engine)
 
     @classmethod
     def create(cls, database_url: str, engine_kwargs: Optional[Dict[str, Any]] = None,
@@ -197,7 +197,7 @@ class SQLAlchemyDatasource(EngineOwner[Engine], SQLDatasource):
             self._engine.dispose()
 
 
-def _supported_dialect(engine: Any) -> Dialect:
+def supported_dialect(engine: Any) -> Dialect:
     name = engine.dialect.name
     if name == "sqlite":
         return "sqlite"

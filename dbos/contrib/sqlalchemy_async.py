@@ -35,9 +35,9 @@ from .._serialization import Serializer
 from .._sysdb.backend import backend_for
 from .sqlalchemy import (
     EngineOwner,
-    _supported_dialect,
     engine_kwargs_for,
     engine_url,
+    supported_dialect,
     use_immediate_transactions,
     with_driver_check,
 )
@@ -59,7 +59,7 @@ class AsyncSQLAlchemyDatasource(EngineOwner[AsyncEngine], AsyncDatasource):
         self._engine = engine
         self.schema = schema
         self._owned = False
-        self._dialect: Dialect = _supported_dialect(engine)
+        self._dialect: Dialect = supported_dialect(engine)
         # An async driver's connection belongs to the event loop that opened
         # it, and a workflow may run on the caller's loop or on DBOS's own: an
         # engine of our own gets a twin per loop (its pool with it).
