@@ -13,7 +13,7 @@ import sqlite3
 import time
 from abc import ABC, abstractmethod
 from contextlib import closing, contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, TypeVar
 
 import peewee as pw
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
@@ -25,6 +25,31 @@ from .url import DatabaseURL
 # The key DBOS Transact also uses, so its migrator and ours never overlap.
 MIGRATION_LOCK_KEY = 1234567890
 BUSY_TIMEOUT_MS = 30_000
+T = TypeVar("T")
+
+
+def until_not_busy(action: Callable[[], T]) -> T:
+    """Run ``action``, retrying while SQLite reports the file locked.
+
+    Changing a file's journal mode takes its exclusive lock without the busy
+    handler, so processes opening one new file at once (one converting it to
+    WAL, another setting the same pragma) get "database is locked" at once.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return action()
+        except (sqlite3.OperationalError, pw.OperationalError) as exc:
+            if not sqlite_busy(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+class PatientSqlitePool(PooledSqliteDatabase):  # type: ignore[misc]
+    """A SQLite pool whose new connections wait out a journal-mode change."""
+
+    def _connect(self) -> Any:
+        return until_not_busy(super()._connect)
 
 
 class Backend(ABC):
@@ -167,7 +192,7 @@ class SqliteBackend(Backend):
         return self.url.sqlite_path
 
     def open(self, pool_size: int, pool_timeout: float, connect_args: Dict[str, Any]) -> pw.Database:
-        return PooledSqliteDatabase(
+        return PatientSqlitePool(
             self.path,
             max_connections=pool_size,
             timeout=pool_timeout,
@@ -191,21 +216,12 @@ class SqliteBackend(Backend):
         self._switch_to_wal()
 
     def _switch_to_wal(self) -> None:
-        """Put the file in WAL mode, which persists, before the pool opens it.
+        """Put the file in WAL mode, which persists, before the pool opens it."""
+        until_not_busy(self._set_wal)
 
-        Two processes converting one new file at once get "database is
-        locked" at once, without the busy handler, so retry until the timeout.
-        """
-        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-        while True:
-            try:
-                with closing(sqlite3.connect(self.path, isolation_level=None)) as conn:
-                    conn.execute("PRAGMA journal_mode = wal")
-                return
-            except sqlite3.OperationalError as exc:
-                if not sqlite_busy(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
+    def _set_wal(self) -> None:
+        with closing(sqlite3.connect(self.path, isolation_level=None)) as conn:
+            conn.execute("PRAGMA journal_mode = wal")
 
     def drop_database(self, own_tables: Sequence[str]) -> str:
         if self.database_exists() and self._others_tables(own_tables):
