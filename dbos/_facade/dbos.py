@@ -18,12 +18,13 @@ from .lifecycle import LifecycleAPI
 from .management import ManagementAPI
 from .messaging import MessagingAPI
 from .queues import QueueAPI
+from .schedules import ScheduleAPI
 from .workflows import WorkflowAPI
 
 _instance: Optional["DBOS"] = None
 
 
-class DBOS(LifecycleAPI, WorkflowAPI, MessagingAPI, QueueAPI, ManagementAPI, ContextAPI):
+class DBOS(LifecycleAPI, WorkflowAPI, MessagingAPI, QueueAPI, ScheduleAPI, ManagementAPI, ContextAPI):
     """The durable-execution runtime of this process (one instance at a time)."""
 
     _runtime: runtime.Runtime

@@ -26,6 +26,8 @@ from .._versions import VersionInfo
 from ..error import DBOSConflictingWorkflowError, DBOSException
 from .client_enqueue import EnqueueOptions, check_serialization, enqueue_row, system_url
 from .client_handles import DEFAULT_POLL_S, ClientHandle, ClientHandleAsync, ClientStorage
+from .client_queues import QueueClientAPI
+from .client_schedules import ScheduleClientAPI
 from .filters import LIST_FILTERS, QUEUED_FILTERS, check_filters
 from .management import RENAME_BATCH_SIZE, StepInfo, check_rename
 
@@ -37,7 +39,7 @@ __all__ = ["DBOSClient", "EnqueueOptions"]
 DEFAULT_POOL_SIZE = 5
 
 
-class DBOSClient:
+class DBOSClient(QueueClientAPI, ScheduleClientAPI):
     """Enqueue, message and manage the workflows of an application by its system database.
 
     The database is ``system_database_url``; without it, the URL of
