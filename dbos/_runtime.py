@@ -36,6 +36,7 @@ from ._logger import configure_logging, dbos_logger
 from ._ops.admin_server import AdminServer
 from ._ops.migrate import migrate_command
 from ._queues.queue import INTERNAL_QUEUE
+from ._queues.schedule_runner import start_schedule_runner
 from ._queues.scheduler import start_scheduler
 from ._queues.worker import start_workers
 from ._serialization import Codec
@@ -130,6 +131,7 @@ class Runtime:
         schedules = list(get_registry().schedules)
         if schedules:
             start_scheduler(engine, schedules)
+        start_schedule_runner(engine, self.settings.scheduler_polling_interval_sec)
         recovery = threading.Thread(
             target=_recover_quietly, args=(engine, pending), name="dbos-recovery", daemon=True
         )

@@ -19,7 +19,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from .._clock import now_ms
 from .._sysdb.records import StartResult, StepWrite
-from ..error import DBOSConflictingWorkflowError, DBOSException
+from ..error import DBOSConflictingWorkflowError, DBOSException, DBOSWorkflowCancelledError
+from .attributes import current_attributes
 from .context import DBOSContext, WorkflowRun, get_context
 from .deadline import timeout_and_deadline
 from .engine import Engine
@@ -72,6 +73,9 @@ def prepare(engine: Engine, info: FunctionInfo, args: Tuple[Any, ...], kwargs: D
     if launch.link is not None:
         launch.link = replace(launch.link, child_workflow_id=launch.workflow_id, started_at_ms=now_ms())
     launch.row = _status_row(engine, launch)
+    attributes = current_attributes(caller)
+    if attributes is not None:  # only then: a start without them keeps its usual statement
+        launch.row["attributes"] = attributes
     return launch
 
 
@@ -83,7 +87,21 @@ def _in_parent(engine: Engine, launch: Launch, direct: bool) -> Optional[str]:
     if start.record is None:
         launch.link = start.write()
         return None
+    if start.record.error is not None:
+        # The start was refused (a deduplicated enqueue): refused again, as it was.
+        raise engine.codec.load_error(start.record.error)
     return start.record.child_workflow_id
+
+
+def record_refusal(engine: Engine, launch: Launch, error: Exception) -> None:
+    """A child's start was refused (its enqueue deduplicated): the parent
+    checkpoints the error at the start's ID, so a replay raises it again."""
+    if launch.link is None:
+        return
+    refused = replace(launch.link, child_workflow_id=None, error=engine.codec.dump_error(error),
+                      completed_at_ms=now_ms())
+    if engine.sysdb.record_step(refused) == "CANCELLED":
+        raise DBOSWorkflowCancelledError(f"Workflow {refused.workflow_id} was cancelled")
 
 
 def _default_id(launch: Launch) -> str:

@@ -15,7 +15,8 @@ from .._engine.engine import get_engine
 from .._engine.handles import WorkflowHandle, WorkflowHandleAsync
 from .._engine.operation import durable, durable_async
 from .._ops.filters import LIST_FILTERS, QUEUED_FILTERS, check_filters
-from .._ops.management import EngineManagement, StepInfo
+from .._engine.attributes import attributes_text
+from .._ops.management import EngineManagement, StepInfo, delay_until
 from .._status import WorkflowStatus
 from ..error import DBOSException
 
@@ -30,6 +31,8 @@ FORK = "DBOS.forkWorkflow"
 DELETE = "DBOS.deleteWorkflow"
 GARBAGE_COLLECT = "DBOS.garbageCollect"
 GLOBAL_TIMEOUT = "DBOS.globalTimeout"
+UPDATE_ATTRIBUTES = "DBOS.updateWorkflowAttributes"
+SET_DELAY = "DBOS.setWorkflowDelay"
 
 
 def _run(what: str, name: str, work: Callable[[EngineManagement], T]) -> T:
@@ -224,3 +227,34 @@ class ManagementAPI:
     def global_timeout(cls, cutoff_epoch_timestamp_ms: int) -> None:
         """Cancel every active workflow created at or before the cutoff."""
         _run("DBOS.global_timeout()", GLOBAL_TIMEOUT, lambda m: _none(m.global_timeout(cutoff_epoch_timestamp_ms)))
+
+    @classmethod
+    def update_workflow_attributes(cls, workflow_id: str, attributes: Optional[Dict[str, Any]]) -> None:
+        """Replace the workflow's attributes (not merged; None clears them)."""
+        attributes_text(attributes)  # a bad value is refused before anything is recorded
+        _run("DBOS.update_workflow_attributes()", UPDATE_ATTRIBUTES,
+             lambda m: m.update_attributes(workflow_id, attributes))
+
+    @classmethod
+    async def update_workflow_attributes_async(cls, workflow_id: str,
+                                               attributes: Optional[Dict[str, Any]]) -> None:
+        """``update_workflow_attributes`` for async code."""
+        attributes_text(attributes)
+        await _run_async("DBOS.update_workflow_attributes_async()", UPDATE_ATTRIBUTES,
+                         lambda m: m.update_attributes(workflow_id, attributes))
+
+    @classmethod
+    def set_workflow_delay(cls, workflow_id: str, *, delay_seconds: Optional[float] = None,
+                           delay_until_epoch_ms: Optional[int] = None) -> None:
+        """Make a DELAYED workflow due ``delay_seconds`` from now, or at ``delay_until_epoch_ms``
+        (exactly one); ``DBOSException`` if it is not DELAYED."""
+        due = delay_until(delay_seconds, delay_until_epoch_ms)
+        _run("DBOS.set_workflow_delay()", SET_DELAY, lambda m: m.set_delay(workflow_id, delay_until_epoch_ms=due))
+
+    @classmethod
+    async def set_workflow_delay_async(cls, workflow_id: str, *, delay_seconds: Optional[float] = None,
+                                       delay_until_epoch_ms: Optional[int] = None) -> None:
+        """``set_workflow_delay`` for async code."""
+        due = delay_until(delay_seconds, delay_until_epoch_ms)
+        await _run_async("DBOS.set_workflow_delay_async()", SET_DELAY,
+                         lambda m: m.set_delay(workflow_id, delay_until_epoch_ms=due))

@@ -19,6 +19,7 @@ from .._engine.context import take_next_workflow_id
 from .._engine.handles import WorkflowHandle, WorkflowHandleAsync, distinct_ids, first_done
 from .._engine.messages import SendMessage, message_row, message_rows, wait_event
 from .._engine.streams import check_polling_interval, check_read, fetch_entry, stream_values, value_at
+from .._queues.dedup import insert_enqueued
 from .._serialization import Codec, DefaultSerializer, Serializer
 from .._status import WorkflowStatus
 from .._sysdb.records import ApplicationRowCounts, Message
@@ -29,7 +30,7 @@ from .client_handles import DEFAULT_POLL_S, ClientHandle, ClientHandleAsync, Cli
 from .client_queues import QueueClientAPI
 from .client_schedules import ScheduleClientAPI
 from .filters import LIST_FILTERS, QUEUED_FILTERS, check_filters
-from .management import RENAME_BATCH_SIZE, StepInfo, check_rename
+from .management import RENAME_BATCH_SIZE, StepInfo, check_rename, delay_until
 
 if TYPE_CHECKING:
     import sqlalchemy  # optional: only its Engine's URL is read, never imported at run time
@@ -131,13 +132,13 @@ class DBOSClient(QueueClientAPI, ScheduleClientAPI):
 
     def _enqueue(self, options: EnqueueOptions, args: Any, kwargs: Dict[str, Any]) -> str:
         row = enqueue_row(self._storage.codec, self.application_name, options, args, kwargs)
-        found = self._storage.ready().start_workflow(row)
-        if not found.created and (found.name, found.class_name, found.config_name) != (
+        workflow_id, found = insert_enqueued(self._storage.ready(), row, None, options.get("duplication_policy"))
+        if found is not None and not found.created and (found.name, found.class_name, found.config_name) != (
                 row["name"], row["class_name"], row["config_name"]):
             raise DBOSConflictingWorkflowError(
                 row["workflow_uuid"], f"workflow {row['workflow_uuid']} exists and runs "
                 f"{found.name}, not {row['name']}")
-        return str(row["workflow_uuid"])
+        return workflow_id
 
     def retrieve_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
         """A handle to an existing workflow (``DBOSNonExistentWorkflowError`` if none)."""
@@ -402,6 +403,27 @@ class DBOSClient(QueueClientAPI, ScheduleClientAPI):
                                      delete_children: bool = False) -> None:
         """``delete_workflows`` for async code."""
         await to_thread(self.delete_workflows, workflow_ids, delete_children=delete_children)
+
+    def update_workflow_attributes(self, workflow_id: str, attributes: Optional[Dict[str, Any]]) -> None:
+        """Replace a workflow's attributes (not merged; None clears them)."""
+        self._storage.manage().update_attributes(workflow_id, attributes)
+
+    async def update_workflow_attributes_async(self, workflow_id: str,
+                                               attributes: Optional[Dict[str, Any]]) -> None:
+        """``update_workflow_attributes`` for async code."""
+        await to_thread(self.update_workflow_attributes, workflow_id, attributes)
+
+    def set_workflow_delay(self, workflow_id: str, *, delay_seconds: Optional[float] = None,
+                           delay_until_epoch_ms: Optional[int] = None) -> None:
+        """Make a DELAYED workflow due ``delay_seconds`` from now, or at ``delay_until_epoch_ms``."""
+        due = delay_until(delay_seconds, delay_until_epoch_ms)  # checked before the schema is made
+        self._storage.manage().set_delay(workflow_id, delay_until_epoch_ms=due)
+
+    async def set_workflow_delay_async(self, workflow_id: str, *, delay_seconds: Optional[float] = None,
+                                       delay_until_epoch_ms: Optional[int] = None) -> None:
+        """``set_workflow_delay`` for async code."""
+        await to_thread(lambda: self.set_workflow_delay(workflow_id, delay_seconds=delay_seconds,
+                                                        delay_until_epoch_ms=delay_until_epoch_ms))
 
     # ------------------------------------------------------------------
     # Application versions

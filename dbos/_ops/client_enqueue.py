@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, TypedDict
 
 from .._clock import now_ms
 from .._config import DBOSConfig, resolve_urls
+from .._engine.attributes import attributes_text
+from .._queues.dedup import DuplicationPolicy, check_policy
 from .._queues.queue import MAX_PRIORITY
 from .._serialization import Codec
 from .._sysdb import DatabaseURL
@@ -32,6 +34,7 @@ class EnqueueOptions(TypedDict, total=False):
     workflow_timeout: float
     delay_seconds: float
     deduplication_id: str
+    duplication_policy: DuplicationPolicy
     priority: int
     max_recovery_attempts: int
     queue_partition_key: str
@@ -90,7 +93,7 @@ def enqueue_row(codec: Codec, owner: Optional[str], options: EnqueueOptions,
         "queue_partition_key": options.get("queue_partition_key"),
         "delay_until_epoch_ms": stamp + int(delay * 1000) if delay else None,
         "workflow_timeout_ms": int(timeout * 1000) if timeout is not None else None,
-        "attributes": json.dumps(attributes) if attributes is not None else None,
+        "attributes": attributes_text(attributes, 'EnqueueOptions["attributes"]'),
         "recovery_attempts": 0,
         "owner_xid": uuid.uuid4().hex,
     }
@@ -104,6 +107,9 @@ def _validate(options: EnqueueOptions) -> None:
     workflow_id = options.get("workflow_id")
     if workflow_id is not None and (not isinstance(workflow_id, str) or not workflow_id.strip()):
         raise DBOSException(f"EnqueueOptions workflow_id must be a non-empty string, got {workflow_id!r}")
+    check_policy(options.get("duplication_policy"), options.get("deduplication_id"))
+    if options.get("queue_partition_key") is not None and options.get("deduplication_id") is not None:
+        raise DBOSException("Deduplication is not supported for partitioned queues")
     priority = options.get("priority")
     if priority is not None and not (isinstance(priority, int) and 1 <= priority <= MAX_PRIORITY):
         raise DBOSException(f"EnqueueOptions priority must be an integer from 1 to {MAX_PRIORITY}, got {priority!r}")

@@ -11,11 +11,14 @@ workers look at once for work a resume or a fork enqueued.
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from typing import Any, Dict, List, Optional, Sequence, TypedDict
 
+from .._clock import now_ms
 from .._config import config_schema
+from .._engine.attributes import attributes_text
 from .._engine.engine import Engine
 from .._queues.queue import INTERNAL_QUEUE, work_arrived
 from .._serialization import Codec
@@ -153,6 +156,25 @@ class Management:
         self.sysdb.delete_workflows(ids)
         return ids
 
+    def update_attributes(self, workflow_id: str, attributes: Optional[Dict[str, Any]]) -> None:
+        """Replace a workflow's attributes (None clears them)."""
+        text = attributes_text(attributes)
+        if not self.sysdb.set_attributes(workflow_id, text):
+            raise DBOSNonExistentWorkflowError("workflow", workflow_id)
+
+    def set_delay(self, workflow_id: str, delay_seconds: Optional[float] = None,
+                  delay_until_epoch_ms: Optional[int] = None) -> None:
+        """Make a DELAYED workflow due ``delay_seconds`` from now, or at ``delay_until_epoch_ms``."""
+        due = delay_until(delay_seconds, delay_until_epoch_ms)
+        queue = self.sysdb.set_workflow_delay(workflow_id, due)
+        if queue is None:
+            status = self.sysdb.workflow_statuses([workflow_id]).get(workflow_id)
+            if status is None:
+                raise DBOSNonExistentWorkflowError("workflow", workflow_id)
+            raise DBOSException(f"Workflow {workflow_id} is {status}, not DELAYED: only a delayed "
+                                "workflow's delay can be changed")
+        self._enqueued(queue, [])  # due now, perhaps: its queue's worker here looks
+
     def with_children(self, workflow_ids: Sequence[str], children: bool) -> List[str]:
         """The IDs, without repeats, and with every descendant if ``children``."""
         ids = list(dict.fromkeys(workflow_ids))
@@ -236,6 +258,24 @@ def latest_application_version(sysdb: Storage) -> VersionInfo:
     if not versions:
         raise DBOSException("No application versions are registered: launch the application once first")
     return versions[0]
+
+
+def delay_until(delay_seconds: Optional[float], delay_until_epoch_ms: Optional[int]) -> int:
+    """The epoch millisecond a delay ends: exactly one of the two, non-negative
+    (``DBOSInvalidArgumentError`` otherwise)."""
+    if (delay_seconds is None) == (delay_until_epoch_ms is None):
+        raise DBOSInvalidArgumentError("delay_seconds and delay_until_epoch_ms",
+                                       (delay_seconds, delay_until_epoch_ms), "give exactly one of them")
+    if delay_seconds is not None:
+        if isinstance(delay_seconds, bool) or not isinstance(delay_seconds, (int, float)) or not (
+                math.isfinite(delay_seconds) and delay_seconds >= 0):
+            raise DBOSInvalidArgumentError("delay_seconds", delay_seconds, "give a non-negative number")
+        return now_ms() + int(delay_seconds * 1000)
+    if isinstance(delay_until_epoch_ms, bool) or not isinstance(delay_until_epoch_ms, (int, float)) or not (
+            math.isfinite(delay_until_epoch_ms) and delay_until_epoch_ms >= 0):
+        raise DBOSInvalidArgumentError("delay_until_epoch_ms", delay_until_epoch_ms,
+                                       "give a non-negative number of epoch milliseconds")
+    return int(delay_until_epoch_ms)
 
 
 def check_rename(old_name: Optional[str], new_name: str, batch_size: Optional[int],

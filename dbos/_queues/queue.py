@@ -9,9 +9,10 @@ claim and run it.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple, TypedDict
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 from .._engine.context import ContextChange, DBOSContext, get_context
 from .._engine.deadline import TIMEOUT_KEY
@@ -20,6 +21,15 @@ from .._engine.handles import WorkflowHandle, WorkflowHandleAsync
 from .._engine.launch import Launch, check_same_function, prepare
 from .._engine.registry import get_registry, resolve
 from ..error import DBOSException
+from .dedup import DuplicationPolicy as DuplicationPolicy
+from .dedup import check_policy, insert_enqueued
+from .limits import QueueConfig as QueueConfig
+from .limits import QueueRateLimit as QueueRateLimit
+from .limits import config_from_row as config_from_row
+from .limits import check_name, check_on_conflict, registration, row_fields
+from .settings import QueueSettings, QueueStore
+
+logger = logging.getLogger("dbos")
 
 INTERNAL_QUEUE = "_dbos_internal_queue"
 ENQUEUE_KEY = "enqueue_options"
@@ -69,43 +79,16 @@ def work_arrived(queue_name: str) -> None:
         _intake.wake(queue_name)
 
 
-class QueueRateLimit(TypedDict):
-    limit: int
-    period: float
+class Queue(QueueSettings):
+    """A queue of workflows, run in the background under its limits.
 
+    Declared in code (the same in every process), it is registered here by
+    name. ``database_backed_queue`` (made by ``register_queue``,
+    ``retrieve_queue`` and ``list_queues``) reads its limits from its row on
+    every access; with ``client_system_database`` it belongs to a
+    ``DBOSClient``: readable and settable, but it cannot enqueue.
+    """
 
-@dataclass(frozen=True)
-class QueueConfig:
-    """A queue's limits as the workers apply them."""
-
-    concurrency: Optional[int] = None
-    worker_concurrency: Optional[int] = None
-    limiter: Optional[QueueRateLimit] = None
-    priority_enabled: bool = False
-    partition_queue: bool = False
-    polling_interval_sec: float = 1.0
-
-
-def validate(name: str, config: QueueConfig) -> None:
-    def positive(value: Optional[int], what: str) -> None:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"Queue {name}: {what} must be a positive integer, got {value!r}")
-
-    positive(config.concurrency, "concurrency")
-    positive(config.worker_concurrency, "worker_concurrency")
-    if config.concurrency and config.worker_concurrency and config.worker_concurrency > config.concurrency:
-        raise ValueError(f"Queue {name}: worker_concurrency ({config.worker_concurrency}) "
-                         f"cannot exceed concurrency ({config.concurrency})")
-    if config.limiter is not None and not (
-        isinstance(config.limiter.get("limit"), int) and config.limiter["limit"] > 0
-        and float(config.limiter.get("period", 0)) > 0
-    ):
-        raise ValueError(f"Queue {name}: limiter needs a positive 'limit' and 'period', got {config.limiter!r}")
-    if not (math.isfinite(config.polling_interval_sec) and config.polling_interval_sec > 0):
-        raise ValueError(f"Queue {name}: polling_interval_sec must be positive, got {config.polling_interval_sec!r}")
-
-
-class Queue:
     def __init__(
         self,
         name: str,
@@ -113,65 +96,59 @@ class Queue:
         limiter: Optional[QueueRateLimit] = None,
         *,
         worker_concurrency: Optional[int] = None,
+        global_concurrency: Optional[int] = None,
+        partition_concurrency: Optional[int] = None,
+        partition_worker_concurrency: Optional[int] = None,
+        partition_limiter: Optional[QueueRateLimit] = None,
+        polling_interval_sec: float = 1.0,
+        database_backed_queue: bool = False,
+        client_system_database: Optional[QueueStore] = None,
+        application_name: Optional[str] = None,
         priority_enabled: bool = False,
         partition_queue: bool = False,
-        polling_interval_sec: float = 1.0,
-        _database_backed: bool = False,
         _internal: bool = False,
     ) -> None:
         self.name = name
-        self._config = QueueConfig(concurrency, worker_concurrency, limiter, priority_enabled,
-                                   partition_queue, polling_interval_sec)
-        validate(name, self._config)
-        self.database_backed = _database_backed
-        if not (_database_backed or _internal):
+        self.database_backed = database_backed_queue
+        self._store = client_system_database
+        self._owner = application_name
+        self._config = QueueConfig()
+        if not database_backed_queue:
+            self._config = registration(
+                concurrency=concurrency, global_concurrency=global_concurrency,
+                worker_concurrency=worker_concurrency, limiter=limiter,
+                partition_concurrency=partition_concurrency,
+                partition_worker_concurrency=partition_worker_concurrency,
+                partition_limiter=partition_limiter, priority_enabled=priority_enabled,
+                partition_queue=partition_queue, polling_interval_sec=polling_interval_sec)
+        if not (database_backed_queue or _internal):
             get_registry().register_queue(name, self)
             # Declared after launch: served from now on, like one declared before.
             serve(self)
 
-    def config(self) -> QueueConfig:
-        """The limits in force now (re-read from the database for registered queues)."""
-        return self.current_config() or self._config
-
-    def current_config(self) -> Optional[QueueConfig]:
-        """The limits in force now; None when a registered queue's row was deleted."""
-        if not self.database_backed:
-            return self._config
-        row = get_engine("A registered queue").sysdb.get_queue(self.name)
-        return config_from_row(row) if row else None
-
     @property
-    def concurrency(self) -> Optional[int]:
-        return self.config().concurrency
+    def database_backed_queue(self) -> bool:
+        """Whether the queue's limits live in the database (``register_queue``)."""
+        return self.database_backed
 
-    @property
-    def worker_concurrency(self) -> Optional[int]:
-        return self.config().worker_concurrency
-
-    @property
-    def limiter(self) -> Optional[QueueRateLimit]:
-        return self.config().limiter
-
-    @property
-    def priority_enabled(self) -> bool:
-        return self.config().priority_enabled
-
-    @property
-    def partition_queue(self) -> bool:
-        return self.config().partition_queue
-
-    @property
-    def polling_interval_sec(self) -> float:
-        return self.config().polling_interval_sec
+    def _require_dbos_bound(self) -> None:
+        if self._store is not None:
+            raise DBOSException(f"Cannot enqueue on queue {self.name} from a queue of a DBOSClient; "
+                                "use DBOSClient.enqueue instead")
 
     def enqueue(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> WorkflowHandle[Any]:
+        """Start ``func(*args, **kwargs)`` in the background; a worker of any process runs it."""
+        self._require_dbos_bound()
         launch = enqueue(get_engine(f"Queue {self.name}.enqueue()"), self, func, args, kwargs)
         return WorkflowHandle(launch.workflow_id)
 
     async def enqueue_async(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> WorkflowHandleAsync[Any]:
+        """``enqueue`` for async code."""
+        self._require_dbos_bound()
         engine = get_engine(f"Queue {self.name}.enqueue_async()")
         launch = prepare_enqueue(engine, self, func, args, kwargs)
-        await engine.in_pool(write_enqueued, engine, self, launch)
+        policy = current_options().duplication_policy
+        await engine.in_pool(write_enqueued, engine, self, launch, policy)
         return WorkflowHandleAsync(launch.workflow_id)
 
     def __repr__(self) -> str:
@@ -180,15 +157,6 @@ class Queue:
 
 # Where DBOS itself enqueues (schedules, resumed and forked workflows).
 INTERNAL = Queue(INTERNAL_QUEUE, _internal=True)
-
-
-def config_from_row(row: Dict[str, Any]) -> QueueConfig:
-    limiter: Optional[QueueRateLimit] = None
-    if row.get("rate_limit_max") is not None:
-        limiter = QueueRateLimit(limit=int(row["rate_limit_max"]), period=float(row["rate_limit_period_sec"]))
-    return QueueConfig(row.get("concurrency"), row.get("worker_concurrency"), limiter,
-                       bool(row.get("priority_enabled")), bool(row.get("partition_queue")),
-                       float(row.get("polling_interval_sec") or 1.0))
 
 
 # ----------------------------------------------------------------------
@@ -203,21 +171,29 @@ class EnqueueSettings:
     app_version: Optional[str] = None
     queue_partition_key: Optional[str] = None
     delay_seconds: Optional[float] = None
+    duplication_policy: Optional[DuplicationPolicy] = None
 
 
 class SetEnqueueOptions(ContextChange):
-    """Options for the workflows enqueued in this block (not inherited by children)."""
+    """Options for the workflows enqueued in this block (not inherited by children).
+
+    ``duplication_policy``: when ``deduplication_id`` is held on the queue,
+    "reject" (the default) raises ``DBOSQueueDeduplicatedError`` and
+    "return-existing" returns a handle to the workflow holding it.
+    """
 
     def __init__(self, *, deduplication_id: Optional[str] = None, priority: Optional[int] = None,
                  app_version: Optional[str] = None, queue_partition_key: Optional[str] = None,
-                 delay_seconds: Optional[float] = None) -> None:
+                 delay_seconds: Optional[float] = None,
+                 duplication_policy: Optional[DuplicationPolicy] = None) -> None:
         if priority is not None and not (isinstance(priority, int) and 1 <= priority <= MAX_PRIORITY):
             raise DBOSException(f"priority must be an integer from 1 to {MAX_PRIORITY}, got {priority!r}")
         if delay_seconds is not None and not (math.isfinite(delay_seconds) and delay_seconds >= 0):
             raise DBOSException(f"delay_seconds must be a non-negative number, got {delay_seconds!r}")
+        check_policy(duplication_policy, deduplication_id)
         # The delay runs from each enqueue in the block, not from entering it.
         self.options = EnqueueSettings(deduplication_id, priority, app_version, queue_partition_key,
-                                      delay_seconds or None)
+                                      delay_seconds or None, duplication_policy)
 
     def _change(self, ctx: DBOSContext) -> None:
         ctx.extras = {**ctx.extras, ENQUEUE_KEY: self.options}
@@ -266,6 +242,10 @@ def prepare_enqueue(engine: Engine, queue: Queue, func: Callable[..., Any], args
 
 
 def _check_partition(queue: Queue, options: EnqueueSettings) -> None:
+    if options.queue_partition_key is not None and options.deduplication_id is not None:
+        raise DBOSException("Deduplication is not supported for partitioned queues")
+    if queue.database_backed:
+        return  # its row may change any time: not worth a read on every enqueue
     partitioned = queue.partition_queue
     if partitioned and options.queue_partition_key is None:
         raise DBOSException(f"Queue {queue.name} is partitioned: set queue_partition_key with SetEnqueueOptions")
@@ -275,57 +255,67 @@ def _check_partition(queue: Queue, options: EnqueueSettings) -> None:
         raise DBOSException("Deduplication is not supported for partitioned queues")
 
 
-def write_enqueued(engine: Engine, queue: Queue, launch: Launch) -> None:
-    found = engine.sysdb.start_workflow(launch.row, launch.link)
-    if not found.created:
+def write_enqueued(engine: Engine, queue: Queue, launch: Launch,
+                   policy: Optional[DuplicationPolicy] = None) -> None:
+    """Write the row; under "return-existing" a held deduplication ID makes
+    ``launch`` the holder's (its ``workflow_id`` changes)."""
+    launch.workflow_id, found = insert_enqueued(engine.sysdb, launch.row, launch.link, policy)
+    if found is not None and not found.created:
         check_same_function(launch, found)
     work_arrived(queue.name)
 
 
-def queue_named(engine: Engine, name: str) -> Queue:
-    """The queue to enqueue on by name: declared in this process, registered in
-    the database, or (legal too) one that nobody has declared yet."""
+def queue_named(name: str) -> Queue:
+    """The queue to enqueue on by name: declared in this process, else one kept
+    in the database, or not registered yet (its workflows wait until it is);
+    not read here, so an enqueue costs no extra round trip."""
     declared = get_registry().queues.get(name)
     if isinstance(declared, Queue):
         return declared
-    registered = registered_queue(engine, name)
-    return registered if registered is not None else Queue(name, _internal=True)
+    return Queue(check_name(name), database_backed_queue=True)
 
 
 def registered_queue(engine: Engine, name: str) -> Optional[Queue]:
     """The queue registered in the database as ``name``, if there is one."""
-    return Queue(name, _database_backed=True) if engine.sysdb.get_queue(name) is not None else None
+    row = engine.sysdb.get_queue(name)
+    return queue_from_row(row) if row is not None else None
 
 
-def registered_queues(engine: Engine) -> List[Queue]:
-    """Every queue registered in the database, by name."""
-    return [Queue(row["name"], _database_backed=True) for row in engine.sysdb.list_queues()]
+def registered_queues(engine: Engine, owners: Optional[List[str]] = None) -> List[Queue]:
+    """The queues registered in the database (default: this application's and
+    the unclaimed), by name."""
+    names = owners if owners is not None else [engine.identity.app_name]
+    return [queue_from_row(row) for row in engine.sysdb.list_queues(names)]
+
+
+def queue_from_row(row: Dict[str, Any], store: Optional[QueueStore] = None) -> Queue:
+    """A queue kept in the database, as its row shows it now."""
+    queue = Queue(str(row["name"]), database_backed_queue=True, client_system_database=store,
+                  application_name=row.get("application_name"))
+    queue._config = config_from_row(row)
+    return queue
 
 
 def enqueue(engine: Engine, queue: Queue, func: Callable[..., Any], args: Tuple[Any, ...],
             kwargs: Dict[str, Any]) -> Launch:
     launch = prepare_enqueue(engine, queue, func, args, kwargs)
-    write_enqueued(engine, queue, launch)
+    write_enqueued(engine, queue, launch, current_options().duplication_policy)
     return launch
 
 
-def register_queue(engine: Engine, name: str, config: QueueConfig, update: bool) -> Queue:
+def register_queue(engine: Engine, name: str, on_conflict: str, settings: Dict[str, Any]) -> Queue:
     """A queue kept in the database, served here at once: every process reads
-    its limits from there on each poll. ``update``: replace the limits of a
-    queue already registered."""
-    validate(name, config)
-    limiter = config.limiter
-    engine.sysdb.save_queue({
-        "name": name,
-        "concurrency": config.concurrency,
-        "worker_concurrency": config.worker_concurrency,
-        "rate_limit_max": limiter["limit"] if limiter else None,
-        "rate_limit_period_sec": limiter["period"] if limiter else None,
-        "priority_enabled": config.priority_enabled,
-        "partition_queue": config.partition_queue,
-        "polling_interval_sec": config.polling_interval_sec,
-        "application_name": engine.identity.app_name,
-    }, update)
-    queue = Queue(name, _database_backed=True)
+    its limits from there on each poll. ``settings``: ``registration``'s arguments."""
+    check_name(name)
+    check_on_conflict(on_conflict)
+    config = registration(**settings)
+    update = on_conflict == "always_update" or (
+        on_conflict == "update_if_latest_version" and engine.sysdb.is_latest_version(engine.identity.app_version))
+    inserted = engine.sysdb.save_queue({"name": name, **row_fields(config)}, update, engine.identity.app_name)
+    queue = registered_queue(engine, name)
+    if queue is None:
+        raise DBOSException(f"Queue {name} was deleted while it was being registered")
+    if inserted:
+        logger.info(f"Registered new queue {name}: {queue.config()}")
     serve(queue)
     return queue

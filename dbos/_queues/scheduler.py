@@ -3,7 +3,9 @@
 Each tick becomes a workflow with the ID ``sched-<name>-<tick>`` enqueued on
 the internal queue. Every process computes the same ID for the same tick, and
 starting a workflow is an upsert, so however many processes run the schedule,
-each tick runs once. Ticks missed while no process was up are not replayed.
+each tick runs once. Ticks missed while no process was up are not replayed,
+nor are those a process finds long past when it runs again after being
+suspended: it goes on with the next tick to come (DBOS Transact's issue #803).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from croniter import croniter
 from .._engine.context import SetWorkflowID
 from .._engine.engine import Engine, peek_engine
 from .._engine.registry import FunctionInfo, get_registry
+from .cron import missed
 from .queue import INTERNAL, INTERNAL_QUEUE, current_intake, enqueue
 
 logger = logging.getLogger("dbos")
@@ -59,6 +62,7 @@ class Scheduler(threading.Thread):
         self.engine = engine
         self.halt = threading.Event()
         now = datetime.now(timezone.utc)
+        self._crons = [cron for _, cron in schedules]
         self._next = [(info, croniter(cron, now, second_at_beginning=True)) for info, cron in schedules]
         self._due = [it.get_next(datetime) for _, it in self._next]
 
@@ -76,7 +80,19 @@ class Scheduler(threading.Thread):
                     return
             info, iterator = self._next[index]
             self._due[index] = iterator.get_next(datetime)
+            now = datetime.now(timezone.utc)
+            if missed(tick, self._due[index], now):
+                self._skip_missed(index, now)
+                continue
             self._fire(info, tick)
+
+    def _skip_missed(self, index: int, now: datetime) -> None:
+        info, _ = self._next[index]
+        iterator = croniter(self._crons[index], now, second_at_beginning=True)
+        self._next[index] = (info, iterator)
+        self._due[index] = iterator.get_next(datetime)
+        logger.info(f"Scheduled workflow {info.name}: this process did not run when its ticks fell due; "
+                    f"those missed are skipped, the next is at {self._due[index].isoformat()}")
 
     def _fire(self, info: FunctionInfo, tick: datetime) -> None:
         try:

@@ -20,7 +20,8 @@ from .._engine.recovery import function_for, launch_from_row
 from .._engine.registry import get_registry
 from .._engine.workflow import submit
 from .._sysdb.records import ClaimLimits
-from .queue import INTERNAL, Queue, QueueConfig, clear_intake, registered_queues, set_intake
+from .limits import Limits, QueueConfig
+from .queue import INTERNAL, Queue, clear_intake, registered_queues, set_intake
 
 logger = logging.getLogger("dbos")
 
@@ -41,7 +42,8 @@ class QueueWorkers:
         self.listen = listen
         self._workers: Dict[str, "QueueWorker"] = {}
         self._lock = threading.Lock()
-        self._running: Dict[Slot, int] = {}
+        self._running: Dict[Slot, int] = {}  # per partition key (None: the queue is not partitioned)
+        self._per_queue: Dict[str, int] = {}
         self._total = 0
         self._halt = threading.Event()
         self._manager = threading.Thread(target=self._discover, name="dbos-queue-manager", daemon=True)
@@ -101,11 +103,14 @@ class QueueWorkers:
 
     # Budget accounting ------------------------------------------------
 
-    def free(self, slot: Slot, worker_concurrency: Optional[int]) -> int:
+    def free(self, slot: Slot, limits: Limits) -> int:
+        """How many more this process may start in ``slot`` under its own limits."""
         with self._lock:
             free = self.max_dispatch - self._total
-            if worker_concurrency is not None:
-                free = min(free, worker_concurrency - self._running.get(slot, 0))
+            if limits.worker_concurrency is not None:
+                free = min(free, limits.worker_concurrency - self._per_queue.get(slot[0], 0))
+            if slot[1] is not None and limits.partition_worker_concurrency is not None:
+                free = min(free, limits.partition_worker_concurrency - self._running.get(slot, 0))
             return free
 
     def running(self) -> int:
@@ -116,11 +121,13 @@ class QueueWorkers:
     def started(self, slot: Slot) -> None:
         with self._lock:
             self._running[slot] = self._running.get(slot, 0) + 1
+            self._per_queue[slot[0]] = self._per_queue.get(slot[0], 0) + 1
             self._total += 1
 
     def ended(self, slot: Slot) -> None:
         with self._lock:
             self._running[slot] -= 1
+            self._per_queue[slot[0]] -= 1
             self._total -= 1
         self.wake(slot[0])
 
@@ -167,26 +174,33 @@ class QueueWorker(threading.Thread):
             return self.polled.wait_for(lambda: self.polls >= target, timeout)
 
     def poll(self, config: QueueConfig) -> None:
+        """Claim and start what the limits, as the queue's configuration says now, allow."""
         sysdb = self.workers.engine.sysdb
         sysdb.promote_delayed(self.queue.name)
+        limits = config.resolved()
         keys: List[Optional[str]] = [None]
-        if config.partition_queue:
+        if limits.partitioned:
+            # In random order, so that no partition waits behind the others every time.
             keys = list(sysdb.queue_partitions(self.queue.name))
-        random.shuffle(keys)
+            random.shuffle(keys)
         for key in keys:
-            self._claim_and_run(config, key)
+            if self.halt.is_set() or self.workers.free((self.queue.name, None), limits) <= 0:
+                return
+            self._claim_and_run(limits, key)
 
-    def _claim_and_run(self, config: QueueConfig, key: Optional[str]) -> None:
+    def _claim_and_run(self, limits: Limits, key: Optional[str]) -> None:
         slot: Slot = (self.queue.name, key)
-        budget = self.workers.free(slot, config.worker_concurrency)
+        budget = self.workers.free(slot, limits)
         if budget <= 0:
             return
-        limiter = config.limiter
-        limits = ClaimLimits(budget, config.concurrency,
-                             limiter["limit"] if limiter else None,
-                             limiter["period"] if limiter else None, key)
+        limiter, partition_limiter = limits.limiter, limits.partition_limiter
+        claim = ClaimLimits(
+            budget, limits.global_concurrency, limiter["limit"] if limiter else None,
+            limiter["period"] if limiter else None, key, limits.partition_concurrency,
+            partition_limiter["limit"] if partition_limiter else None,
+            partition_limiter["period"] if partition_limiter else None)
         engine = self.workers.engine
-        rows = engine.sysdb.claim_queued(self.queue.name, limits, engine.identity.executor_id,
+        rows = engine.sysdb.claim_queued(self.queue.name, claim, engine.identity.executor_id,
                                          engine.identity.app_version)
         for row in rows:
             self._dispatch(slot, row)

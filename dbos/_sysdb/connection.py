@@ -38,7 +38,8 @@ Row = Tuple[Any, ...]
 # The system tables, as statements name them: {workflow_status} and so on.
 TABLES = (
     "workflow_status", "operation_outputs", "notifications", "workflow_events",
-    "workflow_events_history", "streams", "application_versions", "queues", "dbos_migrations",
+    "workflow_events_history", "streams", "application_versions", "queues", "workflow_schedules",
+    "dbos_migrations",
 )
 
 

@@ -1,8 +1,8 @@
 """``SystemDatabase``: the storage interface, implemented over SQL.
 
 The operations come from one module per table group (steps, workflows,
-messages, queues, listing, forks, versions, ownership), each with its named statements;
-this class puts them together and adds the schema's lifecycle. It runs the
+messages, queues, listing, forks, versions, ownership, delayed), each with its
+named statements; this class puts them together and adds the schema's lifecycle. It runs the
 portable SQL that SQLite and PostgreSQL both understand, which is what
 SQLite runs; ``PostgresSystemDatabase`` replaces the few operations
 PostgreSQL does better. ``SystemDatabase(url)`` builds whichever the URL names.
@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional, Sequence, Type, Union
 
 from ..error import DBOSMigrationRequiredError, DBOSSystemDatabaseError
+from .delayed import DelayedRows
 from .errors import driver_error, permission_denied
 from .forks import ForkRows
 from .listing import ListingRows
@@ -20,12 +21,14 @@ from .messages import MessageRows
 from .migrator import Migration, Migrator, latest_version
 from .ownership import OwnershipRows
 from .queues import QueueRows
+from .schedules import ScheduleRows
 from .storage import Listening, Storage
 from .url import DatabaseURL
 from .versions import VersionRows
 
 
-class SystemDatabase(MessageRows, QueueRows, ListingRows, ForkRows, VersionRows, OwnershipRows, Storage):
+class SystemDatabase(MessageRows, QueueRows, ListingRows, ForkRows, VersionRows, OwnershipRows, DelayedRows,
+                     ScheduleRows, Storage):
     # The class each dialect's URLs get (see ``__init_subclass__``).
     _by_dialect: Dict[str, Type["SystemDatabase"]] = {}
     dialect: str = "sqlite"

@@ -162,6 +162,24 @@ class QueueRow(_Template):
         table_name = "queues"
 
 
+class WorkflowScheduleRow(_Template):
+    schedule_id = pw.TextField(primary_key=True)
+    schedule_name = pw.TextField(unique=True)
+    workflow_name = pw.TextField()
+    workflow_class_name = pw.TextField(null=True)
+    schedule = pw.TextField()
+    status = pw.TextField(default="ACTIVE")
+    context = pw.TextField()
+    last_fired_at = pw.TextField(null=True)
+    automatic_backfill = pw.BooleanField(default=False)
+    cron_timezone = pw.TextField(null=True)
+    queue_name = pw.TextField(null=True)
+    application_name = pw.TextField(null=True)
+
+    class Meta:
+        table_name = "workflow_schedules"
+
+
 class MigrationVersion(_Template):
     version = pw.BigIntegerField(primary_key=True)
 
@@ -197,6 +215,7 @@ SYSTEM_MODELS: List[Type[_Template]] = [
     Stream,
     ApplicationVersion,
     QueueRow,
+    WorkflowScheduleRow,
     MigrationVersion,
 ]
 
@@ -212,6 +231,7 @@ class BoundModels:
     streams: Type[Stream]
     application_versions: Type[ApplicationVersion]
     queues: Type[QueueRow]
+    workflow_schedules: Type[WorkflowScheduleRow]
     dbos_migrations: Type[MigrationVersion]
 
     def __init__(self, database: pw.Database, schema: Optional[str]) -> None:

@@ -1,9 +1,10 @@
 """Application ownership: moving the rows one application owns to a new name.
 
-Rows of ``queues``, ``application_versions``, ``workflow_status`` and
-``operation_outputs`` carry the name of the application that owns them
-(NULL: unclaimed). What decides which application's processes work on a row
-(its queues, its versions, its active workflows) moves in one transaction,
+Rows of ``queues``, ``workflow_schedules``, ``application_versions``,
+``workflow_status`` and ``operation_outputs`` carry the name of the
+application that owns them (NULL: unclaimed). What decides which
+application's processes work on a row (its queues, its schedules, its
+versions, its active workflows) moves in one transaction,
 so no process ever sees half an application. Finished workflows and their
 steps only scope listings and garbage collection, so they may follow in
 batches, each a range of workflow IDs, without holding one long transaction.
@@ -28,10 +29,9 @@ MOVE_QUEUES = Statement(f"UPDATE {{queues}} SET application_name = :new_name WHE
 
 MOVE_VERSIONS = Statement(f"UPDATE {{application_versions}} SET application_name = :new_name WHERE {SOURCE}")
 
-# Schedules: the workflow_schedules table does not exist yet. When its
-# migration lands, a MOVE_SCHEDULES statement belongs here, run in the same
-# transaction as the queues and versions (a schedule decides which
-# application's scheduler fires), and its count goes in ``schedules``.
+# A schedule decides which application's scheduler fires it: it moves with
+# the queues and versions, in their transaction.
+MOVE_SCHEDULES = Statement(f"UPDATE {{workflow_schedules}} SET application_name = :new_name WHERE {SOURCE}")
 
 MOVE_ACTIVE_WORKFLOWS = Statement(f"""
     UPDATE {{workflow_status}} SET application_name = :new_name
@@ -84,7 +84,7 @@ class OwnershipRows(Connection):
 
     def _move_together(self, names: Dict[str, Any], everything: bool) -> ApplicationRowCounts:
         counts = ApplicationRowCounts(
-            queues=self.rowcount(MOVE_QUEUES, **names), schedules=0,
+            queues=self.rowcount(MOVE_QUEUES, **names), schedules=self.rowcount(MOVE_SCHEDULES, **names),
             versions=self.rowcount(MOVE_VERSIONS, **names),
             workflows=self.rowcount(MOVE_ACTIVE_WORKFLOWS, **names), steps=0)
         if everything:

@@ -11,9 +11,10 @@ the transaction so two processes never both spend the same budget.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .._clock import now_ms
+from ..error import DBOSException
 from .connection import Connection
 from .records import ClaimLimits
 from .statements import Statement
@@ -64,7 +65,13 @@ _DUE = "queue_name = :queue_name AND status = 'DELAYED' AND delay_until_epoch_ms
 # Every poll asks, and almost every time nothing is due: a read on the
 # partial index of DELAYED rows, which takes no write lock, comes first.
 ANY_DUE = Statement(f"SELECT 1 FROM {{workflow_status}} WHERE {_DUE} LIMIT 1")
-PROMOTE_DUE = Statement(f"UPDATE {{workflow_status}} SET status = 'ENQUEUED', updated_at = :now WHERE {_DUE}")
+# A debounced workflow's deduplication ID is its debounce key, held only while
+# it is DELAYED: freed here, the next debounce of that key starts a new workflow.
+PROMOTE_DUE = Statement(f"""
+    UPDATE {{workflow_status}} SET status = 'ENQUEUED', updated_at = :now,
+        deduplication_id = CASE WHEN is_debounced THEN NULL ELSE deduplication_id END
+    WHERE {_DUE}
+""")
 
 REQUEUE_PENDING = Statement("""
     UPDATE {workflow_status} SET status = 'ENQUEUED', started_at_epoch_ms = NULL, updated_at = :now
@@ -72,21 +79,54 @@ REQUEUE_PENDING = Statement("""
         AND executor_id = :executor_id AND application_version = :app_version
 """)
 
-# Queue rows (DBOS.register_queue): every column but the key and the stamps.
-QUEUE_FIELDS = (
-    "name", "concurrency", "worker_concurrency", "rate_limit_max", "rate_limit_period_sec",
-    "priority_enabled", "partition_queue", "polling_interval_sec", "application_name",
+# Queue rows (DBOS.register_queue): the limits, then the owner.
+LIMIT_FIELDS = (
+    "concurrency", "worker_concurrency", "rate_limit_max", "rate_limit_period_sec",
+    "priority_enabled", "partition_queue", "partition_concurrency", "partition_worker_concurrency",
+    "partition_rate_limit_max", "partition_rate_limit_period_sec", "polling_interval_sec",
 )
+QUEUE_FIELDS = ("name", *LIMIT_FIELDS, "application_name")
+_DEFAULTS: Dict[str, Any] = {"priority_enabled": False, "partition_queue": False, "polling_interval_sec": 1.0}
 _INSERT_QUEUE = f"""
     INSERT INTO {{queues}} (queue_id, created_at, updated_at, {", ".join(QUEUE_FIELDS)})
     VALUES (:queue_id, :now, :now, {", ".join(":" + f for f in QUEUE_FIELDS)})
 """
+# An update claims an unclaimed row, and never takes one from its owner.
 SAVE_QUEUE = Statement(_INSERT_QUEUE + "ON CONFLICT (name) DO UPDATE SET updated_at = EXCLUDED.updated_at, "
-                       + ", ".join(f"{f} = EXCLUDED.{f}" for f in QUEUE_FIELDS if f != "name"))
+                       + ", ".join(f"{f} = EXCLUDED.{f}" for f in LIMIT_FIELDS)
+                       + ", application_name = COALESCE({queues}.application_name, EXCLUDED.application_name)")
 ADD_QUEUE = Statement(_INSERT_QUEUE + "ON CONFLICT (name) DO NOTHING")
+QUEUE_OWNER = Statement("SELECT application_name FROM {queues} WHERE name = :name")
 GET_QUEUE = Statement("SELECT * FROM {queues} WHERE name = :name")
 LIST_QUEUES = Statement("SELECT * FROM {queues} ORDER BY name")
+# Those of the named applications, and the unclaimed.
+LIST_OWNED_QUEUES = Statement("""
+    SELECT * FROM {queues} WHERE application_name IN (:owners) OR application_name IS NULL ORDER BY name
+""")
 DELETE_QUEUE = Statement("DELETE FROM {queues} WHERE name = :name")
+
+
+def _update_queue(columns: Tuple[str, ...]) -> Statement:
+    sets = ", ".join(f"{c} = :{c}" for c in columns)
+    return Statement(f"UPDATE {{queues}} SET {sets}, updated_at = :now WHERE name = :name")
+
+
+# One statement per group of columns a setter writes (``_queues/limits_update.py``).
+UPDATE_QUEUE: Dict[Tuple[str, ...], Statement] = {
+    columns: _update_queue(columns) for columns in (
+        ("concurrency",), ("worker_concurrency",), ("rate_limit_max", "rate_limit_period_sec"),
+        ("partition_concurrency", "partition_queue"), ("partition_queue", "partition_worker_concurrency"),
+        ("partition_queue", "partition_rate_limit_max", "partition_rate_limit_period_sec"),
+        ("priority_enabled",), ("partition_queue",), ("polling_interval_sec",),
+    )
+}
+
+# The workflow holding a deduplication ID on a queue (at most one: a unique index).
+DEDUPLICATED = Statement("""
+    SELECT workflow_uuid FROM {workflow_status} WHERE queue_name = :queue_name AND deduplication_id = :dedup_id
+""")
+LATEST_VERSION = Statement(
+    "SELECT version_name FROM {application_versions} ORDER BY version_timestamp DESC LIMIT 1")
 
 
 class QueueRows(Connection):
@@ -114,16 +154,21 @@ class QueueRows(Connection):
         """Serialise the claimers of a queue with a shared budget, for the transaction."""
 
     def _budget(self, queue_name: str, limits: ClaimLimits) -> int:
+        """What the shared limits leave: queue-wide, then for the partition key."""
         budget = limits.max_tasks
-        partitioned = limits.partition_key is not None
+        scopes = [(False, limits.global_concurrency, limits.rate_limit_max, limits.rate_limit_period_sec)]
+        if limits.partition_key is not None:
+            scopes.append((True, limits.partition_concurrency, limits.partition_rate_limit_max,
+                           limits.partition_rate_limit_period_sec))
         where = {"queue_name": queue_name, "partition_key": limits.partition_key}
-        if limits.global_concurrency is not None:
-            running = self.one(RUNNING[partitioned], **where)
-            budget = min(budget, limits.global_concurrency - int(running[0] if running else 0))
-        if limits.rate_limit_max is not None and limits.rate_limit_period_sec:
-            since = now_ms() - int(limits.rate_limit_period_sec * 1000)
-            started = self.one(STARTED_SINCE[partitioned], since=since, **where)
-            budget = min(budget, limits.rate_limit_max - int(started[0] if started else 0))
+        for partitioned, concurrency, rate_max, period in scopes:
+            if concurrency is not None and budget > 0:
+                running = self.one(RUNNING[partitioned], **where)
+                budget = min(budget, concurrency - int(running[0] if running else 0))
+            if rate_max is not None and period and budget > 0:
+                since = now_ms() - int(period * 1000)
+                started = self.one(STARTED_SINCE[partitioned], since=since, **where)
+                budget = min(budget, rate_max - int(started[0] if started else 0))
         return budget
 
     def _take(self, ids: List[str], executor_id: str, app_version: str) -> List[Dict[str, Any]]:
@@ -152,19 +197,53 @@ class QueueRows(Connection):
     # Queue rows (DBOS.register_queue)
     # ------------------------------------------------------------------
 
-    def save_queue(self, fields: Dict[str, Any], update: bool) -> None:
-        """Insert a queue row, or (with ``update``) replace the limits of the one there."""
+    def save_queue(self, fields: Dict[str, Any], update: bool, owner: Optional[str] = None) -> bool:
+        """Insert a queue row owned by ``owner``, or (with ``update``) replace the
+        limits of the one there; whether it was inserted. A row another
+        application owns is theirs: ``DBOSException``, nothing written."""
+        for attempt in self.attempts():
+            with attempt:
+                inserted = self._save_queue(fields, update, owner)
+        return inserted
+
+    def _save_queue(self, fields: Dict[str, Any], update: bool, owner: Optional[str]) -> bool:
+        name = fields["name"]
+        found = self.one(QUEUE_OWNER, name=name)
+        current = found[0] if found is not None else None
+        if current is not None and owner is not None and current != owner:
+            raise DBOSException(
+                f"Queue {name!r} is registered by application {current!r} in this system database; queue "
+                f"names are unique across the applications sharing it: give {owner!r} another queue name")
         self.rowcount(SAVE_QUEUE if update else ADD_QUEUE, queue_id=str(uuid.uuid4()), now=now_ms(),
-                      **{f: fields.get(f) for f in QUEUE_FIELDS})
+                      **{f: fields.get(f, _DEFAULTS.get(f)) for f in QUEUE_FIELDS if f != "application_name"},
+                      application_name=owner)
+        return found is None
+
+    def update_queue(self, name: str, fields: Dict[str, Any]) -> bool:
+        """Write these limits of a registered queue; False if it is not registered."""
+        columns = tuple(sorted(fields))
+        return self.rowcount(UPDATE_QUEUE[columns], name=name, now=now_ms(), **fields) == 1
+
+    def deduplicated_workflow(self, queue_name: str, deduplication_id: str) -> Optional[str]:
+        """The workflow that holds ``deduplication_id`` on the queue; None if none does."""
+        row = self.one(DEDUPLICATED, queue_name=queue_name, dedup_id=deduplication_id)
+        return str(row[0]) if row is not None else None
+
+    def is_latest_version(self, app_version: str) -> bool:
+        """Whether ``app_version`` is the latest registered application version."""
+        row = self.one(LATEST_VERSION)
+        return row is not None and row[0] == app_version
 
     def get_queue(self, name: str) -> Optional[Dict[str, Any]]:
         """The queue row named ``name``, if registered."""
         rows = self.records(GET_QUEUE, name=name)
         return rows[0] if rows else None
 
-    def list_queues(self) -> List[Dict[str, Any]]:
-        """Every registered queue row, by name."""
-        return self.records(LIST_QUEUES)
+    def list_queues(self, owners: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
+        """Registered queue rows, by name: every one, or those of ``owners`` and the unclaimed."""
+        if owners is None:
+            return self.records(LIST_QUEUES)
+        return self.records(LIST_OWNED_QUEUES, owners=list(owners)) if owners else []
 
     def delete_queue(self, name: str) -> None:
         """Forget a registered queue (its workflows stay)."""

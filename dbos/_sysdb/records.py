@@ -64,10 +64,17 @@ class ClaimLimits:
     rate_limit_max: Optional[int] = None
     rate_limit_period_sec: Optional[float] = None
     partition_key: Optional[str] = None
+    # Per partition key (with ``partition_key``): every process's running ones, and starts.
+    partition_concurrency: Optional[int] = None
+    partition_rate_limit_max: Optional[int] = None
+    partition_rate_limit_period_sec: Optional[float] = None
 
     @property
     def shared(self) -> bool:
-        return self.global_concurrency is not None or self.rate_limit_max is not None
+        """Whether the claim spends a budget other processes share (counted under a lock)."""
+        return any(limit is not None for limit in (
+            self.global_concurrency, self.rate_limit_max, self.partition_concurrency,
+            self.partition_rate_limit_max))
 
 
 @dataclass
@@ -123,3 +130,43 @@ class ApplicationRowCounts(TypedDict):
     versions: int
     workflows: int
     steps: int
+
+
+@dataclass(frozen=True)
+class BounceRequest:
+    """A debounce's try to push back the DELAYED, debounced workflow holding its key.
+
+    ``delay_until_ms`` is capped by the row's debounce deadline; the row gets
+    ``inputs`` and ``app_version`` (the last call's arguments run, on the
+    version that made them). ``application_name`` None: any owner's row.
+    """
+
+    workflow_name: str
+    queue_name: str
+    deduplication_id: str
+    delay_until_ms: int
+    inputs: str
+    app_version: Optional[str]
+    application_name: Optional[str]
+
+
+@dataclass(frozen=True)
+class Bounce:
+    """What a bounce did: pushed back ``bounced_id``, or found the key's holder (or none)."""
+
+    bounced_id: Optional[str] = None
+    holder_id: Optional[str] = None
+    holder_debounced: bool = False
+    holder_name: Optional[str] = None
+    holder_application: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ScheduleQuery:
+    """The filters of a schedule listing; None: not filtered on."""
+
+    status: Optional[List[str]] = None
+    workflow_name: Optional[List[str]] = None
+    name_prefixes: Optional[List[str]] = None
+    # Rows of these applications and unclaimed rows.
+    application_names: Optional[List[str]] = None

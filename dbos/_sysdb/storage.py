@@ -15,11 +15,14 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tupl
 from .._versions import VersionInfo
 from .records import (
     ApplicationRowCounts,
+    Bounce,
+    BounceRequest,
     ClaimLimits,
     ForkRequest,
     ListQuery,
     Message,
     Outcome,
+    ScheduleQuery,
     StartResult,
     StepRecord,
     StepWrite,
@@ -92,6 +95,10 @@ class Storage(Protocol):
 
     def delete_workflows(self, workflow_ids: Sequence[str]) -> int:
         """Delete workflows with all they recorded; how many were deleted."""
+        ...
+
+    def set_attributes(self, workflow_id: str, attributes: Optional[str]) -> bool:
+        """Replace a workflow's attributes (JSON text, None clears); False if there is none."""
         ...
 
     def pending_workflows(self, executor_id: str, application_version: str) -> List[str]:
@@ -172,20 +179,77 @@ class Storage(Protocol):
         """Put the queued workflows an executor was running back on their queues."""
         ...
 
-    def save_queue(self, fields: Dict[str, Any], update: bool) -> None:
-        """Register a queue (``update``: replace the limits of one registered)."""
+    def save_queue(self, fields: Dict[str, Any], update: bool, owner: Optional[str] = None) -> bool:
+        """Register a queue (``update``: replace the limits of one registered); whether it was new."""
+        ...
+
+    def update_queue(self, name: str, fields: Dict[str, Any]) -> bool:
+        """Write some limits of a registered queue; False if it is not registered."""
         ...
 
     def get_queue(self, name: str) -> Optional[Dict[str, Any]]:
         """A registered queue's row."""
         ...
 
-    def list_queues(self) -> List[Dict[str, Any]]:
-        """Every registered queue's row, by name."""
+    def list_queues(self, owners: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
+        """Registered queues' rows by name: all, or those of ``owners`` and the unclaimed."""
+        ...
+
+    def deduplicated_workflow(self, queue_name: str, deduplication_id: str) -> Optional[str]:
+        """The workflow holding a deduplication ID on a queue."""
+        ...
+
+    def is_latest_version(self, app_version: str) -> bool:
+        """Whether ``app_version`` is the latest registered application version."""
         ...
 
     def delete_queue(self, name: str) -> None:
         """Forget a registered queue."""
+        ...
+
+    # -- delayed and debounced workflows (delayed.py) -------------------------
+
+    def bounce_debounced(self, request: BounceRequest, step: Optional[StepWrite] = None,
+                         encode: Optional[Callable[[Dict[str, Any]], str]] = None) -> Tuple[Bounce, Optional[str]]:
+        """Push back the debounced DELAYED workflow holding a key (or find its holder); ``step`` checkpoints it."""
+        ...
+
+    def set_workflow_delay(self, workflow_id: str, delay_until_ms: int) -> Optional[str]:
+        """Make a DELAYED workflow due then; its queue, or None if it is not DELAYED."""
+        ...
+
+    # -- workflow schedules (schedules.py) -----------------------------------
+
+    def create_schedule(self, row: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """Insert a schedule; the one already holding its name, if any (nothing written)."""
+        ...
+
+    def apply_schedules(self, rows: Sequence[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+        """Insert or redefine schedules by name, all or none; another application's schedule in the way, if any."""
+        ...
+
+    def get_schedule(self, name: str) -> Optional[Dict[str, Any]]:
+        """The schedule named ``name``, whoever owns it."""
+        ...
+
+    def list_schedules(self, query: ScheduleQuery) -> List[Dict[str, Any]]:
+        """Schedules matching a listing's filters, by name."""
+        ...
+
+    def delete_schedule(self, name: str) -> None:
+        """Forget a schedule."""
+        ...
+
+    def set_schedule_status(self, name: str, status: str) -> None:
+        """Pause (PAUSED) or resume (ACTIVE) a schedule."""
+        ...
+
+    def fire_schedule(self, schedule: Dict[str, Any], run: Dict[str, Any], fired_at: str) -> Optional[bool]:
+        """Start a tick's workflow if the schedule is still ACTIVE and alike (None if not); whether it was new."""
+        ...
+
+    def start_scheduled_runs(self, runs: Sequence[Dict[str, Any]]) -> List[str]:
+        """Start a trigger's or a backfill's workflows in one transaction; the IDs that were new."""
         ...
 
     # -- listing and forks (listing.py, forks.py) ----------------------------

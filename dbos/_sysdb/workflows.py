@@ -79,6 +79,10 @@ RESUME = Statement("""
 
 DELETE = Statement("DELETE FROM {workflow_status} WHERE workflow_uuid IN (:workflow_ids)")
 
+SET_ATTRIBUTES = Statement("""
+    UPDATE {workflow_status} SET attributes = :attributes, updated_at = :now WHERE workflow_uuid = :workflow_id
+""")
+
 PENDING = Statement("""
     SELECT workflow_uuid, queue_name FROM {workflow_status} WHERE status = 'PENDING'
         AND executor_id = :executor_id AND application_version = :app_version
@@ -227,6 +231,10 @@ class WorkflowRows(StepRows):
         missing = [w for w in workflow_ids if w not in present]
         if missing:
             raise DBOSNonExistentWorkflowError("workflow", ", ".join(missing))
+
+    def set_attributes(self, workflow_id: str, attributes: Optional[str]) -> bool:
+        """Replace a workflow's attributes (JSON text; None clears them); False if there is no such workflow."""
+        return self.rowcount(SET_ATTRIBUTES, attributes=attributes, now=now_ms(), workflow_id=workflow_id) == 1
 
     def delete_workflows(self, workflow_ids: Sequence[str]) -> int:
         """Delete workflows; their steps, events, messages and streams go with them."""

@@ -539,7 +539,8 @@ def test_application_versions(client: DBOSClient) -> None:
 OWNERS = ("old-app", "other-app", None)
 STATUSES = ("PENDING", "ENQUEUED", "DELAYED", "SUCCESS", "ERROR", "CANCELLED", "SUCCESS", "SUCCESS")
 ACTIVE_PER_OWNER, STEPS_PER_WORKFLOW = 3, 2
-OWNERSHIP_TABLES = ("queues", "application_versions", "workflow_status", "operation_outputs")
+OWNERSHIP_TABLES = ("queues", "workflow_schedules", "application_versions", "workflow_status",
+                    "operation_outputs")
 Owners = Dict[str, Dict[str, Any]]
 
 
@@ -561,6 +562,9 @@ def seed_owners(sysdb: SystemDatabase) -> None:
         tag = owner or "unclaimed"
         owned_sql(sysdb, "INSERT INTO {queues} (queue_id, name, application_name) VALUES (?, ?, ?)",
                   (f"q-{tag}", f"q-{tag}", owner))
+        owned_sql(sysdb, "INSERT INTO {workflow_schedules} (schedule_id, schedule_name, workflow_name, schedule, "
+                  "context, application_name) VALUES (?, ?, 'wf', '* * * * *', 'null', ?)",
+                  (f"s-{tag}", f"s-{tag}", owner))
         owned_sql(sysdb, "INSERT INTO {application_versions} (version_id, version_name, application_name) "
                   "VALUES (?, ?, ?)", (f"v-{tag}", f"v-{tag}", owner))
         for n, status in enumerate(STATUSES):
@@ -574,7 +578,8 @@ def seed_owners(sysdb: SystemDatabase) -> None:
 
 def owners_of_rows(sysdb: SystemDatabase) -> Owners:
     """Each table's rows, by key, with the application that owns them."""
-    keys = {"queues": "name", "application_versions": "version_name", "workflow_status": "workflow_uuid",
+    keys = {"queues": "name", "workflow_schedules": "schedule_name", "application_versions": "version_name",
+            "workflow_status": "workflow_uuid",
             "operation_outputs": "workflow_uuid || ':' || CAST(function_id AS TEXT)"}
     return {table: dict(owned_sql(sysdb, f"SELECT {key}, application_name FROM {{{table}}}"))
             for table, key in keys.items()}
@@ -586,7 +591,7 @@ def renamed(before: Owners, sources: Sequence[Optional[str]], new_name: str) -> 
 
 
 def counts_for(sources: int) -> Dict[str, int]:
-    return {"queues": sources, "schedules": 0, "versions": sources, "workflows": sources * len(STATUSES),
+    return {"queues": sources, "schedules": sources, "versions": sources, "workflows": sources * len(STATUSES),
             "steps": sources * len(STATUSES) * STEPS_PER_WORKFLOW}
 
 
@@ -639,6 +644,7 @@ def test_rename_application_moves_active_workflows_with_queues_and_versions(
                      ("%-other-app",))
     assert sorted(rows) == sorted((status, "moved-app") for status in STATUSES)
     assert [q["application_name"] for q in sysdb.list_queues() if q["name"] == "q-other-app"] == ["moved-app"]
+    assert client.get_schedule("s-other-app")["application_name"] == "moved-app"  # type: ignore[index]
     assert {v.version_name: v.application_name for v in client.list_application_versions()} == {
         "v-old-app": "old-app", "v-other-app": "moved-app", "v-unclaimed": None}
 

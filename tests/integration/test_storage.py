@@ -98,6 +98,8 @@ def fill_every_table(sysdb: SystemDatabase) -> None:
         m.workflow_events_history.insert(**wf, function_id=1, key="k", value="v").execute()
         m.streams.insert(**wf, key="k", value="v", offset=0).execute()
         m.queues.insert(queue_id="q-1", name="q", created_at=1, updated_at=1).execute()
+        m.workflow_schedules.insert(schedule_id="s-1", schedule_name="s", workflow_name="wf",
+                                    schedule="* * * * *", context="c").execute()
 
     sysdb.run(work)
     sysdb.register_application_version("v1", "app")
