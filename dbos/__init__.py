@@ -17,7 +17,12 @@ from ._engine.deadline import SetWorkflowTimeout
 from ._engine.handles import WorkflowHandle, WorkflowHandleAsync
 from ._engine.messages import SendMessage
 from ._engine.step import StepOptions
+from ._engine.attributes import SetWorkflowAttributes
 from ._facade.dbos import DBOS
+from ._ops.debouncer_client import DebouncerClient
+from ._queues.debouncer import Debouncer
+from ._queues.dedup import DuplicationPolicy
+from ._queues.schedules import ClientScheduleInput, ScheduleInput, WorkflowSchedule
 from ._ops.client import DBOSClient, EnqueueOptions
 from ._ops.management import StepInfo
 from ._ops.migrate import run_dbos_database_migrations
@@ -31,6 +36,13 @@ if _typing.TYPE_CHECKING:  # for type checkers
     from .contrib.sqlalchemy_async import AsyncSQLAlchemyDatasource  # noqa: F401
 
 __all__ = [
+    "ClientScheduleInput",
+    "Debouncer",
+    "DebouncerClient",
+    "DuplicationPolicy",
+    "ScheduleInput",
+    "SetWorkflowAttributes",
+    "WorkflowSchedule",
     "DBAPIDatasource",
     "DBOS",
     "DBOSClient",

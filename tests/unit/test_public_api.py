@@ -7,6 +7,13 @@ from dbos import error
 def test_public_names_are_pinned() -> None:
     assert sorted(dbos.__all__) == sorted(
         [
+            "ClientScheduleInput",
+            "Debouncer",
+            "DebouncerClient",
+            "DuplicationPolicy",
+            "ScheduleInput",
+            "SetWorkflowAttributes",
+            "WorkflowSchedule",
             "DBAPIDatasource",
             "DBOS",
             "DBOSClient",
