@@ -11,23 +11,25 @@ import typing as _typing
 from . import error
 from ._config import DBOSConfig
 from ._datasource import Datasource, DBAPIDatasource, PeeweeDatasource
+from ._engine.attributes import SetWorkflowAttributes
 from ._engine.classes import DBOSConfiguredInstance
 from ._engine.context import DBOSContextEnsure, DBOSContextSetAuth, SetWorkflowID
 from ._engine.deadline import SetWorkflowTimeout
 from ._engine.handles import WorkflowHandle, WorkflowHandleAsync
 from ._engine.messages import SendMessage
 from ._engine.step import StepOptions
-from ._engine.attributes import SetWorkflowAttributes
+from ._engine.validation import make_pydantic_args_validator, pydantic_args_validator
 from ._facade.dbos import DBOS
-from ._ops.debouncer_client import DebouncerClient
-from ._queues.debouncer import Debouncer
-from ._queues.dedup import DuplicationPolicy
-from ._queues.schedules import ClientScheduleInput, ScheduleInput, WorkflowSchedule
 from ._ops.client import DBOSClient, EnqueueOptions
+from ._ops.debouncer_client import DebouncerClient
 from ._ops.management import StepInfo
 from ._ops.migrate import run_dbos_database_migrations
+from ._portable_json import PortableWorkflowError, WorkflowSerializationFormat
+from ._queues.debouncer import Debouncer
+from ._queues.dedup import DuplicationPolicy
 from ._queues.queue import Queue, QueueRateLimit, SetEnqueueOptions
-from ._serialization import DefaultSerializer, Serializer
+from ._queues.schedules import ClientScheduleInput, ScheduleInput, WorkflowSchedule
+from ._serialization import DBOSPortableJSONSerializer, DefaultSerializer, Serializer
 from ._status import StepStatus, WorkflowStatus, WorkflowStatusString
 from ._versions import VersionInfo
 
@@ -50,10 +52,12 @@ __all__ = [
     "DBOSConfiguredInstance",
     "DBOSContextEnsure",
     "DBOSContextSetAuth",
+    "DBOSPortableJSONSerializer",
     "Datasource",
     "DefaultSerializer",
     "EnqueueOptions",
     "PeeweeDatasource",
+    "PortableWorkflowError",
     "Queue",
     "QueueRateLimit",
     "SendMessage",
@@ -67,9 +71,12 @@ __all__ = [
     "VersionInfo",
     "WorkflowHandle",
     "WorkflowHandleAsync",
+    "WorkflowSerializationFormat",
     "WorkflowStatus",
     "WorkflowStatusString",
     "error",
+    "make_pydantic_args_validator",
+    "pydantic_args_validator",
     "run_dbos_database_migrations",
 ]
 

@@ -53,6 +53,11 @@ class DBOSConfig(TypedDict, total=False):
     max_executor_threads: Optional[int]
     application_version: Optional[str]
     executor_id: Optional[str]
+    executor_timeout_sec: Optional[float]
+    takeover_enabled: Optional[bool]
+    new_work_outage_limit_sec: Optional[float]
+    handle_sigterm: Optional[bool]
+    shutdown_timeout_sec: Optional[float]
     enable_patching: Optional[bool]
     serializer: Optional[Any]
     application_datasource: Optional[Any]
@@ -102,23 +107,32 @@ def find_config_file(directory: Optional[str] = None) -> Optional[Path]:
     return None
 
 
-_PLACEHOLDER = re.compile(r"\$\{(?:DOCKER_SECRET:([^}]+)|([^}:]+))\}")
+_PLACEHOLDER = re.compile(r"\$\{(?:DOCKER_SECRET:([^}]+)|([^}:]+)(?::-([^}]*))?)\}")
 
 
-def substitute(text: str, *, silent: bool = False) -> str:
-    """Replace ``${DOCKER_SECRET:NAME}`` and ``${VAR}`` placeholders.
+def substitute(text: str, *, silent: bool = False, field: str = "") -> str:
+    """Replace ``${DOCKER_SECRET:NAME}``, ``${VAR}`` and ``${VAR:-default}`` placeholders.
 
-    One pass: a value read from a secret or the environment is not scanned
-    again, so a ``${...}`` inside it stays as it is.
+    An unset ``${VAR}`` raises ``DBOSConfigError`` naming the variable and
+    ``field``: an empty string in its place could, say, turn a database path
+    into one at the filesystem root. ``${VAR:-default}`` takes ``default``
+    when ``VAR`` is unset or empty, as a shell does. One pass: a value read
+    from a secret or the environment is not scanned again, so a ``${...}``
+    inside it stays as it is.
     """
 
     def replace(match: "re.Match[str]") -> str:
         if match.group(1) is not None:
             return _read_secret(match.group(1), silent)
-        value = os.environ.get(match.group(2))
+        name, default = match.group(2), match.group(3)
+        value = os.environ.get(name)
+        if default is not None and not value:
+            return default
         if value is None:
-            _warn(silent, f"Environment variable {match.group(2)} is not set")
-            return ""
+            raise DBOSConfigError(field, (
+                f"environment variable {name} is not set; set it, or give a default "
+                f"with ${{{name}:-default}}"
+            ))
         return value
 
     return _PLACEHOLDER.sub(replace, text)
@@ -148,23 +162,25 @@ _Loader.add_constructor(
 )
 
 
-def substitute_values(value: Any, *, silent: bool = False) -> Any:
+def substitute_values(value: Any, *, silent: bool = False, field: str = "") -> Any:
     """Substitute placeholders in every string of parsed YAML.
 
     Working on parsed values rather than the raw text leaves comments alone
     and keeps a value from the environment from changing the YAML structure.
     An unquoted scalar that is one placeholder (``admin_port: ${PORT}``)
     takes the type its value would have had in the file: a number or a
-    boolean; quote it (``"${VERSION}"``) to keep a string.
+    boolean; quote it (``"${VERSION}"``) to keep a string. ``field`` is the
+    path of ``value`` in the file, for errors.
     """
     if isinstance(value, _Placeholder):
-        return _typed_scalar(substitute(value, silent=silent))
+        return _typed_scalar(substitute(value, silent=silent, field=field))
     if isinstance(value, str):
-        return substitute(value, silent=silent)
+        return substitute(value, silent=silent, field=field)
     if isinstance(value, dict):
-        return {k: substitute_values(v, silent=silent) for k, v in value.items()}
+        return {k: substitute_values(v, silent=silent, field=_path([field, k] if field else [k]))
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [substitute_values(v, silent=silent) for v in value]
+        return [substitute_values(v, silent=silent, field=f"{field}[{i}]") for i, v in enumerate(value)]
     return value
 
 
@@ -451,6 +467,20 @@ class Settings:
     max_executor_threads: Optional[int] = None
     application_version: Optional[str] = None
     executor_id: Optional[str] = None
+    # DBOS.patch() may be called; the version is PATCHING_ENABLED unless application_version says.
+    enable_patching: bool = False
+    # An executor silent this long is presumed dead; with takeover_enabled a
+    # live one of the same application version takes over its workflows.
+    executor_timeout_sec: float = 60.0
+    takeover_enabled: bool = True
+    # During a system-database outage running work waits; a call that would
+    # start new work (a top-level start, an enqueue, a management call) gives
+    # up after this long.
+    new_work_outage_limit_sec: float = 60.0
+    # SIGTERM shuts DBOS down, waiting this long for running workflows, then
+    # ends the process (unless the application handles SIGTERM itself).
+    handle_sigterm: bool = True
+    shutdown_timeout_sec: float = 10.0
     log_level: str = "INFO"
     console_log_level: str = "INFO"
     run_admin_server: bool = False
@@ -520,6 +550,12 @@ def resolve(config: DBOSConfig, yaml_data: Optional[Dict[str, Any]] = None) -> S
         max_executor_threads=config.get("max_executor_threads"),
         application_version=config.get("application_version"),
         executor_id=config.get("executor_id"),
+        enable_patching=_flag(config, "enable_patching", False),
+        executor_timeout_sec=_number(config, "executor_timeout_sec", 60.0),
+        takeover_enabled=_flag(config, "takeover_enabled", True),
+        new_work_outage_limit_sec=_number(config, "new_work_outage_limit_sec", 60.0),
+        handle_sigterm=_flag(config, "handle_sigterm", True),
+        shutdown_timeout_sec=_number(config, "shutdown_timeout_sec", 10.0),
         log_level=level,
         console_log_level=str(config.get("console_log_level") or level).upper(),
         run_admin_server=_flag(config, "run_admin_server", False),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, Callable, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ._config import (
     CONFIG_FILENAMES,
@@ -29,10 +29,12 @@ from ._config import (
 )
 from ._datasource import Datasource, PeeweeDatasource, default_kind
 from ._engine.engine import Engine, Identity, peek_engine, set_constructed, set_engine
+from ._engine.heartbeat import Heartbeat, claim_executor_id, start_heartbeat
 from ._engine.recovery import recover_pending
 from ._engine.registry import clear_registry, get_registry
 from ._engine.transaction_async import install as install_datasource_steps
 from ._logger import configure_logging, dbos_logger
+from ._ops import interrupt, stop_signal
 from ._ops.admin_server import AdminServer
 from ._ops.migrate import migrate_command
 from ._queues.queue import INTERNAL_QUEUE
@@ -41,7 +43,8 @@ from ._queues.scheduler import start_scheduler
 from ._queues.worker import start_workers
 from ._serialization import Codec
 from ._sysdb import SystemDatabase
-from ._versions import compute_application_version
+from ._sysdb.outage import new_work
+from ._versions import PATCHING_VERSION, compute_application_version
 from .error import DBOSException, DBOSNotLaunchedError
 
 # Queued workflows a process runs at once unless max_executor_threads says.
@@ -68,6 +71,9 @@ class _GlobalParams:
 
 GlobalParams = _GlobalParams()
 
+# What DBOS Conductor's alerts are handed to: (name, message, metadata).
+AlertHandler = Callable[[str, str, Dict[str, str]], None]
+
 
 class Runtime:
     """What ``DBOS()`` constructed, and, once launched, what runs."""
@@ -80,9 +86,13 @@ class Runtime:
         self.admin_server: Optional[AdminServer] = None
         self.launched = False
         self.listen_queues: Optional[Set[str]] = None
+        self.alert_handler: Optional[AlertHandler] = None
         self._stop_event = threading.Event()
         self._background: List[threading.Thread] = []
+        self._heartbeat: Optional[Heartbeat] = None
         configure_logging(settings.log_level, settings.console_log_level)
+        if settings.enable_patching:  # over DBOS__APPVERSION, under application_version
+            GlobalParams.app_version = PATCHING_VERSION
         if settings.application_version:
             GlobalParams.app_version = settings.application_version
         if settings.executor_id:
@@ -103,6 +113,10 @@ class Runtime:
                     get_registry().workflow_functions(), settings.name
                 )
             _register_version(sysdb, GlobalParams.app_version, settings.name)
+            with new_work():
+                GlobalParams.executor_id = claim_executor_id(
+                    sysdb, GlobalParams.executor_id, GlobalParams.app_version, settings.name,
+                    settings.executor_timeout_sec)
             engine = _build_engine(sysdb, settings)
         except BaseException:
             sysdb.close()
@@ -117,6 +131,9 @@ class Runtime:
         set_engine(engine)
         self.launched = True
         self._start_background(engine)
+        if settings.handle_sigterm:
+            stop_signal.install(_shutdown_on_sigterm)
+        interrupt.install(_stop_on_interrupt)
         dbos_logger.info("DBOS launched!")
 
     def _start_background(self, engine: Engine) -> None:
@@ -124,8 +141,11 @@ class Runtime:
         # the rest are found now, before this process starts any of its own,
         # so recovery never picks up a workflow that is running here.
         identity = engine.identity
+        # A fresh heartbeat first: no one takes over what this executor recovers now.
+        self._heartbeat = start_heartbeat(engine, self.settings.executor_timeout_sec,
+                                          self.settings.takeover_enabled)
         engine.sysdb.requeue_pending(identity.executor_id, identity.app_version)
-        pending = engine.sysdb.pending_workflows(identity.executor_id, identity.app_version)
+        pending = engine.sysdb.pending_attempts(identity.executor_id, identity.app_version)
         budget = self.settings.max_executor_threads or DEFAULT_DISPATCH_BUDGET
         start_workers(engine, budget, self.listen_queues)
         schedules = list(get_registry().schedules)
@@ -152,6 +172,9 @@ class Runtime:
             engine.stop_intake()  # no new work starts while we wait for the running
         if engine is not None and workflow_completion_timeout_sec > 0:
             self._wait_for_active(engine, workflow_completion_timeout_sec)
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:  # beats until the work that was let finish has finished
+            heartbeat.stop()
         for thread in self._background:
             thread.join(timeout=10)
             if thread.is_alive():
@@ -198,8 +221,16 @@ def settings_for(config: Optional[DBOSConfig]) -> Tuple[DBOSConfig, Settings]:
         config = config_from_yaml(yaml_data)
     elif config is None:
         config = default_config()
-        dbos_logger.info(f"No {CONFIG_FILENAMES[0]} here; running as app '{config['name']}'")
     return config, resolve(config, yaml_data)
+
+
+def _say_defaults(settings: Settings) -> None:
+    """Say which app name and database ``DBOS()`` chose without a configuration:
+    run from another folder, an app starts over in a new SQLite file."""
+    where = settings.system_database_url
+    shown = where.sqlite_path if where.is_sqlite else str(where)
+    dbos_logger.info(f"No {CONFIG_FILENAMES[0]} in {os.getcwd()}: running as app '{settings.name}' "
+                     f"with system database {shown}")
 
 
 def current_config() -> Optional[DBOSConfig]:
@@ -216,10 +247,14 @@ def construct_from(config: Optional[DBOSConfig], prepare: Optional[Callable[[], 
     with lock:
         if _runtime is not None:
             return _runtime
+        defaults = config is None and find_config_file() is None
         config, settings = settings_for(config)
         if prepare is not None:
             prepare()
-        return construct(config, settings)
+        runtime = construct(config, settings)
+        if defaults:  # now that construct set logging up, so that it shows
+            _say_defaults(settings)
+        return runtime
 
 
 def construct(config: DBOSConfig, settings: Settings) -> Runtime:
@@ -230,6 +265,19 @@ def construct(config: DBOSConfig, settings: Settings) -> Runtime:
             _runtime = Runtime(config, settings)
             set_constructed(True)
         return _runtime
+
+
+def set_alert_handler(func: AlertHandler) -> None:
+    """Keep the one alert handler; only between ``DBOS()`` and launch."""
+    with lock:
+        runtime = _runtime
+        if runtime is None:
+            raise DBOSException("@DBOS.alert_handler needs DBOS(...) to be constructed first")
+        if runtime.launched:
+            raise DBOSException("@DBOS.alert_handler must be applied before DBOS.launch()")
+        if runtime.alert_handler is not None:
+            raise DBOSException("An alert handler is already defined; declare only one @DBOS.alert_handler")
+        runtime.alert_handler = func
 
 
 def launch() -> None:
@@ -264,6 +312,8 @@ def launch_if_needed() -> None:
 def destroy(*, destroy_registry: bool = False, workflow_completion_timeout_sec: float = 0) -> None:
     """Stop everything the runtime runs and forget it; a new ``DBOS()`` starts afresh."""
     global _runtime
+    stop_signal.uninstall()
+    interrupt.uninstall()
     with lock:  # forgotten first: nothing launches it again while it stops
         runtime, _runtime = _runtime, None
         set_constructed(False)
@@ -273,6 +323,23 @@ def destroy(*, destroy_registry: bool = False, workflow_completion_timeout_sec: 
         clear_registry()
     GlobalParams.reset()
     dbos_logger.info("DBOS successfully shut down")
+
+
+def _stop_on_interrupt() -> bool:
+    """What an uncaught Ctrl-C does (see _ops/interrupt.py): stop at once, quietly;
+    whether workflows were still running on DBOS's threads."""
+    engine = peek_engine()
+    running = engine is not None and bool(engine.active_workflows())
+    dbos_logger.setLevel("WARNING")  # the one line printed says it all
+    destroy(workflow_completion_timeout_sec=0)
+    return running
+
+
+def _shutdown_on_sigterm() -> None:
+    """What SIGTERM does (see _ops/stop_signal.py): ``destroy`` with the configured timeout."""
+    runtime = _runtime
+    if runtime is not None:
+        destroy(workflow_completion_timeout_sec=runtime.settings.shutdown_timeout_sec)
 
 
 def system_database(what: str) -> SystemDatabase:
@@ -334,6 +401,7 @@ def _open_system_database(settings: Settings) -> SystemDatabase:
         pool_size=settings.sys_db_pool_size,
         pool_timeout=settings.pool_timeout,
         connect_args=settings.connect_args,
+        new_work_limit=settings.new_work_outage_limit_sec,
     )
 
 
@@ -362,11 +430,13 @@ def _build_engine(sysdb: SystemDatabase, settings: Settings) -> Engine:
                                                url.render() if url is not None else None)
     if datasource is not None:
         datasource.ensure_schema()
-    identity = Identity(settings.name, GlobalParams.app_version, GlobalParams.executor_id)
-    return Engine(sysdb, Codec(settings.serializer), identity,
+    # DBOS Cloud sets DBOS__APPID; read once here, not on every workflow start.
+    identity = Identity(settings.name, GlobalParams.app_version, GlobalParams.executor_id,
+                        os.environ.get("DBOS__APPID", ""))
+    return Engine(sysdb, Codec.of(settings.serializer), identity,
                   settings.max_executor_threads, datasource, owned,
                   poll_interval=settings.notification_listener_polling_interval_sec,
-                  listen=settings.use_listen_notify)
+                  listen=settings.use_listen_notify, patching=settings.enable_patching)
 
 
 def datasource_from_config(choice: Any, url: Optional[str]) -> Tuple[Optional[Datasource], bool]:
@@ -389,8 +459,8 @@ def _open_admin_server(engine: Engine, settings: Settings) -> Optional[AdminServ
     return AdminServer(engine, settings.admin_host, settings.admin_port)
 
 
-def _recover_quietly(engine: Engine, workflow_ids: List[str]) -> None:
+def _recover_quietly(engine: Engine, seen: Dict[str, int]) -> None:
     try:
-        recover_pending(engine, workflow_ids)
+        recover_pending(engine, seen)
     except Exception:
         dbos_logger.error("Recovery of pending workflows failed", exc_info=True)

@@ -28,14 +28,26 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import json
 import pickle
 import pickletools
 from abc import ABC, abstractmethod
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from .error import DBOSRecordedError, DBOSSerializationError
+from ._portable_json import (
+    PORTABLE_JSON,
+    PY_PICKLE,
+    PortableWorkflowError,
+    error_data,
+    error_from_text,
+    format_of,
+    inputs_from_text,
+    inputs_text,
+    to_json_text,
+)
+from .error import DBOSRecordedError, DBOSSerializationError, DBOSUnknownSerializationError
 
-__all__ = ["Codec", "DefaultSerializer", "Serializer"]
+__all__ = ["Codec", "DBOSPortableJSONSerializer", "DefaultSerializer", "Serializer"]
 
 # Pinned rather than pickle.HIGHEST_PROTOCOL, so that rows written by a newer
 # Python stay readable by every Python this library supports (3.8+ reads 5).
@@ -79,6 +91,24 @@ class DefaultSerializer(Serializer):
         return "py_pickle"
 
 
+class DBOSPortableJSONSerializer(Serializer):
+    """Portable JSON (``"portable_json"``): compact JSON text any language reads.
+
+    Dates and times are stored as RFC 3339 strings, decimals as strings,
+    tuples and sets as lists; other types raise ``TypeError``.
+    """
+
+    # Parameter names as DBOS Transact's, for callers that pass them by keyword.
+    def serialize(self, value: Any) -> str:
+        return to_json_text(value)
+
+    def deserialize(self, text: str) -> Any:
+        return None if text is None else json.loads(text)
+
+    def name(self) -> str:
+        return PORTABLE_JSON
+
+
 # Where the library's classes lived before its internal modules became
 # private packages: values recorded then (a WorkflowStatus a workflow read,
 # say) name these modules, and still load.
@@ -106,10 +136,52 @@ class _Unpickler(pickle.Unpickler):
 
 
 class Codec:
-    """Wraps the configured ``Serializer``; the engine only calls these methods."""
+    """Wraps the configured ``Serializer``; the engine only calls these methods.
+
+    A row may record another format in its ``serialization`` column (NULL:
+    the configured one): ``for_stored`` gives the codec that reads it, and
+    ``for_type`` the one a ``serialization_type`` writes with; ``column`` is
+    what a codec's writes record.
+    """
+
+    column: Optional[str] = None
 
     def __init__(self, serializer: Optional[Serializer] = None) -> None:
         self.serializer: Serializer = serializer if serializer is not None else DefaultSerializer()
+        self._formats: Dict[str, Codec] = {}
+
+    @staticmethod
+    def of(serializer: Optional[Serializer]) -> "Codec":
+        """The codec of a configured serializer: portable JSON configured as the
+        application's serializer stores workflows in the portable shapes."""
+        if serializer is not None and serializer.name() == PORTABLE_JSON:
+            return PortableCodec(None)
+        return Codec(serializer)
+
+    @property
+    def home(self) -> "Codec":
+        """The codec of the configured serializer, which the others derive from."""
+        return self
+
+    def for_stored(self, serialization: Optional[str]) -> "Codec":
+        """The codec that reads values whose row records ``serialization``."""
+        home = self.home
+        if serialization is None or serialization == home.serializer.name():
+            return home
+        if serialization not in (PORTABLE_JSON, PY_PICKLE):
+            raise DBOSUnknownSerializationError(serialization, home.serializer.name())
+        if serialization not in home._formats:
+            home._formats[serialization] = PortableCodec(home) if serialization == PORTABLE_JSON else _Native(home)
+        return home._formats[serialization]
+
+    def for_type(self, serialization_type: Any) -> "Codec":
+        """The codec a ``WorkflowSerializationFormat`` writes with (DEFAULT: this one)."""
+        chosen = format_of(serialization_type)
+        return self if chosen is None else self.for_stored(chosen)
+
+    def _refusal(self, what: str, reason: str) -> Exception:
+        """The error for a value this format cannot store."""
+        return DBOSSerializationError(what, reason)
 
     # -- workflow inputs ---------------------------------------------------
 
@@ -123,7 +195,7 @@ class Codec:
 
     def _inputs_error(
         self, args: Tuple[Any, ...], kwargs: Dict[str, Any], workflow_name: str, whole: Exception
-    ) -> DBOSSerializationError:
+    ) -> Exception:
         # The error for the whole dictionary rarely says which argument is at
         # fault, so each one is tried alone; this only runs on the failure path.
         labelled: List[Tuple[str, Any]] = [
@@ -133,9 +205,9 @@ class Codec:
         for label, value in labelled:
             reason = self._failure(value)
             if reason is not None:
-                return DBOSSerializationError(f"{label} of workflow '{workflow_name}'", reason)
+                return self._refusal(f"{label} of workflow '{workflow_name}'", reason)
         # No argument fails alone (e.g. a size limit reached only by all of them).
-        return DBOSSerializationError(f"the inputs of workflow '{workflow_name}'", _describe(whole))
+        return self._refusal(f"the inputs of workflow '{workflow_name}'", _describe(whole))
 
     def _failure(self, value: Any) -> Optional[str]:
         try:
@@ -162,7 +234,7 @@ class Codec:
         try:
             return self.serializer.serialize(value)
         except Exception as exc:
-            raise DBOSSerializationError(what, _describe(exc)) from exc
+            raise self._refusal(what, _describe(exc)) from exc
 
     def load_value(self, text: Optional[str]) -> Any:
         if text is None:
@@ -217,6 +289,67 @@ class Codec:
         if isinstance(self.serializer, DefaultSerializer):
             return _pickled_class_name(text)
         return "unknown"
+
+
+class _Native(Codec):
+    """Pickle (``WorkflowSerializationFormat.NATIVE``) where another serializer is configured."""
+
+    column = PY_PICKLE
+
+    def __init__(self, home: Codec) -> None:
+        super().__init__(DefaultSerializer())
+        self._home = home
+
+    @property
+    def home(self) -> Codec:
+        return self._home
+
+
+class PortableCodec(Codec):
+    """Portable JSON: inputs as ``positionalArgs``/``namedArgs``, errors as
+    ``{"name", "message", "code", "data"}`` read back as ``PortableWorkflowError``."""
+
+    column = PORTABLE_JSON
+
+    def __init__(self, home: Optional[Codec]) -> None:
+        """``home`` None: portable JSON is the configured format."""
+        super().__init__(DBOSPortableJSONSerializer())
+        self._home = home
+
+    @property
+    def home(self) -> Codec:
+        return self if self._home is None else self._home
+
+    def _refusal(self, what: str, reason: str) -> Exception:
+        return PortableWorkflowError(
+            f"Cannot store {what} as portable JSON: {reason}. Pass JSON values (str, int, float, bool, "
+            "None, lists, dicts with string keys; dates and decimals become strings), or use "
+            "WorkflowSerializationFormat.NATIVE", "TypeError")
+
+    def dump_inputs(self, args: Tuple[Any, ...], kwargs: Dict[str, Any], *, workflow_name: str) -> str:
+        try:
+            return inputs_text(args, kwargs)
+        except (TypeError, ValueError) as exc:
+            raise self._inputs_error(args, kwargs, workflow_name, exc) from exc
+
+    def load_inputs(self, text: str) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
+        try:
+            return inputs_from_text(text)
+        except (TypeError, ValueError) as exc:
+            raise DBOSSerializationError("the recorded portable workflow inputs", _describe(exc)) from exc
+
+    def dump_error(self, exc: BaseException) -> str:
+        data = error_data(exc, _safe_str(exc))
+        try:
+            return to_json_text(data)
+        except ValueError:  # a NaN in its data: the name and message are what matter
+            return to_json_text({**data, "data": None})
+
+    def load_error(self, text: str) -> BaseException:
+        try:
+            return error_from_text(text)
+        except ValueError as exc:
+            return DBOSRecordedError("unknown", f"could not be restored: {_describe(exc)}")
 
 
 # -- helpers ---------------------------------------------------------------

@@ -98,14 +98,16 @@ _NOT_SHOWN = {"request", "inputs", "output", "error", "owner_xid", "serializatio
 
 def status_from_row(codec: Codec, row: Dict[str, Any]) -> WorkflowStatus:
     """A status object; data that cannot be read back is shown raw, with a warning."""
+    stored = row.get("serialization")
     fields = {_RENAMED.get(k, k): v for k, v in row.items() if k not in _NOT_SHOWN}
     fields["authenticated_roles"] = _json(row.get("authenticated_roles"))
     fields["attributes"] = _json(row.get("attributes"))
     fields["was_forked_from"] = bool(row.get("was_forked_from"))
-    fields["input"] = readable(lambda: _inputs(codec, row.get("inputs")), row.get("inputs"))
-    fields["output"] = readable(lambda: codec.load_value(row.get("output")), row.get("output"))
+    # An unknown stored format (for_stored raises) leaves the values raw too.
+    fields["input"] = readable(lambda: _inputs(codec.for_stored(stored), row.get("inputs")), row.get("inputs"))
+    fields["output"] = readable(lambda: codec.for_stored(stored).load_value(row.get("output")), row.get("output"))
     error = row.get("error")
-    fields["error"] = codec.load_error(error) if error else None
+    fields["error"] = readable(lambda: codec.for_stored(stored).load_error(error), error) if error else None
     return WorkflowStatus(**fields)
 
 

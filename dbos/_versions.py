@@ -7,7 +7,7 @@ import inspect
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 
 @lru_cache(maxsize=1)
@@ -19,6 +19,12 @@ def package_version() -> str:
         return "0+unknown"
 
 
+# The application version of every process with patching enabled (and no
+# application_version configured): new code recovers the workflows old code
+# started, and DBOS.patch() tells each which code path it took.
+PATCHING_VERSION = "PATCHING_ENABLED"
+
+
 @dataclass(frozen=True)
 class VersionInfo:
     version_id: str
@@ -26,6 +32,12 @@ class VersionInfo:
     version_timestamp: int
     created_at: int
     application_name: Optional[str]
+
+    def __getitem__(self, key: str) -> Any:
+        """``info["version_name"]`` too: DBOS Transact's ``VersionInfo`` is a TypedDict."""
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
 
 
 def compute_application_version(functions: Iterable[Callable[..., object]], app_name: str) -> str:

@@ -147,6 +147,39 @@ class DBOSSystemDatabaseError(DBOSException):
         super().__init__(message, DBOSErrorCode.SystemDatabaseError)
 
 
+# One subclass per cause a user can act on; each message says which database,
+# which operation, what went wrong and what to do. Catching
+# ``DBOSSystemDatabaseError`` still catches them all.
+
+
+class DBOSDiskFullError(DBOSSystemDatabaseError):
+    """The disk holding the system database is full: nothing can be written."""
+
+
+class DBOSReadOnlyDatabaseError(DBOSSystemDatabaseError):
+    """The system database may be read but not written (a read-only file or a standby server)."""
+
+
+class DBOSDatabaseConnectionError(DBOSSystemDatabaseError):
+    """No connection to the system database could be opened, or one was lost."""
+
+
+class DBOSDatabaseAuthenticationError(DBOSDatabaseConnectionError):
+    """The database server refused the user or password."""
+
+
+class DBOSTooManyConnectionsError(DBOSSystemDatabaseError):
+    """The server (or this process's pool) has no connection left to give."""
+
+
+class DBOSDatabaseBusyError(DBOSSystemDatabaseError):
+    """A lock stayed held by another connection past the time limit."""
+
+
+class DBOSDatabasePermissionError(DBOSSystemDatabaseError):
+    """The database role, or the operating-system user, may not do this."""
+
+
 class DBOSNotLaunchedError(DBOSException):
     def __init__(self, what: str) -> None:
         super().__init__(
@@ -201,8 +234,8 @@ class DBOSMaxStepRetriesExceeded(DBOSException):
 class DBOSNotAuthorizedError(DBOSException):
     status_code = 403
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, DBOSErrorCode.NotAuthorized)
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg, DBOSErrorCode.NotAuthorized)
 
 
 class DBOSConflictingWorkflowError(DBOSException):
@@ -215,8 +248,8 @@ class DBOSConflictingWorkflowError(DBOSException):
 
 
 class DBOSWorkflowCancelledError(DBOSBaseException):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, DBOSErrorCode.WorkflowCancelled)
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg, DBOSErrorCode.WorkflowCancelled)
 
 
 class DBOSUnexpectedStepError(DBOSException):
@@ -233,6 +266,20 @@ class DBOSUnexpectedStepError(DBOSException):
         self.step_id = step_id
         self.expected_name = expected_name
         self.recorded_name = recorded_name
+
+
+class DBOSPatchNondeterminismError(DBOSException):
+    """A patch's answer could differ between executions of one workflow."""
+
+    def __init__(self, workflow_id: str, patch_name: str, details: str) -> None:
+        super().__init__(
+            f"Cannot deterministically apply patch {patch_name} in workflow {workflow_id}: "
+            f"{details}. Check that your workflow is deterministic.",
+            DBOSErrorCode.PatchNondeterminism,
+        )
+        self.workflow_id = workflow_id
+        self.patch_name = patch_name
+        self.details = details
 
 
 class DBOSQueueDeduplicatedError(DBOSException):
@@ -279,6 +326,18 @@ class DBOSStreamTimeoutError(DBOSException):
         self.workflow_id = workflow_id
         self.key = key
         self.timeout_seconds = timeout_seconds
+
+
+class DBOSStreamNondeterminismError(DBOSException):
+    def __init__(self, workflow_id: str, key: str) -> None:
+        super().__init__(
+            f"Workflow {workflow_id} read stream {key} while another of its stream reads was still "
+            "in progress: which read records which value would depend on task scheduling, so a "
+            "replay could differ. Read streams one at a time in workflow code, or from a step.",
+            DBOSErrorCode.StreamNondeterminism,
+        )
+        self.workflow_id = workflow_id
+        self.key = key
 
 
 class DBOSStepTimeoutError(DBOSException):
@@ -336,3 +395,32 @@ class DBOSInvalidArgumentError(DBOSException, ValueError):
         super().__init__(f"Invalid {argument} {value!r}: {expected}")
         self.argument = argument
         self.value = value
+
+
+class DBOSArgumentValidationError(DBOSException, ValueError):
+    """A workflow's arguments, read from its row, failed its ``validate_args``;
+    the workflow ends in ERROR without running. Also a ``ValueError``, as in
+    DBOS Transact."""
+
+    def __init__(self, workflow_name: str, problems: List[str]) -> None:
+        super().__init__(
+            f"Arguments of workflow {workflow_name} failed validation: {'; '.join(problems)}. "
+            "The workflow did not run: enqueue it with arguments of the types its signature declares"
+        )
+        self.workflow_name = workflow_name
+        self.problems = problems
+
+
+class DBOSUnknownSerializationError(DBOSException):
+    """A recorded value is marked with a format this process has no serializer for
+    (another language's, or another configured serializer's)."""
+
+    def __init__(self, serialization: str, configured: str) -> None:
+        super().__init__(
+            f"A recorded value is stored as {serialization!r}, which this process cannot read: it reads "
+            f"its configured serializer's format ({configured!r}), 'portable_json' and 'py_pickle'. "
+            "Configure the serializer that wrote it, or write it as portable JSON",
+            DBOSErrorCode.SerializationError,
+        )
+        self.serialization = serialization
+        self.configured = configured

@@ -7,7 +7,10 @@ server at DBOS_TEST_POSTGRES_URL, dropped afterwards.
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import sys
+import threading
 import uuid
 from typing import Iterator
 
@@ -27,6 +30,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("DBOS_TEST_BACKEND", "sqlite"),
         help="system database backend for integration tests",
     )
+
+
+EXIT_GRACE_S = 60.0
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """If a thread a test left running (a workflow blocked forever) keeps the
+    interpreter from exiting, say which after a grace period and exit with the
+    run's status: CI gets the verdict and the stacks, not a stall until its limit."""
+    def guard() -> None:
+        sys.stderr.write(f"\npytest had not exited {EXIT_GRACE_S:g} s after the session; threads still running:\n")
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        sys.stderr.flush()
+        os._exit(int(exitstatus))
+
+    timer = threading.Timer(EXIT_GRACE_S, guard)
+    timer.daemon = True
+    timer.start()
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -116,22 +116,22 @@ class TransactionSteps:
             raise DBOSException(f"{type(self).__name__}.{api} needs a regular function; {_name(func)} is "
                                 "a coroutine function. Use AsyncSQLAlchemyDatasource for async def")
 
-    def run_tx_step(self, options: Optional[DatasourceOptions], func: Callable[..., Any],
+    def run_tx_step(self, ds_options: Optional[DatasourceOptions], func: Callable[..., Any],
                     *args: Any, **kwargs: Any) -> Any:
         """Run ``func(*args, **kwargs)`` as a transaction of this datasource without decorating it."""
         if self.is_async:
             raise DBOSException(f"{type(self).__name__} runs coroutines: use await ds.run_tx_step_async(...)")
         self._check_kind(func, "run_tx_step")
-        name, level = _options(options, func)
+        name, level = _options(ds_options, func)
         return _sync_runner()(self, name, level, func, args, kwargs)
 
-    async def run_tx_step_async(self, options: Optional[DatasourceOptions], func: Callable[..., Any],
+    async def run_tx_step_async(self, ds_options: Optional[DatasourceOptions], func: Callable[..., Any],
                                 *args: Any, **kwargs: Any) -> Any:
         """``run_tx_step`` for an async datasource and a coroutine function."""
         if not self.is_async:
             raise DBOSException(f"{type(self).__name__} runs regular functions: use ds.run_tx_step(...)")
         self._check_kind(func, "run_tx_step_async")
-        name, level = _options(options, func)
+        name, level = _options(ds_options, func)
         return await _async_runner()(self, name, level, func, args, kwargs)
 
     def sql_session(self) -> Any:

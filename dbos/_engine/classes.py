@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from ..error import DBOSException
 from .registry import FunctionInfo, get_registry
 
 
@@ -45,5 +46,16 @@ class DBOSConfiguredInstance:
 
     def __init__(self, config_name: str) -> None:
         self.config_name = config_name
-        class_name = getattr(type(self), "dbos_class_name", type(self).__qualname__)
-        get_registry().register_instance(f"{class_name}/{config_name}", self)
+        register_instance(self)
+
+
+def register_instance(instance: object) -> None:
+    """Register ``instance`` under ``<class name>/<config_name>``; ``DBOSException``
+    without a ``config_name``, or for another instance under the same key."""
+    config_name = getattr(instance, "config_name", None)
+    if not isinstance(config_name, str):
+        raise DBOSException(
+            f"Cannot register {type(instance).__qualname__} instance: it needs a config_name "
+            "(a str attribute, as DBOSConfiguredInstance sets)")
+    class_name = getattr(type(instance), "dbos_class_name", type(instance).__qualname__)
+    get_registry().register_instance(f"{class_name}/{config_name}", instance)

@@ -11,9 +11,10 @@ import threading
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field, replace
 from types import TracebackType
-from typing import Any, Dict, List, Optional, Type
+from typing import Any, Callable, Dict, List, Optional, Type
 
 from .._status import StepStatus
+from .._sysdb.ids import check_workflow_id
 from .._sysdb.records import StepRecord
 from ..error import DBOSException, DBOSUnexpectedStepError
 
@@ -31,13 +32,19 @@ class WorkflowRun:
         name: str,
         recorded: Optional[Dict[int, StepRecord]] = None,
         deadline_ms: Optional[int] = None,
+        serialization: Optional[str] = None,
     ) -> None:
         self.workflow_id = workflow_id
         self.name = name
         self.recorded = recorded or {}
         self.deadline_ms = deadline_ms
+        self.patches: Dict[str, bool] = {}  # each DBOS.patch() name asked here, and its answer
+        # The stored format of its inputs and outcome, and the default of its
+        # messages and events (None: the configured serializer's).
+        self.serialization = serialization
         self._function_id = 0
         self._lock = threading.Lock()
+        self.reading_stream = False  # a checkpointed stream read is in progress (streams.py)
 
     def next_function_id(self) -> int:
         # Async workflows may start operations from several tasks at once;
@@ -45,6 +52,16 @@ class WorkflowRun:
         with self._lock:
             self._function_id += 1
             return self._function_id
+
+    def next_function_id_if(self, accept: Callable[[Optional[StepRecord]], bool]) -> Optional[int]:
+        """The next function ID, taken only if ``accept`` what an earlier
+        execution recorded there (None: nothing); None and nothing taken otherwise."""
+        with self._lock:
+            candidate = self._function_id + 1
+            if not accept(self.recorded.get(candidate)):
+                return None
+            self._function_id = candidate
+            return candidate
 
     def recorded_step(self, function_id: int, name: str) -> Optional[StepRecord]:
         """The earlier outcome at this ID, checking the code still calls the same thing."""
@@ -140,10 +157,10 @@ class ContextChange:
 class SetWorkflowID(ContextChange):
     """Run the next workflow started in this block under ``workflow_id``."""
 
-    def __init__(self, workflow_id: str) -> None:
-        if not isinstance(workflow_id, str) or not workflow_id.strip():
-            raise DBOSException(f"SetWorkflowID needs a non-empty workflow ID, got {workflow_id!r}")
-        self.workflow_id = workflow_id
+    def __init__(self, wfid: str) -> None:  # named as in DBOS Transact, for callers passing wfid=
+        if not isinstance(wfid, str) or not wfid.strip():
+            raise DBOSException(f"SetWorkflowID needs a non-empty workflow ID, got {wfid!r}")
+        self.workflow_id = check_workflow_id(wfid)
 
     def _change(self, ctx: DBOSContext) -> None:
         ctx.next_workflow_id = self.workflow_id

@@ -61,6 +61,7 @@ class Identity:
     app_name: str
     app_version: str
     executor_id: str
+    app_id: str = ""  # DBOS__APPID, recorded on each workflow as DBOS Transact does
 
 
 class Engine:
@@ -73,12 +74,13 @@ class Engine:
         datasource: Any = None,
         owns_datasource: bool = True,
         poll_interval: float = 1.0,
-        listen: bool = True,
+        listen: bool = True, patching: bool = False,
     ) -> None:
         self.sysdb = sysdb
         self.codec = codec
         self.identity = identity
         self.datasource = datasource
+        self.patching = patching  # enable_patching: DBOS.patch() may be called
         self._owns_datasource = owns_datasource
         self.pool = ThreadPoolExecutor(
             max_workers=max_threads or sys.maxsize, thread_name_prefix="dbos-executor-"
@@ -95,9 +97,19 @@ class Engine:
         self.poll_interval = (
             max(LISTENER_RECHECK_S, poll_interval) if self.listener is not None else poll_interval
         )
+        self._init_lifecycle()
+
+    def _init_lifecycle(self) -> None:
         # What stops new work from starting here (queue workers, schedulers),
         # called last registered first.
         self.on_close: List[Callable[[], None]] = []
+        # What starts workflows of its own accord (schedulers): stopped by
+        # deactivation, which leaves the rest running, and at close.
+        self.pollers: List[Callable[[], None]] = []
+        self.deactivated = False
+        # Set when DBOS shuts down: a body still running records no outcome (workflow.py).
+        self.closed = False
+        self.intake_stopped = False  # shutting down: no recovered or queued work starts any more
         # Strong references: the loop itself only keeps weak ones to tasks.
         self.tasks: Set["asyncio.Future[Any]"] = set()
 
@@ -187,12 +199,24 @@ class Engine:
         with self._active_lock:
             return sorted(self._active)
 
+    def deactivate(self) -> None:
+        """Stop the schedulers, as DBOS Transact's ``/deactivate`` does: no new
+        workflow starts here of its own accord, while queue workers and
+        recovery go on, so the workflows already started (and the children
+        they enqueue) finish."""
+        self.deactivated = True
+        while self.pollers:
+            self.pollers.pop()()
+
     def stop_intake(self) -> None:
-        """Stop schedulers and queue workers from starting more workflows."""
+        """Stop schedulers, queue workers and recovery from starting more workflows."""
+        self.intake_stopped = True
+        self.deactivate()
         while self.on_close:
             self.on_close.pop()()
 
     def close(self) -> None:
+        self.closed = True
         self.stop_intake()
         self.deadlines.stop()
         if self.listener is not None:

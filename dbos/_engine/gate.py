@@ -24,8 +24,10 @@ Call = Callable[[], Any]
 
 
 class Gate:
-    def __init__(self, pool: Executor, limit: int, patience_s: float = 0.1) -> None:
+    def __init__(self, pool: Executor, limit: int, patience_s: float = 0.1,
+                 admit: Callable[[], bool] = lambda: True) -> None:
         self._pool = pool
+        self._admit = admit  # False once shutdown began: the rest stay PENDING
         self._slots = threading.Semaphore(max(1, limit))
         self._patience_s = patience_s
 
@@ -40,6 +42,11 @@ class Gate:
     def _feed(self, calls: List[Call], futures: List["Future[Any]"]) -> None:
         for index, (call, future) in enumerate(zip(calls, futures)):
             held = self._slots.acquire(timeout=self._patience_s)
+            if not self._admit():
+                if held:
+                    self._slots.release()
+                self._abandon(futures[index:])
+                return
             try:
                 inner = self._pool.submit(call)
             except RuntimeError:  # the pool was shut down: the rest stay PENDING

@@ -14,6 +14,8 @@ from concurrent.futures import Future
 from typing import Any, Callable, Dict, Generic, List, Optional, Tuple, TypeVar
 
 from .._status import ACTIVE_STATUSES, WorkflowStatus, status_from_row
+from .._sysdb.ids import check_workflow_id
+from .._sysdb.outage import new_work
 from ..error import DBOSNonExistentWorkflowError
 from .context import current_run
 from .engine import Engine, get_engine
@@ -61,11 +63,13 @@ async def checkpointed_result_async(workflow_id: str, wait: Callable[[], Any]) -
 
 def workflow_status(engine: Engine, workflow_id: str) -> Optional[WorkflowStatus]:
     """The status, or None; inside a workflow the answer is checkpointed."""
+    check_workflow_id(workflow_id)
     return durable(engine, GET_STATUS, lambda: _read_status(engine, workflow_id),
                    what=f"the status of workflow {workflow_id}", record_error=False)
 
 
 async def workflow_status_async(engine: Engine, workflow_id: str) -> Optional[WorkflowStatus]:
+    check_workflow_id(workflow_id)
     return await durable_async(engine, GET_STATUS, lambda: _read_status(engine, workflow_id),
                                what=f"the status of workflow {workflow_id}", record_error=False)
 
@@ -118,6 +122,10 @@ class WorkflowHandleFuture(WorkflowHandle[R]):
         """Call ``callback`` (on some thread) once the local run has ended."""
         self._future.add_done_callback(lambda _: callback())
 
+    def add_future_callback(self, callback: Callable[["Future[R]"], None]) -> None:
+        """Call ``callback`` with the local run's future (on some thread) once it has ended."""
+        self._future.add_done_callback(callback)
+
     def get_result(self, *, polling_interval_sec: float = 1.0) -> R:
         result: R = checkpointed_result(self.workflow_id, self._future.result)
         return result
@@ -157,7 +165,8 @@ def start_workflow(func: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict
     info, bound = resolve(func)
     engine = get_engine("DBOS.start_workflow()")
     launch = prepare(engine, info, bound + args, kwargs, direct=False)
-    found = engine.sysdb.start_workflow(launch.row, launch.link)
+    with new_work(launch.link is None):  # a top-level start may give up during an outage
+        found = engine.sysdb.start_workflow(launch.row, launch.link)
     if not found.created:
         check_same_function(launch, found)
         return WorkflowHandle(launch.workflow_id)
@@ -169,7 +178,8 @@ async def start_workflow_async(func: Callable[..., Any], args: Tuple[Any, ...],
     info, bound = resolve(func)
     engine = get_engine("DBOS.start_workflow_async()")
     launch = prepare(engine, info, bound + args, kwargs, direct=False)
-    found = await engine.in_pool(engine.sysdb.start_workflow, launch.row, launch.link)
+    with new_work(launch.link is None):
+        found = await engine.in_pool(engine.sysdb.start_workflow, launch.row, launch.link)
     if not found.created:
         check_same_function(launch, found)
         return WorkflowHandleAsync(launch.workflow_id)
@@ -184,6 +194,7 @@ async def start_workflow_async(func: Callable[..., Any], args: Tuple[Any, ...],
 
 def retrieve_workflow(workflow_id: str, existing_workflow: bool = True) -> WorkflowHandle[Any]:
     engine = get_engine("DBOS.retrieve_workflow()")
+    check_workflow_id(workflow_id)
     if existing_workflow and workflow_status(engine, workflow_id) is None:
         raise DBOSNonExistentWorkflowError("target workflow", workflow_id)
     return WorkflowHandle(workflow_id)
@@ -191,6 +202,7 @@ def retrieve_workflow(workflow_id: str, existing_workflow: bool = True) -> Workf
 
 async def retrieve_workflow_async(workflow_id: str, existing_workflow: bool = True) -> WorkflowHandleAsync[Any]:
     engine = get_engine("DBOS.retrieve_workflow_async()")
+    check_workflow_id(workflow_id)
     if existing_workflow and await workflow_status_async(engine, workflow_id) is None:
         raise DBOSNonExistentWorkflowError("target workflow", workflow_id)
     return WorkflowHandleAsync(workflow_id)
@@ -198,11 +210,13 @@ async def retrieve_workflow_async(workflow_id: str, existing_workflow: bool = Tr
 
 def get_result(workflow_id: str, polling_interval_sec: float = 1.0) -> Any:
     get_engine("DBOS.get_result()")
+    check_workflow_id(workflow_id)
     return checkpointed_result(workflow_id, functools.partial(polled_result, workflow_id, polling_interval_sec))
 
 
 async def get_result_async(workflow_id: str, polling_interval_sec: float = 1.0) -> Any:
     get_engine("DBOS.get_result_async()")
+    check_workflow_id(workflow_id)
     wait = functools.partial(polled_result, workflow_id, polling_interval_sec)
     return await checkpointed_result_async(workflow_id, wait)
 

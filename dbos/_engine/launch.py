@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from .._clock import now_ms
+from .._sysdb.ids import check_workflow_id
 from .._sysdb.records import StartResult, StepWrite
 from ..error import DBOSConflictingWorkflowError, DBOSException, DBOSWorkflowCancelledError
 from .attributes import current_attributes
@@ -44,11 +45,13 @@ class Launch:
     parent: Optional[WorkflowRun] = None
     link: Optional[StepWrite] = None  # the start's checkpoint in the parent
     result: Optional[Operation] = None  # the parent's operation for a direct call's result
+    direct: bool = False  # called, not started: its caller gets its outcome (else the log does)
 
     def new_run(self) -> WorkflowRun:
         """The state of a first execution of this workflow."""
         return WorkflowRun(self.workflow_id, self.info.name,
-                           deadline_ms=self.row.get("workflow_deadline_epoch_ms"))
+                           deadline_ms=self.row.get("workflow_deadline_epoch_ms"),
+                           serialization=self.row.get("serialization"))
 
 
 def prepare(engine: Engine, info: FunctionInfo, args: Tuple[Any, ...], kwargs: Dict[str, Any],
@@ -60,13 +63,14 @@ def prepare(engine: Engine, info: FunctionInfo, args: Tuple[Any, ...], kwargs: D
             f"Workflow {info.name} cannot be started from inside a step or transaction; "
             "call it from the workflow instead"
         )
+    check_workflow_id(ctx.next_workflow_id)  # set by SetWorkflowID, an HTTP header, a debouncer
     caller = ctx
     if required_roles_of(info):
         # The launch's own copy: a role this workflow assumes must not stay in
         # the caller's context. Without roles nothing is changed, so no copy.
         caller = replace(ctx)
         check_roles(info, caller)
-    launch = Launch(info, "", args, kwargs, caller, parent=caller.run)
+    launch = Launch(info, "", args, kwargs, caller, parent=caller.run, direct=direct)
     recorded_child = _in_parent(engine, launch, direct) if launch.parent else None
     chosen = ctx.take_workflow_id()
     launch.workflow_id = recorded_child or chosen or _default_id(launch)
@@ -93,12 +97,12 @@ def _in_parent(engine: Engine, launch: Launch, direct: bool) -> Optional[str]:
     return start.record.child_workflow_id
 
 
-def record_refusal(engine: Engine, launch: Launch, error: Exception) -> None:
+def record_refusal(engine: Engine, link: Optional[StepWrite], error: Exception) -> None:
     """A child's start was refused (its enqueue deduplicated): the parent
-    checkpoints the error at the start's ID, so a replay raises it again."""
-    if launch.link is None:
+    checkpoints the error at the start's ID (``link``), so a replay raises it again."""
+    if link is None:
         return
-    refused = replace(launch.link, child_workflow_id=None, error=engine.codec.dump_error(error),
+    refused = replace(link, child_workflow_id=None, error=engine.codec.dump_error(error),
                       completed_at_ms=now_ms())
     if engine.sysdb.record_step(refused) == "CANCELLED":
         raise DBOSWorkflowCancelledError(f"Workflow {refused.workflow_id} was cancelled")
@@ -125,7 +129,8 @@ def _status_row(engine: Engine, launch: Launch) -> Dict[str, Any]:
     timeout_ms, deadline_ms = timeout_and_deadline(caller, inherited, stamp)
     class_name, config_name, args = split_target(info, launch.args)
     roles = caller.authenticated_roles
-    return {
+    codec = engine.codec.for_stored(stored_format(info, launch.parent))
+    row = {
         "workflow_uuid": launch.workflow_id,
         "status": "PENDING",
         "name": info.name,
@@ -134,10 +139,11 @@ def _status_row(engine: Engine, launch: Launch) -> Dict[str, Any]:
         "authenticated_user": caller.authenticated_user,
         "assumed_role": caller.assumed_role,
         "authenticated_roles": json.dumps(roles) if roles is not None else None,
-        "inputs": engine.codec.dump_inputs(args, launch.kwargs, workflow_name=info.name),
+        "inputs": codec.dump_inputs(args, launch.kwargs, workflow_name=info.name),
         "executor_id": engine.identity.executor_id,
         "application_version": engine.identity.app_version,
         "application_name": engine.identity.app_name,
+        "application_id": engine.identity.app_id,
         "created_at": stamp,
         "updated_at": stamp,
         "workflow_timeout_ms": timeout_ms,
@@ -147,6 +153,16 @@ def _status_row(engine: Engine, launch: Launch) -> Dict[str, Any]:
         "owner_xid": os.urandom(16).hex(),
         "parent_workflow_id": launch.parent.workflow_id if launch.parent else None,
     }
+    if codec.column is not None:  # only then: the configured format keeps its usual statement
+        row["serialization"] = codec.column
+    return row
+
+
+def stored_format(info: FunctionInfo, parent: Optional[WorkflowRun]) -> Optional[str]:
+    """A workflow's stored format: its decorator's, else its parent's (None: the configured one)."""
+    if info.serialization is not None:
+        return info.serialization
+    return parent.serialization if parent is not None else None
 
 
 def split_target(info: FunctionInfo, args: Tuple[Any, ...]) -> Tuple[Optional[str], Optional[str], Tuple[Any, ...]]:

@@ -11,16 +11,18 @@ transaction. A waiting ``recv`` or ``get_event`` has a durable timeout
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .._serialization import Codec
+from .._sysdb import Storage
+from .._sysdb.ids import check_workflow_id
 from .._sysdb.notifications import event_key, message_key
-from .._sysdb.records import Message
+from .._sysdb.records import ListQuery, Message
 from ..error import DBOSException
-from .context import get_context
+from .context import WorkflowRun, get_context
 from .engine import Engine
-from .operation import Operation, durable, durable_async, workflow_write
+from .operation import Operation, codec_for, durable, durable_async, workflow_write
 from .sleep import SLEEP, timed_waits
 from .waiting import Waitable, watching
 
@@ -41,26 +43,59 @@ class SendMessage:
 # ----------------------------------------------------------------------
 
 
-def send(engine: Engine, messages: Sequence[SendMessage], name: str) -> None:
-    """Send every message, atomically; once per workflow execution history."""
-    _send(engine, Operation.begin(engine, name), messages)
+def send(engine: Engine, messages: Sequence[SendMessage], name: str, to_forks: bool = False,
+         serialization_type: Any = None) -> None:
+    """Send every message, atomically; once per workflow execution history.
+    ``to_forks``: also to every workflow forked from each destination.
+    ``serialization_type`` DEFAULT: the sending workflow's format."""
+    codec = codec_for(engine, _sender(), serialization_type)
+    _send(engine, Operation.begin(engine, name), messages, codec, to_forks)
 
 
-async def send_async(engine: Engine, messages: Sequence[SendMessage], name: str) -> None:
+async def send_async(engine: Engine, messages: Sequence[SendMessage], name: str, to_forks: bool = False,
+                     serialization_type: Any = None) -> None:
+    codec = codec_for(engine, _sender(), serialization_type)
     op = Operation.begin(engine, name)
-    await engine.in_pool(_send, engine, op, messages)
+    await engine.in_pool(_send, engine, op, messages, codec, to_forks)
 
 
-def _send(engine: Engine, op: Optional[Operation], messages: Sequence[SendMessage]) -> None:
+def _sender() -> Optional[WorkflowRun]:
+    """The workflow sending (from its code or one of its steps), if any."""
+    ctx = get_context()
+    return ctx.run if ctx is not None else None
+
+
+def _send(engine: Engine, op: Optional[Operation], messages: Sequence[SendMessage], codec: Codec,
+          to_forks: bool) -> None:
     if op is not None and op.replaying:
         return
-    rows = message_rows(engine.codec, messages)
+    rows = message_rows(codec, messages)  # refuses an idempotency key given twice
+    if to_forks:  # looked up here, not before: a replay neither sends nor looks
+        messages = to_every_fork(engine.sysdb, messages)
+        rows = [message_row(codec, m) for m in messages]
     step = None if op is None else op.write(output=engine.codec.dump_value(None, what="a step output"))
     status = engine.sysdb.send_messages(rows, step)
     for m in messages:
         engine.waiters.wake(message_key(m.destination_id, m.topic))
     if op is not None:
         op.confirm(status)
+
+
+def with_forks(sysdb: Storage, workflow_ids: Sequence[str]) -> List[str]:
+    """The IDs, and every workflow forked from them, transitively, that exists now."""
+    found = list(dict.fromkeys(workflow_ids))
+    frontier = list(found)
+    while frontier:
+        rows = sysdb.list_workflows(ListQuery(forked_from=frontier, load_input=False, load_output=False))
+        frontier = [r["workflow_uuid"] for r in rows if r["workflow_uuid"] not in found]
+        found += frontier
+    return found
+
+
+def to_every_fork(sysdb: Storage, messages: Sequence[SendMessage]) -> List[SendMessage]:
+    """Each message, and a copy of it for every fork of its destination."""
+    return [replace(m, destination_id=destination)
+            for m in messages for destination in with_forks(sysdb, [m.destination_id])]
 
 
 def message_rows(codec: Codec, messages: Sequence[SendMessage]) -> List[Message]:
@@ -73,9 +108,10 @@ def message_rows(codec: Codec, messages: Sequence[SendMessage]) -> List[Message]
 
 def message_row(codec: Codec, m: SendMessage) -> Message:
     """The notification row: an idempotency key makes its UUID, so a resend is skipped."""
+    check_workflow_id(m.destination_id, "destination_id")
     text = codec.dump_value(m.message, what=f"the message to workflow {m.destination_id}")
     uid = f"{m.idempotency_key}::{m.destination_id}" if m.idempotency_key else str(uuid.uuid4())
-    return m.destination_id, m.topic, text, uid
+    return m.destination_id, m.topic, text, uid, codec.column
 
 
 # ----------------------------------------------------------------------
@@ -123,9 +159,9 @@ def _recv(engine: Engine, op: Operation, timer: Operation, topic: Optional[str],
     if got is None:
         op.checkpoint(output=engine.codec.dump_value(None, what="a recv timeout"))
         return None
-    text, status = got
+    text, status, stored = got
     op.confirm(status)
-    return engine.codec.load_value(text)
+    return engine.codec.for_stored(stored).load_value(text)
 
 
 # ----------------------------------------------------------------------
@@ -133,10 +169,12 @@ def _recv(engine: Engine, op: Operation, timer: Operation, topic: Optional[str],
 # ----------------------------------------------------------------------
 
 
-def set_event(engine: Engine, key: str, value: Any) -> None:
-    """Set an event of the running workflow; inside a step, without a checkpoint of its own."""
+def set_event(engine: Engine, key: str, value: Any, serialization_type: Any = None) -> None:
+    """Set an event of the running workflow; inside a step, without a checkpoint of its own.
+    ``serialization_type`` DEFAULT: the workflow's format."""
     workflow_id = workflow_write(engine, SET_EVENT, engine.sysdb.set_event, key, value,
-                                 api="DBOS.set_event()", what=f"the value of event {key!r}")
+                                 api="DBOS.set_event()", what=f"the value of event {key!r}",
+                                 serialization_type=serialization_type)
     if workflow_id is not None:
         engine.waiters.wake(event_key(workflow_id, key))
 
@@ -148,11 +186,13 @@ def begin_get_event(engine: Engine) -> Tuple[Optional[Operation], Optional[Opera
 
 
 def get_event(engine: Engine, workflow_id: str, key: str, timeout_seconds: float) -> Any:
+    check_workflow_id(workflow_id)
     op, timer = begin_get_event(engine)
     return _get_event(engine, op, timer, workflow_id, key, timeout_seconds)
 
 
 async def get_event_async(engine: Engine, workflow_id: str, key: str, timeout_seconds: float) -> Any:
+    check_workflow_id(workflow_id)
     op, timer = begin_get_event(engine)
     return await engine.in_pool(_get_event, engine, op, timer, workflow_id, key, timeout_seconds)
 
@@ -160,6 +200,7 @@ async def get_event_async(engine: Engine, workflow_id: str, key: str, timeout_se
 def wait_event(waits: Waitable, workflow_id: str, key: str, timeout_seconds: float) -> Any:
     """The event's value once set, None after the timeout; not an operation
     (what a ``DBOSClient`` reads)."""
+    check_workflow_id(workflow_id)
     return _get_event(waits, None, None, workflow_id, key, timeout_seconds)
 
 
@@ -175,22 +216,24 @@ def _get_event(engine: Waitable, op: Optional[Operation], timer: Optional[Operat
                 found = engine.sysdb.get_event(workflow_id, key)
                 if found is not None:
                     break
-    value = engine.codec.load_value(found[0]) if found else None
+    value = engine.codec.for_stored(found[1]).load_value(found[0]) if found else None
     if op is not None:
         op.succeed(value, what=f"the value of event {key!r}")
     return value
 
 
 def get_all_events(engine: Engine, workflow_id: str) -> Dict[str, Any]:
+    check_workflow_id(workflow_id)
     return durable(engine, GET_EVENTS, lambda: _all_events(engine, workflow_id),
                    what="the events of a workflow", record_error=False)
 
 
 async def get_all_events_async(engine: Engine, workflow_id: str) -> Dict[str, Any]:
+    check_workflow_id(workflow_id)
     return await durable_async(engine, GET_EVENTS, lambda: _all_events(engine, workflow_id),
                                what="the events of a workflow", record_error=False)
 
 
 def _all_events(engine: Engine, workflow_id: str) -> Dict[str, Any]:
     raw = engine.sysdb.all_events(workflow_id)
-    return {k: engine.codec.load_value(v) for k, v in raw.items()}
+    return {k: engine.codec.for_stored(stored).load_value(v) for k, (v, stored) in raw.items()}

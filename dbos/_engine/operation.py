@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar
 
 from .._clock import now_ms
+from .._portable_json import format_of
+from .._serialization import Codec
 from .._sysdb.records import StepRecord, StepWrite
 from ..error import DBOSException, DBOSWorkflowCancelledError
 from .context import WorkflowRun, current_run, get_context
@@ -60,6 +62,21 @@ class Operation:
         record = workflow.recorded_step(function_id, name)
         return cls(engine, workflow, function_id, name, record, now_ms())
 
+    @classmethod
+    def begin_if(cls, engine: Engine, name: str,
+                 accept: Callable[[Optional[StepRecord]], bool]) -> Optional["Operation"]:
+        """``begin``, for an operation that takes its function ID only if
+        ``accept`` what an earlier execution recorded there (a patch marker
+        steps aside for the old code's operation); None if it did not, or
+        outside a workflow."""
+        workflow = current_run()
+        if workflow is None:
+            return None
+        function_id = workflow.next_function_id_if(accept)
+        if function_id is None:
+            return None
+        return cls(engine, workflow, function_id, name, workflow.recorded.get(function_id), now_ms())
+
     @property
     def replaying(self) -> bool:
         return self.record is not None
@@ -67,9 +84,10 @@ class Operation:
     def replay(self) -> Any:
         """What the earlier execution recorded: its value returned, or its error raised."""
         assert self.record is not None, "replay() is for a recorded operation"
+        codec = self.engine.codec.for_stored(self.record.serialization)
         if self.record.error is not None:
-            raise self.engine.codec.load_error(self.record.error)
-        return self.engine.codec.load_value(self.record.output)
+            raise codec.load_error(self.record.error)
+        return codec.load_value(self.record.output)
 
     def check_cancelled(self) -> None:
         """Raise now, before doing the work, if this process knows the workflow was cancelled."""
@@ -101,6 +119,8 @@ class Operation:
 
     def fail(self, error: BaseException, *, child_workflow_id: Optional[str] = None) -> None:
         """Checkpoint ``error`` as the outcome (the caller raises it)."""
+        if self.engine.closed:  # met after DBOS shut down (a closed pool, a refused call): no outcome
+            return
         self.checkpoint(error=self.engine.codec.dump_error(error), child_workflow_id=child_workflow_id)
 
     def run(self, work: Callable[[], T], *, what: str, record_error: bool = True,
@@ -142,12 +162,21 @@ async def durable_async(engine: Engine, name: str, work: Callable[[], T], *, wha
 
 
 # How a keyed write reaches the storage: (workflow ID, key, value text,
-# function ID, the checkpoint to write with it) -> the workflow's status.
-KeyedWrite = Callable[[str, str, str, int, Optional[StepWrite]], Optional[str]]
+# function ID, the checkpoint to write with it, the value's stored format)
+# -> the workflow's status.
+KeyedWrite = Callable[[str, str, str, int, Optional[StepWrite], Optional[str]], Optional[str]]
+
+
+def codec_for(engine: Engine, run: Optional[WorkflowRun], serialization_type: Any) -> Codec:
+    """What a message, event or stream value is written with: the format asked
+    for, else that of the workflow writing it, else the configured one."""
+    if format_of(serialization_type) is not None:
+        return engine.codec.for_type(serialization_type)
+    return engine.codec.for_stored(run.serialization if run is not None else None)
 
 
 def workflow_write(engine: Engine, name: str, store: KeyedWrite, key: str, value: Any, *,
-                   api: str, what: str) -> Optional[str]:
+                   api: str, what: str, serialization_type: Any = None) -> Optional[str]:
     """Store ``value`` under ``key`` for the workflow running here (an event,
     a stream value). From the workflow's code it is the operation ``name``;
     from one of its steps it goes under the step's ID, with no checkpoint of
@@ -156,14 +185,15 @@ def workflow_write(engine: Engine, name: str, store: KeyedWrite, key: str, value
     ctx = get_context()
     if ctx is None or ctx.run is None:
         raise DBOSException(f"{api} must be called from within a workflow or step")
-    workflow_id, text = ctx.run.workflow_id, engine.codec.dump_value(value, what=what)
+    codec = codec_for(engine, ctx.run, serialization_type)
+    workflow_id, text = ctx.run.workflow_id, codec.dump_value(value, what=what)
     if ctx.step_id is not None:
-        store(workflow_id, key, text, ctx.step_id, None)
+        store(workflow_id, key, text, ctx.step_id, None, codec.column)
         return workflow_id
     op = Operation.begin(engine, name)
     assert op is not None, "in the workflow's own code"
     if op.replaying:
         return None
     done = engine.codec.dump_value(None, what="a step output")
-    op.confirm(store(workflow_id, key, text, op.function_id, op.write(output=done)))
+    op.confirm(store(workflow_id, key, text, op.function_id, op.write(output=done), codec.column))
     return workflow_id

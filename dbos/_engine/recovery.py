@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from concurrent.futures import Future
 from functools import partial
 from typing import Any, Dict, List, Optional, Tuple
 
+from .._portable_json import PORTABLE_JSON, coerce_to_hints
 from .._sysdb.records import StepRecord
 from ..error import DBOSWorkflowFunctionNotFoundError
 from .context import DBOSContext, WorkflowRun
@@ -20,6 +23,7 @@ from .gate import Gate
 from .handles import WorkflowHandle, WorkflowHandleFuture
 from .launch import Launch
 from .registry import FunctionInfo, get_registry
+from .validation import validated
 from .workflow import execute_sync, submit
 
 logger = logging.getLogger("dbos")
@@ -32,34 +36,72 @@ RECOVERY_BATCH = 500
 RECOVERY_CONCURRENCY = 16
 
 
-def recover_pending(engine: Engine, workflow_ids: Optional[List[str]] = None) -> List[WorkflowHandle[Any]]:
-    """Claim and resume PENDING workflows of this executor and version
-    (``workflow_ids``, looked up now when not given)."""
+def recover_pending(engine: Engine, seen: Optional[Dict[str, int]] = None) -> List[WorkflowHandle[Any]]:
+    """Claim and resume PENDING workflows of this executor and version: those
+    of ``seen`` (ID -> the recovery attempts it had when found PENDING), else
+    those found now. One claimed by anyone since it was found is left alone."""
     identity = engine.identity
-    ids = workflow_ids
-    if ids is None:
-        ids = engine.sysdb.pending_workflows(identity.executor_id, identity.app_version)
+    if seen is None:
+        seen = engine.sysdb.pending_attempts(identity.executor_id, identity.app_version)
+    ids = list(seen)
     if ids:
         logger.info(f"Recovering {len(ids)} pending workflow(s)")
-    gate = Gate(engine.pool, RECOVERY_CONCURRENCY)
+    gate = Gate(engine.pool, RECOVERY_CONCURRENCY, admit=lambda: not engine.intake_stopped)
     handles: List[WorkflowHandle[Any]] = []
     for start in range(0, len(ids), RECOVERY_BATCH):
-        handles.extend(_recover_batch(engine, ids[start:start + RECOVERY_BATCH], gate))
+        if engine.intake_stopped:  # shutting down: the rest stay PENDING for the next launch
+            break
+        batch = {w: seen[w] for w in ids[start:start + RECOVERY_BATCH]}
+        handles.extend(_recover_batch(engine, batch, gate))
+    if ids:
+        RecoveryReport(len(ids), handles).watch()
     return handles
 
 
-def _recover_batch(engine: Engine, ids: List[str], gate: Gate) -> List[WorkflowHandle[Any]]:
+class RecoveryReport:
+    """The one line that says recovery is over: once every workflow resumed here
+    has ended, how many there were, and how many of them succeeded."""
+
+    def __init__(self, found: int, handles: List[WorkflowHandle[Any]]) -> None:
+        self.found = found
+        self.running = [h for h in handles if isinstance(h, WorkflowHandleFuture)]
+        self.left = len(self.running)
+        self.failed = 0
+        self.lock = threading.Lock()
+
+    def watch(self) -> None:
+        if not self.running:
+            self.report()
+        for handle in self.running:
+            handle.add_future_callback(self.ended)
+
+    def ended(self, future: "Future[Any]") -> None:
+        with self.lock:
+            self.left -= 1
+            self.failed += future.cancelled() or future.exception() is not None
+            last = self.left == 0
+        if last:
+            self.report()
+
+    def report(self) -> None:
+        resumed = len(self.running)
+        logger.info(f"Recovery finished: {resumed} of {self.found} pending workflow(s) resumed here "
+                    f"({resumed - self.failed} succeeded, {self.failed} failed or stopped)")
+
+
+def _recover_batch(engine: Engine, seen: Dict[str, int], gate: Gate) -> List[WorkflowHandle[Any]]:
     """Claim a batch in one statement and read all its steps in one query,
     rather than two round trips (and, on SQLite, a commit) per workflow."""
+    ids = list(seen)
     try:
-        rows = engine.sysdb.claim_many_for_recovery(ids, engine.identity.executor_id)
+        rows = engine.sysdb.claim_many_for_recovery(seen, engine.identity.executor_id)
         steps = engine.sysdb.load_steps_many(list(rows))
     except Exception as exc:
         logger.error(f"Could not recover workflows {ids[0]}..{ids[-1]}: {exc}")
         return []
     handles: List[WorkflowHandle[Any]] = []
     gated: List[Tuple[int, str, Launch, WorkflowRun]] = []
-    for workflow_id in ids:
+    for workflow_id in (w for w in ids if w in rows):  # the others were claimed by someone since
         try:
             found = _prepare(engine, workflow_id, rows.get(workflow_id), steps.get(workflow_id))
         except Exception as exc:
@@ -96,9 +138,27 @@ def _prepare(engine: Engine, workflow_id: str, row: Optional[Dict[str, Any]],
     if info is None:
         return None
     launch = launch_from_row(engine, info, workflow_id, row)
+    if launch is None:
+        return None
     if steps is None:
         steps = engine.sysdb.load_steps(workflow_id)
-    return launch, WorkflowRun(workflow_id, info.name, steps, row.get("workflow_deadline_epoch_ms"))
+    return launch, run_from_row(info, workflow_id, row, steps)
+
+
+def run_from_row(info: FunctionInfo, workflow_id: str, row: Dict[str, Any],
+                 steps: Dict[int, StepRecord]) -> WorkflowRun:
+    """The state of a claimed workflow's next execution: its recorded steps, deadline and format."""
+    return WorkflowRun(workflow_id, info.name, steps, row.get("workflow_deadline_epoch_ms"),
+                       serialization=row.get("serialization"))
+
+
+def _arguments(info: FunctionInfo, column: Optional[str], args: Tuple[Any, ...],
+               kwargs: Dict[str, Any]) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
+    """What the body gets: its validator's answer, else, for portable JSON
+    (which has no dates), the arguments turned back into what its hints ask for."""
+    if info.validate_args is None and column == PORTABLE_JSON:
+        return coerce_to_hints(info.func, args, kwargs, bound=info.method_kind in ("class", "instance"))
+    return validated(info, args, kwargs)
 
 
 def function_for(engine: Engine, workflow_id: str, row: Dict[str, Any]) -> Optional[FunctionInfo]:
@@ -125,8 +185,17 @@ def _function(workflow_id: str, name: str) -> FunctionInfo:
     return info
 
 
-def launch_from_row(engine: Engine, info: FunctionInfo, workflow_id: str, row: Dict[str, Any]) -> Launch:
-    args, kwargs = engine.codec.load_inputs(row["inputs"])
+def launch_from_row(engine: Engine, info: FunctionInfo, workflow_id: str,
+                    row: Dict[str, Any]) -> Optional[Launch]:
+    """How to run a claimed workflow; None if its arguments failed its validator
+    (the workflow then ends in ERROR with that failure, without running)."""
+    codec = engine.codec.for_stored(row.get("serialization"))
+    args, kwargs = codec.load_inputs(row["inputs"])
+    try:
+        args, kwargs = _arguments(info, codec.column, args, kwargs)
+    except Exception as exc:
+        _refuse(engine, workflow_id, exc)
+        return None
     target = _target(workflow_id, info, row.get("class_name"), row.get("config_name"))
     if target is not None:
         args = (target, *args)
@@ -136,6 +205,12 @@ def launch_from_row(engine: Engine, info: FunctionInfo, workflow_id: str, row: D
         assumed_role=row.get("assumed_role"),
     )
     return Launch(info, workflow_id, args, kwargs, caller)
+
+
+def _refuse(engine: Engine, workflow_id: str, error: Exception) -> None:
+    logger.error(f"Workflow {workflow_id} failed its argument validation and ends in ERROR: {error}")
+    engine.sysdb.record_outcome(workflow_id, "ERROR", None, engine.codec.dump_error(error))
+    engine.waiters.wake(workflow_id)
 
 
 def _roles(text: Optional[str]) -> Optional[List[str]]:

@@ -34,6 +34,9 @@ class FunctionInfo:
     class_name: Optional[str] = None
     required_roles: Optional[List[str]] = None
     wrapper: Optional[Callable[..., Any]] = None
+    # A workflow's validate_args: (args, kwargs) -> (args, kwargs), run on dispatch (validation.py).
+    validate_args: Optional[Callable[..., Any]] = None
+    serialization: Optional[str] = None  # a workflow's stored format; None: inherited or configured
 
 
 class Registry:

@@ -332,7 +332,7 @@ def run_step(options: Optional[StepOptions], func: Callable[..., Any],
              args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
     """``func`` as a step of the running workflow; a plain call outside one. An
     async ``func`` runs on the engine's background loop."""
-    _refuse_running_loop()
+    refuse_running_loop("run_step")
     info, policy = inline_step(options, func)
     if current_run() is None:
         if not info.is_async:
@@ -365,14 +365,15 @@ async def run_step_async(options: Optional[StepOptions], func: Callable[..., Any
     return await engine.in_pool(functools.partial(perform_sync, op, info, policy, args, kwargs))
 
 
-def _refuse_running_loop() -> None:
-    # Blocking a running loop on work for that same loop would never return.
+def refuse_running_loop(api: str) -> None:
+    """``RuntimeError`` if ``api()`` (a blocking call) runs on an event loop:
+    blocking a running loop on work for that same loop would never return."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return
-    raise RuntimeError("run_step() was called while an event loop is running. "
-                       "Use await run_step_async(...) instead.")
+    raise RuntimeError(f"{api}() was called while an event loop is running. "
+                       f"Use await {api}_async(...) instead.")
 
 
 def _on_background(engine: Optional[Engine], make: Callable[[], Awaitable[T]]) -> T:

@@ -8,6 +8,7 @@ twice and reads the same sequence; a read that timed out times out again.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from typing import Any, Callable, Generator, Optional, Tuple
@@ -15,23 +16,31 @@ from typing import Any, Callable, Generator, Optional, Tuple
 from .._serialization import Codec
 from .._status import ACTIVE_STATUSES
 from .._sysdb import Storage
+from .._sysdb.ids import check_workflow_id
 from .._sysdb.notifications import stream_key
-from ..error import DBOSNonExistentWorkflowError, DBOSStreamTimeoutError
-from .context import WorkflowRun
+from ..error import DBOSNonExistentWorkflowError, DBOSStreamNondeterminismError, DBOSStreamTimeoutError
+from .context import WorkflowRun, current_run
 from .engine import Engine
 from .operation import Operation, workflow_write
 from .waiting import Waitable, watching
 
 CLOSED = "__DBOS_STREAM_CLOSED__"
+# The marker as DBOS Transact writes it (portable JSON, whatever the app's
+# serializer): recognised before decoding, so a stream it closed ends for our
+# readers too, rather than failing to decode (or being read as a last value).
+CLOSED_PORTABLE = json.dumps(CLOSED)
 WRITE, CLOSE, READ = "DBOS.writeStream", "DBOS.closeStream", "DBOS.readStream"
+READ_OFFSET = "DBOS.readStreamOffset"
 END = ("end",)
 Entry = Tuple[Any, ...]  # ("value", v), or END
 
 
-def write_stream(engine: Engine, key: str, value: Any, step_name: str = WRITE) -> None:
+def write_stream(engine: Engine, key: str, value: Any, step_name: str = WRITE,
+                 serialization_type: Any = None) -> None:
     """Append to a stream of the running workflow; inside a step, without a checkpoint of its own."""
     workflow_id = workflow_write(engine, step_name, engine.sysdb.write_stream, key, value,
-                                 api="DBOS.write_stream()", what=f"a value of stream {key!r}")
+                                 api="DBOS.write_stream()", what=f"a value of stream {key!r}",
+                                 serialization_type=serialization_type)
     if workflow_id is not None:
         engine.waiters.wake(stream_key(workflow_id, key))
 
@@ -43,11 +52,33 @@ def close_stream(engine: Engine, key: str) -> None:
 def read_stream(engine: Engine, workflow_id: str, key: str, offset: int = 0,
                 timeout_seconds: Optional[float] = None) -> Generator[Any, None, None]:
     check_read(engine.sysdb, workflow_id, timeout_seconds)
-    yield from stream_values(lambda at: _next_entry(engine, workflow_id, key, at, timeout_seconds), offset)
+    values = stream_values(lambda at: _next_entry(engine, workflow_id, key, at, timeout_seconds), offset)
+    run = current_run()
+    if run is None:
+        yield from values
+        return
+    # Two reads interleaved would take function IDs in an order that depends on
+    # scheduling, and a replay could hand each the other's values.
+    if run.reading_stream:
+        raise DBOSStreamNondeterminismError(run.workflow_id, key)
+    run.reading_stream = True
+    try:
+        yield from values
+    finally:
+        run.reading_stream = False
+
+
+def read_stream_offset(engine: Engine, workflow_id: str, key: str, offset: int,
+                       timeout_seconds: Optional[float] = None) -> Any:
+    """The value at ``offset``; inside a workflow an operation, so a replay reads it again."""
+    check_read(engine.sysdb, workflow_id, timeout_seconds)
+    entry = _next_entry(engine, workflow_id, key, offset, timeout_seconds, READ_OFFSET)
+    return value_at(entry, workflow_id, key)
 
 
 def check_read(sysdb: Storage, workflow_id: str, timeout_seconds: Optional[float]) -> None:
-    """Refuse a negative timeout, and a stream of a workflow that does not exist."""
+    """Refuse a negative timeout, a bad ID, and a stream of a workflow that does not exist."""
+    check_workflow_id(workflow_id)
     if timeout_seconds is not None and timeout_seconds < 0:
         raise ValueError(f"timeout_seconds must not be negative, got {timeout_seconds}")
     if sysdb.workflow_outcome(workflow_id) is None:
@@ -73,10 +104,11 @@ def value_at(entry: Entry, workflow_id: str, key: str) -> Any:
     return entry[1]
 
 
-def _next_entry(engine: Engine, workflow_id: str, key: str, offset: int, timeout: Optional[float]) -> Entry:
+def _next_entry(engine: Engine, workflow_id: str, key: str, offset: int, timeout: Optional[float],
+                name: str = READ) -> Entry:
     """The next entry; an operation inside a workflow, and so is a timeout,
     which a replay raises again."""
-    op = Operation.begin(engine, READ)
+    op = Operation.begin(engine, name)
     if op is None:
         return fetch_entry(engine, None, workflow_id, key, offset, timeout)
     if op.replaying:
@@ -116,7 +148,9 @@ def stream_entry(sysdb: Storage, codec: Codec, workflow_id: str, key: str, offse
         row = sysdb.read_stream(workflow_id, key, offset)
         if row is None:
             return END
-    value = codec.load_value(row[0])
+    if row[0] == CLOSED_PORTABLE:  # DBOS Transact writes it as portable JSON whatever the stream's format
+        return END
+    value = codec.for_stored(row[1]).load_value(row[0])
     return END if isinstance(value, str) and value == CLOSED else ("value", value)
 
 

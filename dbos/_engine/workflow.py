@@ -10,16 +10,20 @@ over) "parks": it returns whatever outcome the row eventually records.
 from __future__ import annotations
 
 import functools
+import logging
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
 
+from .._portable_json import PortableWorkflowError
 from .._serialization import Codec
 from .._status import ACTIVE_STATUSES
+from .._sysdb.outage import new_work
 from .._sysdb.records import Outcome
 from ..error import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded,
+    DBOSException,
     DBOSSerializationError,
     DBOSWorkflowCancelledError,
     DBOSWorkflowConflictIDError,
@@ -28,11 +32,14 @@ from .context import WorkflowRun, reset_context, set_context
 from .engine import Engine, get_engine, peek_engine
 from .launch import Launch, check_same_function, prepare
 from .registry import FunctionInfo, register_function, wrapper_for
+from .validation import ValidateArgsCallable, resolve_validator
 from .waiting import Waitable, watching
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 PARK = (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError)
+
+logger = logging.getLogger("dbos")
 
 
 # ----------------------------------------------------------------------
@@ -70,6 +77,7 @@ async def wait_outcome_async(engine: Engine, workflow_id: str,
 
 def decode_outcome(codec: Codec, workflow_id: str, outcome: Outcome) -> Any:
     """The recorded result, or the recorded error raised."""
+    codec = codec.for_stored(outcome.serialization)
     if outcome.status == "SUCCESS":
         return codec.load_value(outcome.output)
     if outcome.status == "ERROR":
@@ -103,16 +111,28 @@ class Ended:
 
 def conclude(engine: Engine, run: WorkflowRun, value: Any, error: Optional[Exception]) -> Ended:
     """Record the body's outcome; a return value that cannot be stored is an error."""
+    if engine.closed:
+        return _left_pending(run)
+    codec = engine.codec.for_stored(run.serialization)
     if error is None:
         what = f"the output of workflow {run.name!r} ({run.workflow_id})"
         try:
-            output = engine.codec.dump_value(value, what=what)
-        except DBOSSerializationError as exc:
+            output = codec.dump_value(value, what=what)
+        except (DBOSSerializationError, PortableWorkflowError) as exc:
             error = exc
         else:
             return _record_or_park(engine, run, Ended(Outcome("SUCCESS", output, None), True, value))
-    text = engine.codec.dump_error(error)
+    text = codec.dump_error(error)
     return _record_or_park(engine, run, Ended(Outcome("ERROR", None, text), True, error=error))
+
+
+def _left_pending(run: WorkflowRun) -> Ended:
+    """DBOS shut down while this body ran: what it met after that (steps refused,
+    a closed database) is no outcome, so nothing is recorded and the workflow
+    stays PENDING for recovery."""
+    error = DBOSException(f"DBOS shut down while workflow {run.name!r} ({run.workflow_id}) was running; "
+                          "it stays PENDING and is recovered at the next launch")
+    return Ended(Outcome("PENDING", None, None), True, error=error)
 
 
 def _record_or_park(engine: Engine, run: WorkflowRun, ended: Ended) -> Ended:
@@ -138,7 +158,18 @@ def execute_sync(engine: Engine, launch: Launch, run: WorkflowRun) -> Any:
     finally:
         engine.untrack(run.workflow_id)
         reset_context(token)
+    _log_failure(launch, run, ended)
     return ended.result(engine, run.workflow_id)
+
+
+def _log_failure(launch: Launch, run: WorkflowRun, ended: Ended) -> None:
+    """One line for a workflow that failed in the background: no caller may be
+    waiting for its outcome, and an operator must see it."""
+    if launch.direct or not ended.own or ended.outcome.status != "ERROR":
+        return
+    error = ended.error
+    reason = f"{type(error).__name__}: {error}" if error is not None else "an error"
+    logger.error(f"Workflow {run.workflow_id} ({run.name}) failed: {reason}")
 
 
 def _run_sync(engine: Engine, launch: Launch, run: WorkflowRun) -> Ended:
@@ -159,6 +190,7 @@ async def execute_async(engine: Engine, launch: Launch, run: WorkflowRun) -> Any
     finally:
         engine.untrack(run.workflow_id)
         reset_context(token)
+    _log_failure(launch, run, ended)
     return ended.result(engine, run.workflow_id)
 
 
@@ -184,9 +216,14 @@ def submit(engine: Engine, launch: Launch, run: WorkflowRun) -> "Future[Any]":
 # ----------------------------------------------------------------------
 
 
-def make_workflow(func: F, name: Optional[str], max_recovery_attempts: Optional[int]) -> F:
-    """What ``@DBOS.workflow()`` makes of ``func``: a call of it starts a durable workflow."""
-    info = register_function(func, name, "workflow", max_recovery_attempts=max_recovery_attempts)
+def make_workflow(func: F, name: Optional[str], max_recovery_attempts: Optional[int],
+                  validate_args: Optional[ValidateArgsCallable] = None,
+                  serialization: Optional[str] = None) -> F:
+    """What ``@DBOS.workflow()`` makes of ``func``: a call of it starts a durable
+    workflow, stored in ``serialization`` (None: the parent's, else the configured one)."""
+    info = register_function(func, name, "workflow", max_recovery_attempts=max_recovery_attempts,
+                             serialization=serialization)
+    info.validate_args = resolve_validator(info, validate_args)
     if info.is_async:
 
         @functools.wraps(func)
@@ -208,7 +245,8 @@ def call_sync(engine: Engine, info: FunctionInfo, args: Tuple[Any, ...], kwargs:
     launch = prepare(engine, info, args, kwargs, direct=True)
     if launch.result is not None and launch.result.replaying:
         return launch.result.replay()
-    found = engine.sysdb.start_workflow(launch.row, launch.link)
+    with new_work(launch.link is None):  # a top-level start may give up during an outage
+        found = engine.sysdb.start_workflow(launch.row, launch.link)
     try:
         if found.created:
             result = execute_sync(engine, launch, launch.new_run())
@@ -226,7 +264,8 @@ async def call_async(engine: Engine, info: FunctionInfo, args: Tuple[Any, ...], 
     launch = prepare(engine, info, args, kwargs, direct=True)
     if launch.result is not None and launch.result.replaying:
         return launch.result.replay()
-    found = await engine.in_pool(engine.sysdb.start_workflow, launch.row, launch.link)
+    with new_work(launch.link is None):
+        found = await engine.in_pool(engine.sysdb.start_workflow, launch.row, launch.link)
     try:
         if found.created:
             result = await execute_async(engine, launch, launch.new_run())

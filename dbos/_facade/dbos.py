@@ -17,6 +17,7 @@ from .context import ContextAPI
 from .lifecycle import LifecycleAPI
 from .management import ManagementAPI
 from .messaging import MessagingAPI
+from .patches import PatchAPI
 from .queues import QueueAPI
 from .schedules import ScheduleAPI
 from .workflows import WorkflowAPI
@@ -24,7 +25,8 @@ from .workflows import WorkflowAPI
 _instance: Optional["DBOS"] = None
 
 
-class DBOS(LifecycleAPI, WorkflowAPI, MessagingAPI, QueueAPI, ScheduleAPI, ManagementAPI, ContextAPI):
+class DBOS(LifecycleAPI, WorkflowAPI, MessagingAPI, QueueAPI, ScheduleAPI, ManagementAPI, ContextAPI,
+           PatchAPI):
     """The durable-execution runtime of this process (one instance at a time)."""
 
     _runtime: runtime.Runtime

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, List, Optional
 
 from .. import _runtime as runtime
 from .._config import DBOSConfig
+from .._engine.classes import register_instance
 from .._logger import dbos_logger
 from .._ops.management import latest_application_version
+from .._runtime import AlertHandler
 from .._versions import VersionInfo
 from .classproperty import classproperty
 
@@ -70,12 +73,50 @@ class LifecycleAPI:
         return runtime.system_database("DBOS.list_application_versions()").list_application_versions()
 
     @classmethod
+    async def list_application_versions_async(cls) -> List[VersionInfo]:
+        """``list_application_versions`` for async code."""
+        return await asyncio.to_thread(cls.list_application_versions)
+
+    @classmethod
     def get_latest_application_version(cls) -> VersionInfo:
         """The latest registered application version (``DBOSException`` if none)."""
         return latest_application_version(runtime.system_database("DBOS.get_latest_application_version()"))
 
     @classmethod
-    def set_latest_application_version(cls, version_name: str) -> None:
-        """Make ``version_name`` the latest version: queued work for no particular version runs on it."""
+    async def get_latest_application_version_async(cls) -> VersionInfo:
+        """``get_latest_application_version`` for async code."""
+        return await asyncio.to_thread(cls.get_latest_application_version)
+
+    @classmethod
+    def set_latest_application_version(cls, version_name: str, *, application_name: Optional[str] = None) -> None:
+        """Make ``version_name`` the latest version: queued work for no particular version
+        runs on it. Version names are unique across applications here, so
+        ``application_name`` is accepted but changes nothing."""
         runtime.system_database("DBOS.set_latest_application_version()").set_latest_application_version(
             version_name)
+
+    @classmethod
+    async def set_latest_application_version_async(cls, version_name: str, *,
+                                                   application_name: Optional[str] = None) -> None:
+        """``set_latest_application_version`` for async code."""
+        await asyncio.to_thread(cls.set_latest_application_version, version_name,
+                                application_name=application_name)
+
+    # ------------------------------------------------------------------
+    # Registration
+    # ------------------------------------------------------------------
+
+    @classmethod
+    def register_instance(cls, inst: object) -> None:
+        """Register an object whose methods are workflows, steps or transactions under
+        its class and ``config_name``, so recovery finds it (``DBOSConfiguredInstance``
+        does this itself); ``DBOSException`` for another object under the same names."""
+        register_instance(inst)
+
+    @classmethod
+    def alert_handler(cls, func: AlertHandler) -> AlertHandler:
+        """Decorate the function that handles alerts ``(name, message, metadata)``;
+        one per process, before launch (``DBOSException`` otherwise). Alerts come
+        from DBOS Conductor, which this library does not connect to."""
+        runtime.set_alert_handler(func)
+        return func

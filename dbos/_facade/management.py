@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, TypeVar
 
+from .._engine.attributes import attributes_text
 from .._engine.context import get_context, take_next_workflow_id
 from .._engine.engine import get_engine
 from .._engine.handles import WorkflowHandle, WorkflowHandleAsync
 from .._engine.operation import durable, durable_async
-from .._ops.filters import LIST_FILTERS, QUEUED_FILTERS, check_filters
-from .._engine.attributes import attributes_text
+from .._ops.filters import LIST_FILTERS, QUEUED_FILTERS, check_filters, with_filters
 from .._ops.management import EngineManagement, StepInfo, delay_until
 from .._status import WorkflowStatus
+from .._sysdb.outage import new_work
 from ..error import DBOSException
 
 T = TypeVar("T")
@@ -38,12 +39,21 @@ SET_DELAY = "DBOS.setWorkflowDelay"
 def _run(what: str, name: str, work: Callable[[EngineManagement], T]) -> T:
     """``work`` on the launched engine; an operation inside a workflow."""
     manage = _management(what, name)
-    return durable(manage.engine, name, lambda: work(manage), what=f"the result of {name}")
+    with new_work(_outside_workflows()):
+        return durable(manage.engine, name, lambda: work(manage), what=f"the result of {name}")
 
 
 async def _run_async(what: str, name: str, work: Callable[[EngineManagement], T]) -> T:
     manage = _management(what, name)
-    return await durable_async(manage.engine, name, lambda: work(manage), what=f"the result of {name}")
+    with new_work(_outside_workflows()):
+        return await durable_async(manage.engine, name, lambda: work(manage), what=f"the result of {name}")
+
+
+def _outside_workflows() -> bool:
+    """Whether a management call is the caller's own request, which gives up
+    during a long outage, rather than a workflow's, which waits it out."""
+    ctx = get_context()
+    return ctx is None or ctx.run is None
 
 
 def _management(what: str, name: str) -> EngineManagement:
@@ -69,12 +79,14 @@ class ManagementAPI:
     """Mixed into ``DBOS``: the management calls of DBOS Transact's API."""
 
     @classmethod
+    @with_filters(LIST_FILTERS)
     def list_workflows(cls, **filters: Any) -> List[WorkflowStatus]:
         """Workflows matching every filter given (see the README for the list)."""
         check_filters("DBOS.list_workflows()", filters, LIST_FILTERS)
         return _run("DBOS.list_workflows()", LIST_WORKFLOWS, lambda m: m.list_workflows(filters))
 
     @classmethod
+    @with_filters(LIST_FILTERS)
     async def list_workflows_async(cls, **filters: Any) -> List[WorkflowStatus]:
         """``list_workflows`` for async code."""
         check_filters("DBOS.list_workflows_async()", filters, LIST_FILTERS)
@@ -82,6 +94,7 @@ class ManagementAPI:
                                 lambda m: m.list_workflows(filters))
 
     @classmethod
+    @with_filters(QUEUED_FILTERS)
     def list_queued_workflows(cls, **filters: Any) -> List[WorkflowStatus]:
         """Workflows waiting in, or running from, a queue."""
         check_filters("DBOS.list_queued_workflows()", filters, QUEUED_FILTERS)
@@ -89,6 +102,7 @@ class ManagementAPI:
                     lambda m: m.list_queued_workflows(filters))
 
     @classmethod
+    @with_filters(QUEUED_FILTERS)
     async def list_queued_workflows_async(cls, **filters: Any) -> List[WorkflowStatus]:
         """``list_queued_workflows`` for async code."""
         check_filters("DBOS.list_queued_workflows_async()", filters, QUEUED_FILTERS)

@@ -8,6 +8,10 @@ from .._engine import messages as engine_messages
 from .._engine import sleep, streams
 from .._engine.engine import get_engine
 from .._engine.messages import SendMessage
+from .._portable_json import WorkflowSerializationFormat
+
+Format = Optional[WorkflowSerializationFormat]
+DEFAULT = WorkflowSerializationFormat.DEFAULT
 
 
 class MessagingAPI:
@@ -17,31 +21,39 @@ class MessagingAPI:
 
     @classmethod
     def send(cls, destination_id: str, message: Any, topic: Optional[str] = None, *,
-             idempotency_key: Optional[str] = None) -> None:
+             idempotency_key: Optional[str] = None, serialization_type: Format = DEFAULT,
+             send_to_forks: bool = False) -> None:
         """Send ``message`` to a workflow's ``recv`` on ``topic``; once per workflow
-        step, or per idempotency key (``DBOSNonExistentWorkflowError`` for no such workflow)."""
+        step, or per idempotency key (``DBOSNonExistentWorkflowError`` for no such workflow).
+        ``serialization_type`` DEFAULT: the sending workflow's format, else the configured one.
+        ``send_to_forks`` also sends it to every workflow forked from the destination."""
         engine = get_engine("DBOS.send()")
         note = SendMessage(destination_id, message, topic, idempotency_key)
-        engine_messages.send(engine, [note], engine_messages.SEND)
+        engine_messages.send(engine, [note], engine_messages.SEND, send_to_forks, serialization_type)
 
     @classmethod
     async def send_async(cls, destination_id: str, message: Any, topic: Optional[str] = None, *,
-                         idempotency_key: Optional[str] = None) -> None:
+                         idempotency_key: Optional[str] = None, serialization_type: Format = DEFAULT,
+                         send_to_forks: bool = False) -> None:
         """``send`` for async code."""
         engine = get_engine("DBOS.send_async()")
         note = SendMessage(destination_id, message, topic, idempotency_key)
-        await engine_messages.send_async(engine, [note], engine_messages.SEND)
+        await engine_messages.send_async(engine, [note], engine_messages.SEND, send_to_forks, serialization_type)
 
     @classmethod
-    def send_bulk(cls, messages: List[SendMessage]) -> None:
+    def send_bulk(cls, messages: List[SendMessage], *, serialization_type: Format = DEFAULT,
+                  send_to_forks: bool = False) -> None:
         """Send several messages in one transaction: all are delivered or none."""
-        engine_messages.send(get_engine("DBOS.send_bulk()"), list(messages), engine_messages.SEND_BULK)
+        engine = get_engine("DBOS.send_bulk()")
+        engine_messages.send(engine, list(messages), engine_messages.SEND_BULK, send_to_forks, serialization_type)
 
     @classmethod
-    async def send_bulk_async(cls, messages: List[SendMessage]) -> None:
+    async def send_bulk_async(cls, messages: List[SendMessage], *, serialization_type: Format = DEFAULT,
+                              send_to_forks: bool = False) -> None:
         """``send_bulk`` for async code."""
         engine = get_engine("DBOS.send_bulk_async()")
-        await engine_messages.send_async(engine, list(messages), engine_messages.SEND_BULK)
+        await engine_messages.send_async(engine, list(messages), engine_messages.SEND_BULK, send_to_forks,
+                                         serialization_type)
 
     @classmethod
     def recv(cls, topic: Optional[str] = None, timeout_seconds: float = 60) -> Any:
@@ -59,15 +71,21 @@ class MessagingAPI:
     # ------------------------------------------------------------------
 
     @classmethod
-    def set_event(cls, key: str, value: Any) -> None:
-        """Set an event of this workflow to ``value`` (``DBOSException`` outside a workflow)."""
-        engine_messages.set_event(get_engine("DBOS.set_event()"), key, value)
+    def set_event(cls, key: str, value: Any, *,
+                  serialization_type: Optional[WorkflowSerializationFormat] = WorkflowSerializationFormat.DEFAULT,
+                  ) -> None:
+        """Set an event of this workflow to ``value`` (``DBOSException`` outside a workflow);
+        ``serialization_type`` DEFAULT: the workflow's format."""
+        engine_messages.set_event(get_engine("DBOS.set_event()"), key, value, serialization_type)
 
     @classmethod
-    async def set_event_async(cls, key: str, value: Any) -> None:
+    async def set_event_async(
+        cls, key: str, value: Any, *,
+        serialization_type: Optional[WorkflowSerializationFormat] = WorkflowSerializationFormat.DEFAULT,
+    ) -> None:
         """``set_event`` for async code."""
         engine = get_engine("DBOS.set_event_async()")
-        await engine.in_pool(engine_messages.set_event, engine, key, value)
+        await engine.in_pool(engine_messages.set_event, engine, key, value, serialization_type)
 
     @classmethod
     def get_event(cls, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
@@ -113,15 +131,19 @@ class MessagingAPI:
     # ------------------------------------------------------------------
 
     @classmethod
-    def write_stream(cls, key: str, value: Any) -> None:
+    def write_stream(cls, key: str, value: Any, *,
+                     serialization_type: WorkflowSerializationFormat = WorkflowSerializationFormat.DEFAULT) -> None:
         """Append ``value`` to this workflow's stream ``key`` (``DBOSException`` outside a workflow)."""
-        streams.write_stream(get_engine("DBOS.write_stream()"), key, value)
+        streams.write_stream(get_engine("DBOS.write_stream()"), key, value, serialization_type=serialization_type)
 
     @classmethod
-    async def write_stream_async(cls, key: str, value: Any) -> None:
+    async def write_stream_async(
+        cls, key: str, value: Any, *,
+        serialization_type: WorkflowSerializationFormat = WorkflowSerializationFormat.DEFAULT,
+    ) -> None:
         """``write_stream`` for async code."""
         engine = get_engine("DBOS.write_stream_async()")
-        await engine.in_pool(streams.write_stream, engine, key, value)
+        await engine.in_pool(streams.write_stream, engine, key, value, streams.WRITE, serialization_type)
 
     @classmethod
     def close_stream(cls, key: str) -> None:
@@ -159,3 +181,22 @@ class MessagingAPI:
                 return
             yield value
 
+
+    @classmethod
+    def read_stream_offset(cls, workflow_id: str, key: str, offset: int, *,
+                           polling_interval_sec: Optional[float] = None,
+                           timeout_seconds: Optional[float] = None) -> Any:
+        """The one value at ``offset`` of a workflow's stream, waiting for it;
+        ``DBOSStreamTimeoutError`` after ``timeout_seconds`` or if the stream ends first."""
+        streams.check_polling_interval(polling_interval_sec)
+        engine = get_engine("DBOS.read_stream_offset()")
+        return streams.read_stream_offset(engine, workflow_id, key, offset, timeout_seconds)
+
+    @classmethod
+    async def read_stream_offset_async(cls, workflow_id: str, key: str, offset: int, *,
+                                       polling_interval_sec: Optional[float] = None,
+                                       timeout_seconds: Optional[float] = None) -> Any:
+        """``read_stream_offset`` for async code."""
+        streams.check_polling_interval(polling_interval_sec)
+        engine = get_engine("DBOS.read_stream_offset_async()")
+        return await engine.in_pool(streams.read_stream_offset, engine, workflow_id, key, offset, timeout_seconds)

@@ -47,9 +47,20 @@ class QueueAPI:
         return register_queue(get_engine("DBOS.register_queue()"), name, on_conflict, settings)
 
     @classmethod
-    async def register_queue_async(cls, name: str, **settings: Any) -> Queue:
-        """``register_queue`` for async code (the same keyword arguments)."""
-        return await asyncio.to_thread(lambda: cls.register_queue(name, **settings))
+    async def register_queue_async(
+        cls, name: str, *, worker_concurrency: Optional[int] = None, global_concurrency: Optional[int] = None,
+        partition_concurrency: Optional[int] = None, partition_worker_concurrency: Optional[int] = None,
+        partition_limiter: Optional[QueueRateLimit] = None, limiter: Optional[QueueRateLimit] = None,
+        polling_interval_sec: float = 1.0, on_conflict: OnConflict = "update_if_latest_version",
+        concurrency: Optional[int] = None, priority_enabled: bool = False, partition_queue: bool = False,
+    ) -> Queue:
+        """``register_queue`` for async code."""
+        return await asyncio.to_thread(
+            cls.register_queue, name, worker_concurrency=worker_concurrency, global_concurrency=global_concurrency,
+            partition_concurrency=partition_concurrency, partition_worker_concurrency=partition_worker_concurrency,
+            partition_limiter=partition_limiter, limiter=limiter, polling_interval_sec=polling_interval_sec,
+            on_conflict=on_conflict, concurrency=concurrency, priority_enabled=priority_enabled,
+            partition_queue=partition_queue)
 
     @classmethod
     def retrieve_queue(cls, name: str) -> Optional[Queue]:

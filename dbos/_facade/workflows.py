@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Coroutine, List, Optional, ParamSpec, TypeVar, overload
+import asyncio
+from typing import Any, Awaitable, Callable, Coroutine, List, Optional, ParamSpec, Set, Tuple, TypeVar, overload
 
 from .._datasource import IsolationLevel
-from .._engine import classes, step, transaction, workflow
+from .._engine import classes, step, tasks, transaction, workflow
 from .._engine import handles as workflow_handles
-from .._engine.engine import get_engine
+from .._engine.engine import get_engine, peek_engine
 from .._engine.handles import WorkflowHandle, WorkflowHandleAsync
 from .._engine.roles import default_required_roles, required_roles
 from .._engine.step import StepOptions
+from .._engine.validation import ValidateArgsCallable
+from .._portable_json import WorkflowSerializationFormat, format_of
 from .._queues.scheduler import scheduled
 from .._status import WorkflowStatus
 
@@ -26,11 +29,17 @@ class WorkflowAPI:
     # ------------------------------------------------------------------
 
     @classmethod
-    def workflow(cls, *, name: Optional[str] = None,
-                 max_recovery_attempts: Optional[int] = 100) -> Callable[[F], F]:
+    def workflow(cls, *, name: Optional[str] = None, max_recovery_attempts: Optional[int] = 100,
+                 serialization_type: Optional[WorkflowSerializationFormat] = None,
+                 validate_args: Optional[ValidateArgsCallable] = None) -> Callable[[F], F]:
         """Make a function a durable workflow: each step's outcome is checkpointed,
-        and recovery resumes it from the last one."""
-        return lambda func: workflow.make_workflow(func, name, max_recovery_attempts)
+        and recovery resumes it from the last one. ``serialization_type=PORTABLE``
+        stores its inputs, outcome, messages and events as portable JSON.
+        ``validate_args(args, kwargs) -> (args, kwargs)`` checks arguments read
+        from a row (dequeued, recovered) before the body runs; a failure ends
+        the workflow in ERROR."""
+        stored = format_of(serialization_type)
+        return lambda func: workflow.make_workflow(func, name, max_recovery_attempts, validate_args, stored)
 
     @classmethod
     def step(
@@ -179,3 +188,11 @@ class WorkflowAPI:
         """``wait_first`` for async code."""
         winner: WorkflowHandleAsync[Any] = await workflow_handles.wait_first_async(handles, polling_interval_sec)
         return winner
+
+    @classmethod
+    async def asyncio_wait(cls, fs: List[Awaitable[Any]], *, timeout: Optional[float] = None,
+                           return_when: str = asyncio.ALL_COMPLETED
+                           ) -> Tuple[Set["asyncio.Future[Any]"], Set["asyncio.Future[Any]"]]:
+        """``asyncio.wait`` for a workflow: which awaitables were done is checkpointed,
+        so a recovered workflow gets the same ``(done, pending)``; plain outside one."""
+        return await tasks.asyncio_wait(peek_engine(), fs, timeout, return_when)

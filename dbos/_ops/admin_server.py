@@ -1,10 +1,14 @@
 """The admin HTTP server of DBOS Transact (spec section 12): health,
-deactivation, queue metadata, recovery and workflow management, as JSON.
+deactivation, queue metadata, recovery and workflow management.
 
+Paths, methods, status codes and bodies are DBOS Transact 2.31's (README,
+"Over HTTP: the admin server", has the table); where DBOS Transact drops the
+connection on bad input, this server answers a 4xx with ``{"error": ...}``.
 Off by default; ``run_admin_server: true`` starts it at ``DBOS.launch()`` on
 ``admin_host:admin_port`` (127.0.0.1:3001) and ``DBOS.destroy()`` stops it.
-Every request runs on its own daemon thread through the same management
-layer as ``DBOS.list_workflows()`` and friends, so the answers agree.
+Pages of other sites are kept out (``admin_origin.py``). Every request runs
+on its own daemon thread through the same management layer as
+``DBOS.list_workflows()`` and friends, so the answers agree.
 """
 
 from __future__ import annotations
@@ -17,24 +21,37 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, List, Optional, Pattern, Tuple, Union, cast
+from typing import Any, Callable, Dict, Iterator, List, Optional, Pattern, Tuple, cast
 from urllib.parse import unquote, urlsplit
 
 from .._engine.engine import Engine
 from .._engine.recovery import recover_pending
 from .._engine.registry import get_registry
-from .._queues.queue import QueueConfig, config_from_row, work_arrived
-from .._status import WorkflowStatus
+from .._queues.queue import INTERNAL, config_from_row, work_arrived
 from ..error import (
     DBOSBaseException,
     DBOSConflictingWorkflowError,
     DBOSException,
     DBOSInitializationError,
+    DBOSInvalidArgumentError,
     DBOSNonExistentWorkflowError,
     DBOSNotLaunchedError,
 )
-from .filters import build_query
-from .management import EngineManagement, StepInfo
+from .admin_json import (
+    FORK_FIELDS,
+    GC_FIELDS,
+    QUEUE_FILTERS,
+    TIMEOUT_FIELDS,
+    WORKFLOW_FILTERS,
+    HTTPError,
+    fields,
+    filters,
+    queue_json,
+    step_json,
+    workflow_json,
+)
+from .admin_origin import check_host, check_origin
+from .management import EngineManagement
 
 logger = logging.getLogger("dbos")
 
@@ -43,21 +60,12 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 REQUEST_TIMEOUT_S = 30.0
 
 
-class HTTPError(Exception):
-    """A request refused with ``status``; ``message`` is what the client reads."""
-
-    def __init__(self, status: int, message: str, headers: Optional[Dict[str, str]] = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-
-
 @dataclass
 class Reply:
     status: int
     body: Any = None  # anything JSON can encode; nothing is sent with 204
     headers: Dict[str, str] = field(default_factory=dict)
+    text: Optional[str] = None  # a plain-text answer in place of JSON (health, deactivation)
 
 
 @dataclass(frozen=True)
@@ -70,183 +78,36 @@ class Call:
 
 
 # ----------------------------------------------------------------------
-# Request bodies
-# ----------------------------------------------------------------------
-
-Check = Callable[[Any, str], Any]
-Field = Tuple[str, Check]  # (keyword of the management call, value check)
-
-
-def _text(value: Any, key: str) -> str:
-    if not isinstance(value, str):
-        raise HTTPError(400, f"'{key}' must be a string, got {json.dumps(value)}")
-    return value
-
-
-def _name(value: Any, key: str) -> str:
-    if not _text(value, key).strip():
-        raise HTTPError(400, f"'{key}' must not be empty")
-    return str(value)
-
-
-def _texts(value: Any, key: str) -> Union[str, List[str]]:
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return value
-    if isinstance(value, str):
-        return value
-    raise HTTPError(400, f"'{key}' must be a string or a list of strings, got {json.dumps(value)}")
-
-
-def _count(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise HTTPError(400, f"'{key}' must be a non-negative integer, got {json.dumps(value)}")
-    return value
-
-
-def _step(value: Any, key: str) -> int:
-    if _count(value, key) < 1:
-        raise HTTPError(400, f"'{key}' must be an integer of 1 or more, got {value}")
-    return int(value)
-
-
-def _flag(value: Any, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise HTTPError(400, f"'{key}' must be true or false, got {json.dumps(value)}")
-    return value
-
-
-def _fields(body: Any, spec: Dict[str, Field], what: str) -> Dict[str, Any]:
-    """A JSON object's fields, checked and renamed; null means "not given"."""
-    if not isinstance(body, dict):
-        raise HTTPError(400, f"The body of {what} must be a JSON object")
-    unknown = sorted(set(body) - set(spec))
-    if unknown:
-        raise HTTPError(400, f"{what} got unknown field(s) {', '.join(unknown)}; "
-                             f"valid fields are {', '.join(sorted(spec))}")
-    return {spec[k][0]: spec[k][1](v, k) for k, v in body.items() if v is not None}
-
-
-_COMMON_FILTERS: Dict[str, Field] = {
-    "start_time": ("start_time", _text),
-    "end_time": ("end_time", _text),
-    "status": ("status", _texts),
-    "forked_from": ("forked_from", _texts),
-    "parent_workflow_id": ("parent_workflow_id", _texts),
-    "workflow_name": ("name", _texts),
-    "limit": ("limit", _count),
-    "offset": ("offset", _count),
-    "sort_desc": ("sort_desc", _flag),
-    "load_input": ("load_input", _flag),
-}
-WORKFLOW_FILTERS: Dict[str, Field] = {
-    **_COMMON_FILTERS,
-    "workflow_uuids": ("workflow_ids", _texts),
-    "authenticated_user": ("user", _texts),
-    "application_version": ("app_version", _texts),
-    "workflow_id_prefix": ("workflow_id_prefix", _texts),
-    "load_output": ("load_output", _flag),
-}
-QUEUE_FILTERS: Dict[str, Field] = {**_COMMON_FILTERS, "queue_name": ("queue_name", _texts)}
-FORK_FIELDS: Dict[str, Field] = {
-    "start_step": ("start_step", _step),
-    "new_workflow_id": ("new_workflow_id", _name),
-    "application_version": ("application_version", _text),
-}
-GC_FIELDS: Dict[str, Field] = {
-    "cutoff_epoch_timestamp_ms": ("cutoff_epoch_timestamp_ms", _count),
-    "rows_threshold": ("rows_threshold", _count),
-}
-TIMEOUT_FIELDS: Dict[str, Field] = {"cutoff_epoch_timestamp_ms": ("cutoff_epoch_timestamp_ms", _count)}
-
-
-def _filters(body: Any, spec: Dict[str, Field], what: str, defaults: Dict[str, Any]) -> Dict[str, Any]:
-    filters = {**defaults, **_fields({} if body is None else body, spec, what)}
-    try:
-        build_query(None, filters)  # statuses and times are checked here, before any query runs
-    except DBOSException as exc:
-        raise HTTPError(400, exc.message) from None
-    return filters
-
-
-# ----------------------------------------------------------------------
-# Responses
-# ----------------------------------------------------------------------
-
-_WORKFLOW_KEYS = (
-    ("WorkflowUUID", "workflow_id"), ("Status", "status"), ("WorkflowName", "name"),
-    ("WorkflowClassName", "class_name"), ("WorkflowConfigName", "config_name"),
-    ("AuthenticatedUser", "authenticated_user"), ("AssumedRole", "assumed_role"),
-    ("Input", "input"), ("Output", "output"), ("Error", "error"),
-    ("CreatedAt", "created_at"), ("UpdatedAt", "updated_at"), ("QueueName", "queue_name"),
-    ("ApplicationVersion", "app_version"), ("ExecutorID", "executor_id"),
-    ("WorkflowTimeoutMS", "workflow_timeout_ms"),
-    ("WorkflowDeadlineEpochMS", "workflow_deadline_epoch_ms"),
-    ("DeduplicationID", "deduplication_id"), ("Priority", "priority"),
-    ("QueuePartitionKey", "queue_partition_key"), ("ForkedFrom", "forked_from"),
-    ("ParentWorkflowID", "parent_workflow_id"), ("DequeuedAt", "dequeued_at"),
-    ("DelayUntilEpochMS", "delay_until_epoch_ms"), ("CompletedAt", "completed_at"),
-    ("ScheduleName", "schedule_name"), ("ApplicationName", "application_name"),
-)
-
-
-def _str(value: Any) -> Optional[str]:
-    return None if value is None else str(value)
-
-
-def _json_str(value: Any) -> Optional[str]:
-    return None if value is None else json.dumps(value, default=str)
-
-
-def workflow_json(status: WorkflowStatus) -> Dict[str, Any]:
-    """DBOS Transact's workflow record: PascalCase keys, values as strings."""
-    out: Dict[str, Any] = {key: _str(getattr(status, attr)) for key, attr in _WORKFLOW_KEYS}
-    out["AuthenticatedRoles"] = _json_str(status.authenticated_roles)
-    out["Attributes"] = _json_str(status.attributes)
-    out["WasForkedFrom"] = bool(status.was_forked_from)
-    return out
-
-
-def step_json(step: StepInfo) -> Dict[str, Any]:
-    out: Dict[str, Any] = dict(step)
-    out["output"] = _str(step["output"])
-    out["error"] = _str(step["error"])
-    return out
-
-
-def queue_json(name: str, config: QueueConfig) -> Dict[str, Any]:
-    fields: Dict[str, Any] = {
-        "name": name,
-        "concurrency": config.concurrency,
-        "workerConcurrency": config.worker_concurrency,
-        "rateLimit": dict(config.limiter) if config.limiter else None,
-        "priorityEnabled": config.priority_enabled,
-        "partitionQueue": config.partition_queue,
-    }
-    return {k: v for k, v in fields.items() if v is not None}
-
-
-# ----------------------------------------------------------------------
 # Endpoints
 # ----------------------------------------------------------------------
 
 
 def health(call: Call) -> Reply:
-    return Reply(200, {"status": "healthy"})
+    return Reply(200, text="healthy")
 
 
 def deactivate(call: Call) -> Reply:
-    identity = call.engine.identity
-    logger.info(f"Deactivating executor {identity.executor_id} (version {identity.app_version}): "
-                "running workflows finish, schedulers and queue workers start no more")
-    call.engine.stop_intake()
-    return Reply(200, {"status": "deactivated"})
+    engine = call.engine
+    if not engine.deactivated:  # said once, as DBOS Transact does; asking again is harmless
+        identity = engine.identity
+        logger.info(f"Deactivating executor {identity.executor_id} (version {identity.app_version}): "
+                    "schedulers start no more workflows; queued and running workflows finish")
+    engine.deactivate()
+    return Reply(200, text="deactivated")
+
+
+def conductor(call: Call) -> Reply:
+    return Reply(200, {"status": True})
 
 
 def queues_metadata(call: Call) -> Reply:
-    configs = {row["name"]: config_from_row(row) for row in call.engine.sysdb.list_queues()}
-    # A queue declared in code runs with its declared limits in this process.
-    configs.update({name: queue.config() for name, queue in get_registry().queues.items()})
-    return Reply(200, [queue_json(name, configs[name]) for name in sorted(configs)])
+    """Queues declared in code (with their limits in this process), the internal
+    queue, then those only registered in the database, as DBOS Transact orders them."""
+    configs = {name: queue.config() for name, queue in get_registry().queues.items()}
+    configs.setdefault(INTERNAL.name, INTERNAL.config())
+    for row in call.engine.sysdb.list_queues():
+        configs.setdefault(row["name"], config_from_row(row))
+    return Reply(200, [queue_json(name, config) for name, config in configs.items()])
 
 
 def recover(call: Call) -> Reply:
@@ -271,7 +132,8 @@ def _recover_executor(engine: Engine, executor_id: str) -> List[str]:
     # be starting it this very moment; requeueing is per executor, all or none.
     own = executor_id == engine.identity.executor_id
     requeued = [] if own else _requeue(engine, executor_id, queue_of)
-    handles = recover_pending(engine, [w for w in pending if not queue_of[w]])
+    attempts = engine.sysdb.pending_attempts(executor_id, engine.identity.app_version)
+    handles = recover_pending(engine, {w: attempts[w] for w in pending if not queue_of[w] and w in attempts})
     return requeued + [h.workflow_id for h in handles]
 
 
@@ -292,74 +154,76 @@ def management(engine: Engine) -> EngineManagement:
 
 def list_workflows(call: Call) -> Reply:
     defaults = {"load_input": False, "load_output": False}
-    filters = _filters(call.body, WORKFLOW_FILTERS, "POST /workflows", defaults)
-    return Reply(200, [workflow_json(s) for s in management(call.engine).list_workflows(filters)])
+    found = filters(call.body, WORKFLOW_FILTERS, "POST /workflows", defaults)
+    return Reply(200, [workflow_json(s) for s in management(call.engine).list_workflows(found)])
 
 
 def list_queued(call: Call) -> Reply:
-    filters = _filters(call.body, QUEUE_FILTERS, "POST /queues", {"load_input": False})
-    return Reply(200, [workflow_json(s) for s in management(call.engine).list_queued_workflows(filters)])
+    found = filters(call.body, QUEUE_FILTERS, "POST /queues", {"load_input": False})
+    return Reply(200, [workflow_json(s) for s in management(call.engine).list_queued_workflows(found)])
 
 
 def get_workflow(call: Call) -> Reply:
     status = management(call.engine).get_workflow(call.workflow_id)
     if status is None:
-        raise _missing(call.workflow_id)
+        raise HTTPError(404, f"Workflow {call.workflow_id} does not exist")
     return Reply(200, workflow_json(status))
 
 
 def list_steps(call: Call) -> Reply:
-    _require(call)
+    """An unknown workflow has no steps: an empty list, as in DBOS Transact."""
     return Reply(200, [step_json(s) for s in management(call.engine).list_workflow_steps(call.workflow_id)])
 
 
 def cancel(call: Call) -> Reply:
-    _require(call)
+    """204 for an unknown or finished workflow too, as in DBOS Transact: nothing is left to cancel."""
     management(call.engine).cancel([call.workflow_id])
     return Reply(204)
 
 
 def resume(call: Call) -> Reply:
-    _require(call)
-    management(call.engine).resume([call.workflow_id])
+    management(call.engine).resume([call.workflow_id])  # an unknown ID: 404
     return Reply(204)
 
 
 def restart(call: Call) -> Reply:
-    return Reply(200, {"workflow_id": management(call.engine).fork(call.workflow_id, 1)})
+    with _failing_as_500():
+        return Reply(200, {"workflow_id": management(call.engine).fork(call.workflow_id, 1)})
 
 
 def fork(call: Call) -> Reply:
-    fields = _fields({} if call.body is None else call.body, FORK_FIELDS, "POST /workflows/{id}/fork")
-    forked = management(call.engine).fork(
-        call.workflow_id, fields.get("start_step", 1), new_workflow_id=fields.get("new_workflow_id"),
-        application_version=fields.get("application_version"))
+    body = {} if call.body is None else call.body
+    given = fields(body, FORK_FIELDS, "POST /workflows/{id}/fork", strict=True)
+    with _failing_as_500():
+        forked = management(call.engine).fork(
+            call.workflow_id, given.get("start_step", 1), new_workflow_id=given.get("new_workflow_id"),
+            application_version=given.get("application_version"))
     return Reply(200, {"workflow_id": forked})
 
 
+@contextlib.contextmanager
+def _failing_as_500() -> Iterator[None]:
+    """A fork that DBOS refuses (an unknown workflow, an ID in use) answers 500
+    with the message, as DBOS Transact's restart and fork do."""
+    try:
+        yield
+    except DBOSException as exc:
+        raise HTTPError(500, str(exc)) from None
+
+
 def garbage_collect(call: Call) -> Reply:
-    fields = _fields(call.body, GC_FIELDS, "POST /dbos-garbage-collect")
-    if not fields:
-        raise HTTPError(400, "POST /dbos-garbage-collect needs cutoff_epoch_timestamp_ms or rows_threshold")
-    management(call.engine).garbage_collect(**fields)
+    """Neither field given: nothing to collect (204), as in DBOS Transact."""
+    given = fields(call.body, GC_FIELDS, "POST /dbos-garbage-collect", strict=True)
+    management(call.engine).garbage_collect(**given)
     return Reply(204)
 
 
 def global_timeout(call: Call) -> Reply:
-    fields = _fields(call.body, TIMEOUT_FIELDS, "POST /dbos-global-timeout")
-    if "cutoff_epoch_timestamp_ms" not in fields:
-        raise HTTPError(400, "POST /dbos-global-timeout needs cutoff_epoch_timestamp_ms")
-    management(call.engine).global_timeout(fields["cutoff_epoch_timestamp_ms"])
+    """No cutoff: nothing is cancelled (204), as in DBOS Transact."""
+    given = fields(call.body, TIMEOUT_FIELDS, "POST /dbos-global-timeout", strict=True)
+    if "cutoff_epoch_timestamp_ms" in given:
+        management(call.engine).global_timeout(given["cutoff_epoch_timestamp_ms"])
     return Reply(204)
-
-
-def _missing(workflow_id: str) -> HTTPError:
-    return HTTPError(404, f"Workflow {workflow_id} does not exist")
-
-
-def _require(call: Call) -> None:
-    if call.engine.sysdb.workflow_row(call.workflow_id) is None:
-        raise _missing(call.workflow_id)
 
 
 # ----------------------------------------------------------------------
@@ -375,38 +239,43 @@ class Route:
     pattern: Pattern[str]
     handler: Handler
     body: str = "none"  # "none" (ignored), "optional" or "required"
+    changes: bool = True  # changes state: refused from another origin, and never run for HEAD
+    bad_json: int = 400  # the status of a body that is not JSON (fork: 500, as in DBOS Transact)
 
 
-def _route(method: str, path: str, handler: Handler, body: str = "none") -> Route:
-    return Route(method, re.compile(f"^{path}$"), handler, body)
+def _route(method: str, path: str, handler: Handler, body: str = "none", *,
+           changes: bool = True, bad_json: int = 400) -> Route:
+    return Route(method, re.compile(f"^{path}$"), handler, body, changes, bad_json)
 
 
 _ID = "/workflows/(?P<id>[^/]+)"
 ROUTES = (
-    _route("GET", "/dbos-healthz", health),
-    _route("GET", "/deactivate", deactivate),
-    _route("GET", "/dbos-workflow-queues-metadata", queues_metadata),
+    _route("GET", "/dbos-healthz", health, changes=False),
+    _route("GET", "/deactivate", deactivate),  # a GET that changes state: DBOS Transact's path and method
+    _route("GET", "/conductor", conductor, changes=False),
+    _route("GET", "/dbos-workflow-queues-metadata", queues_metadata, changes=False),
     _route("POST", "/dbos-workflow-recovery", recover, "required"),
     _route("POST", "/dbos-garbage-collect", garbage_collect, "required"),
     _route("POST", "/dbos-global-timeout", global_timeout, "required"),
-    _route("POST", "/workflows", list_workflows, "optional"),
-    _route("POST", "/queues", list_queued, "optional"),
-    _route("GET", _ID, get_workflow),
-    _route("GET", f"{_ID}/steps", list_steps),
+    _route("POST", "/workflows", list_workflows, "optional", changes=False),
+    _route("POST", "/queues", list_queued, "optional", changes=False),
+    _route("GET", _ID, get_workflow, changes=False),
+    _route("GET", f"{_ID}/steps", list_steps, changes=False),
     _route("POST", f"{_ID}/cancel", cancel),
     _route("POST", f"{_ID}/resume", resume),
     _route("POST", f"{_ID}/restart", restart),
-    _route("POST", f"{_ID}/fork", fork, "optional"),
+    _route("POST", f"{_ID}/fork", fork, "optional", bad_json=500),
 )
 
 
 def find_route(method: str, path: str) -> Tuple[Route, str]:
-    """The route and the (decoded) workflow ID in the path; 404 or 405 if none."""
+    """The route and the (decoded) workflow ID in the path; 404 or 405 if none.
+    HEAD is a GET that sends no body, for the routes that change nothing."""
     matches = [(r, m) for r in ROUTES if (m := r.pattern.match(path))]
     if not matches:
         raise HTTPError(404, f"No such endpoint: {path}")
     for route, match in matches:
-        if route.method == method:
+        if route.method == method or (method == "HEAD" and route.method == "GET" and not route.changes):
             return route, unquote(match.groupdict().get("id") or "")
     allowed = ", ".join(sorted({r.method for r, _ in matches}))
     raise HTTPError(405, f"{method} is not allowed on {path}; use {allowed}", {"Allow": allowed})
@@ -422,6 +291,8 @@ def error_reply(exc: BaseException) -> Reply:
         return Reply(409, {"error": str(exc)})
     if isinstance(exc, DBOSNotLaunchedError):
         return Reply(503, {"error": str(exc)})
+    if isinstance(exc, DBOSInvalidArgumentError):
+        return Reply(400, {"error": str(exc)})
     logger.error("The admin server failed to answer a request", exc_info=exc)
     return Reply(500, {"error": str(exc) or type(exc).__name__})
 
@@ -438,6 +309,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, host: str, port: int, engine: Engine) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.engine = engine
+        self.host = host
         super().__init__((host, port), AdminRequestHandler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -462,11 +334,16 @@ class AdminRequestHandler(BaseHTTPRequestHandler):
         self._send(reply)
 
     def _dispatch(self) -> Reply:
+        server = cast(_Server, self.server)
+        check_host(self.headers, server.host)
         route, workflow_id = find_route(self.command, urlsplit(self.path).path)
-        body = self._body(route.body)
-        return route.handler(Call(cast(_Server, self.server).engine, workflow_id, body))
+        if route.changes:
+            check_origin(self.headers)
+        body = self._body(route)
+        return route.handler(Call(server.engine, workflow_id, body))
 
-    def _body(self, mode: str) -> Any:
+    def _body(self, route: Route) -> Any:
+        mode = route.body
         if mode == "none":
             return None
         length = self.headers.get("Content-Length")
@@ -484,12 +361,12 @@ class AdminRequestHandler(BaseHTTPRequestHandler):
         try:
             return json.loads(raw)
         except ValueError as exc:
-            raise HTTPError(400, f"The request body is not valid JSON: {exc}") from None
+            raise HTTPError(route.bad_json, f"Invalid JSON input: {exc}") from None
 
     def _send(self, reply: Reply) -> None:
-        data = b"" if reply.status == 204 else json.dumps(reply.body, default=str).encode()
+        data, kind = _encoded(reply)
         self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", kind)
         if reply.status != 204:
             self.send_header("Content-Length", str(len(data)))
         for name, value in reply.headers.items():
@@ -508,6 +385,13 @@ class AdminRequestHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # request logging is off, as in DBOS Transact
+
+
+def _encoded(reply: Reply) -> Tuple[bytes, str]:
+    """The bytes of an answer and their Content-Type."""
+    if reply.text is not None:
+        return reply.text.encode(), "text/plain; charset=utf-8"
+    return (b"" if reply.status == 204 else json.dumps(reply.body, default=str).encode()), "application/json"
 
 
 def _length(header: str) -> int:

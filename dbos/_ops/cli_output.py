@@ -1,13 +1,16 @@
-"""How the ``dbos`` command line shows workflows: aligned tables and
-``key: value`` blocks for people, JSON for programs.
+"""How the ``dbos`` command line shows workflows: JSON for programs, in
+DBOS Transact's shape, and aligned tables and ``key: value`` blocks for people.
 
 Times are epoch milliseconds in the database; people see them as local ISO
 times without an offset, the form ``--start-time``/``--end-time`` accept.
+Text for people never carries a control character through: an ID holding
+a newline cannot forge a row, an escape sequence cannot reach the terminal.
 """
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from datetime import datetime
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -22,6 +25,11 @@ _TIME_FIELDS = frozenset({
 })
 _SHORT = 60
 _LONG = 500
+# The widest cell of a table: a 36-character UUID and a qualified name fit.
+MAX_CELL = 48
+# Line breaks, C0/C1 controls, and format characters such as bidi overrides.
+_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def local_time(epoch_ms: Optional[int]) -> str:
@@ -32,11 +40,35 @@ def local_time(epoch_ms: Optional[int]) -> str:
 
 def short(value: Any, width: int = _SHORT) -> str:
     """``repr(value)`` cut to ``width`` characters, on one line."""
-    text = " ".join(repr(value).split())
-    return text if len(text) <= width else text[: width - 3] + "..."
+    return cell(" ".join(repr(value).split()), width)
+
+
+def escaped(text: str) -> str:
+    """``text`` with each invisible or line-breaking character written as an escape."""
+    return "".join(_escape(c) if unicodedata.category(c) in _HIDDEN else c for c in text)
+
+
+def _escape(char: str) -> str:
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def cell(text: str, width: int = MAX_CELL) -> str:
+    """``text`` escaped and cut to ``width`` characters, for a table or a block.
+
+    The middle goes: a qualified name keeps its function, an ID both ends."""
+    text = escaped(text)
+    if len(text) <= width:
+        return text
+    head = (width - 3) // 2
+    return text[:head] + "..." + text[len(text) - (width - 3 - head):]
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Aligned columns; each cell escaped and capped at ``MAX_CELL``."""
+    rows = [[cell(c) for c in cells] for cells in rows]
     widths = [max(len(cells[i]) for cells in [headers, *rows]) for i in range(len(headers))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()
              for cells in [headers, *rows]]
@@ -82,7 +114,7 @@ def _readable(key: str, value: Any) -> str:
         return local_time(value)
     if key in VALUE_FIELDS:
         return short(value, _LONG)
-    return str(value)
+    return cell(str(value), _LONG)
 
 
 # ----------------------------------------------------------------------
@@ -138,3 +170,38 @@ def _key(key: Any) -> str:
 def statuses_json(statuses: Sequence[WorkflowStatus], with_values: bool) -> str:
     items: List[Dict[str, Any]] = [status_dict(s, with_values) for s in statuses]
     return to_json(items)
+
+
+# ----------------------------------------------------------------------
+# JSON as DBOS Transact's ``dbos`` prints it
+# ----------------------------------------------------------------------
+
+# The order of DBOS Transact's status objects, which scripts may print or diff.
+TRANSACT_STATUS_FIELDS = (
+    "workflow_id", "status", "name", "recovery_attempts", "config_name", "class_name",
+    "authenticated_user", "authenticated_roles", "assumed_role", "queue_name", "executor_id",
+    "created_at", "updated_at", "app_version", "app_id", "workflow_deadline_epoch_ms",
+    "workflow_timeout_ms", "deduplication_id", "priority", "queue_partition_key", "forked_from",
+    "parent_workflow_id", "dequeued_at", "delay_until_epoch_ms", "was_forked_from", "completed_at",
+    "attributes", "schedule_name", "application_name", "input", "output", "error",
+)
+
+
+def transact_status(status: WorkflowStatus) -> Dict[str, Any]:
+    """Every field of ``status``, in DBOS Transact's order."""
+    return {key: getattr(status, key) for key in TRANSACT_STATUS_FIELDS}
+
+
+def transact_json(value: Any) -> str:
+    """One line of JSON as DBOS Transact prints it: what JSON cannot hold (an
+    exception, a set, a datetime) becomes its ``str``."""
+    try:
+        return json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        # A dictionary key JSON cannot hold (a tuple), or a cycle: DBOS
+        # Transact fails there; print the readable version instead.
+        return json.dumps(jsonable(value))
+
+
+def statuses_transact_json(statuses: Sequence[WorkflowStatus]) -> str:
+    return transact_json([transact_status(s) for s in statuses])

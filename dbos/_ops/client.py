@@ -12,24 +12,25 @@ from __future__ import annotations
 
 import contextlib
 from asyncio import to_thread
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, AsyncGenerator, Dict, Generator, List, Optional
 
 from .._engine.context import take_next_workflow_id
 from .._engine.handles import WorkflowHandle, WorkflowHandleAsync, distinct_ids, first_done
-from .._engine.messages import SendMessage, message_row, message_rows, wait_event
+from .._engine.messages import SendMessage, message_row, message_rows, to_every_fork, wait_event
 from .._engine.streams import check_polling_interval, check_read, fetch_entry, stream_values, value_at
+from .._portable_json import WorkflowSerializationFormat
 from .._queues.dedup import insert_enqueued
 from .._serialization import Codec, DefaultSerializer, Serializer
 from .._status import WorkflowStatus
 from .._sysdb.records import ApplicationRowCounts, Message
 from .._versions import VersionInfo
-from ..error import DBOSConflictingWorkflowError, DBOSException
-from .client_enqueue import EnqueueOptions, check_serialization, enqueue_row, system_url
+from ..error import DBOSException
+from .client_enqueue import EnqueueOptions, check_same_workflow, enqueue_row, system_url
 from .client_handles import DEFAULT_POLL_S, ClientHandle, ClientHandleAsync, ClientStorage
 from .client_queues import QueueClientAPI
 from .client_schedules import ScheduleClientAPI
-from .filters import LIST_FILTERS, QUEUED_FILTERS, check_filters
+from .client_transactions import TransactionClientAPI
+from .filters import LIST_FILTERS, QUEUED_FILTERS, check_filters, with_filters
 from .management import RENAME_BATCH_SIZE, StepInfo, check_rename, delay_until
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ __all__ = ["DBOSClient", "EnqueueOptions"]
 DEFAULT_POOL_SIZE = 5
 
 
-class DBOSClient(QueueClientAPI, ScheduleClientAPI):
+class DBOSClient(QueueClientAPI, ScheduleClientAPI, TransactionClientAPI):
     """Enqueue, message and manage the workflows of an application by its system database.
 
     The database is ``system_database_url``; without it, the URL of
@@ -89,7 +90,7 @@ class DBOSClient(QueueClientAPI, ScheduleClientAPI):
                                 "the listener connects at once")
         url = system_url(database_url, system_database_url, application_database_url, system_database_engine)
         self.application_name = application_name
-        self._storage = ClientStorage(url, schema=dbos_system_schema or "dbos", codec=Codec(serializer),
+        self._storage = ClientStorage(url, schema=dbos_system_schema or "dbos", codec=Codec.of(serializer),
                                       pool_size=system_database_pool_size or DEFAULT_POOL_SIZE,
                                       application_name=application_name)
         self._open(lazy, use_listen_notify)
@@ -133,11 +134,7 @@ class DBOSClient(QueueClientAPI, ScheduleClientAPI):
     def _enqueue(self, options: EnqueueOptions, args: Any, kwargs: Dict[str, Any]) -> str:
         row = enqueue_row(self._storage.codec, self.application_name, options, args, kwargs)
         workflow_id, found = insert_enqueued(self._storage.ready(), row, None, options.get("duplication_policy"))
-        if found is not None and not found.created and (found.name, found.class_name, found.config_name) != (
-                row["name"], row["class_name"], row["config_name"]):
-            raise DBOSConflictingWorkflowError(
-                row["workflow_uuid"], f"workflow {row['workflow_uuid']} exists and runs "
-                f"{found.name}, not {row['name']}")
+        check_same_workflow(row, found)
         return workflow_id
 
     def retrieve_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
@@ -173,7 +170,7 @@ class DBOSClient(QueueClientAPI, ScheduleClientAPI):
     # ------------------------------------------------------------------
 
     def send(self, destination_id: str, message: Any, topic: Optional[str] = None,
-             idempotency_key: Optional[str] = None, *, serialization_type: Any = None,
+             idempotency_key: Optional[str] = None, *, serialization_type: Any = WorkflowSerializationFormat.DEFAULT,
              send_to_forks: bool = False) -> None:
         """Send ``message`` to a workflow's ``recv`` on ``topic`` (once per
         idempotency key; ``DBOSNonExistentWorkflowError`` for no such workflow).
@@ -181,40 +178,37 @@ class DBOSClient(QueueClientAPI, ScheduleClientAPI):
         ``send_to_forks`` also sends it to every workflow forked from the
         destination, transitively, that exists when the forks are looked up
         (just before the one transaction that sends them all).
-        ``serialization_type``: only the client's serializer is written
-        (the native format); anything else raises ``DBOSException``.
+        ``serialization_type``: ``PORTABLE`` writes portable JSON, ``NATIVE``
+        pickle; DEFAULT the client's serializer.
         """
         note = SendMessage(destination_id, message, topic, idempotency_key)
         self.send_bulk([note], serialization_type=serialization_type, send_to_forks=send_to_forks)
 
     async def send_async(self, destination_id: str, message: Any, topic: Optional[str] = None,
-                         idempotency_key: Optional[str] = None, *, serialization_type: Any = None,
+                         idempotency_key: Optional[str] = None, *, serialization_type: Any = WorkflowSerializationFormat.DEFAULT,
                          send_to_forks: bool = False) -> None:
         """``send`` for async code."""
         await to_thread(self.send, destination_id, message, topic, idempotency_key,
                         serialization_type=serialization_type, send_to_forks=send_to_forks)
 
-    def send_bulk(self, messages: List[SendMessage], *, serialization_type: Any = None,
+    def send_bulk(self, messages: List[SendMessage], *, serialization_type: Any = WorkflowSerializationFormat.DEFAULT,
                   send_to_forks: bool = False) -> None:
         """Send several messages in one transaction: all are delivered or none
         (``serialization_type`` and ``send_to_forks`` as for ``send``)."""
-        check_serialization(serialization_type)
-        self._storage.ready().send_messages(self._message_rows(messages, send_to_forks))
+        codec = self._storage.codec.for_type(serialization_type)
+        self._storage.ready().send_messages(self._message_rows(codec, messages, send_to_forks))
 
-    async def send_bulk_async(self, messages: List[SendMessage], *, serialization_type: Any = None,
+    async def send_bulk_async(self, messages: List[SendMessage], *, serialization_type: Any = WorkflowSerializationFormat.DEFAULT,
                               send_to_forks: bool = False) -> None:
         """``send_bulk`` for async code."""
         await to_thread(self.send_bulk, messages, serialization_type=serialization_type,
                         send_to_forks=send_to_forks)
 
-    def _message_rows(self, messages: List[SendMessage], send_to_forks: bool) -> List[Message]:
-        codec = self._storage.codec
+    def _message_rows(self, codec: Codec, messages: List[SendMessage], send_to_forks: bool) -> List[Message]:
         rows = message_rows(codec, messages)  # refuses an idempotency key given twice
         if not send_to_forks:
             return rows
-        manage = self._storage.manage()
-        return [message_row(codec, replace(m, destination_id=destination))
-                for m in messages for destination in manage.with_forks([m.destination_id])]
+        return [message_row(codec, m) for m in to_every_fork(self._storage.ready(), messages)]
 
     def get_event(self, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
         """The event's latest value, waiting up to ``timeout_seconds`` for it to
@@ -282,22 +276,26 @@ class DBOSClient(QueueClientAPI, ScheduleClientAPI):
     # Listing
     # ------------------------------------------------------------------
 
+    @with_filters(LIST_FILTERS)
     def list_workflows(self, **filters: Any) -> List[WorkflowStatus]:
         """Workflows matching every filter given (those of ``DBOS.list_workflows``); ``TypeError``
         for an unknown one."""
         checked = check_filters("list_workflows()", filters, LIST_FILTERS)
         return self._storage.manage().list_workflows(checked)
 
+    @with_filters(LIST_FILTERS)
     async def list_workflows_async(self, **filters: Any) -> List[WorkflowStatus]:
         """``list_workflows`` for async code."""
         checked = check_filters("list_workflows_async()", filters, LIST_FILTERS)
         return await to_thread(lambda: self._storage.manage().list_workflows(checked))
 
+    @with_filters(QUEUED_FILTERS)
     def list_queued_workflows(self, **filters: Any) -> List[WorkflowStatus]:
         """Workflows waiting in, or running from, a queue."""
         checked = check_filters("list_queued_workflows()", filters, QUEUED_FILTERS)
         return self._storage.manage().list_queued_workflows(checked)
 
+    @with_filters(QUEUED_FILTERS)
     async def list_queued_workflows_async(self, **filters: Any) -> List[WorkflowStatus]:
         """``list_queued_workflows`` for async code."""
         checked = check_filters("list_queued_workflows_async()", filters, QUEUED_FILTERS)

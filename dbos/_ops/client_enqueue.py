@@ -14,11 +14,14 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, TypedDict
 from .._clock import now_ms
 from .._config import DBOSConfig, resolve_urls
 from .._engine.attributes import attributes_text
+from .._portable_json import WorkflowSerializationFormat
 from .._queues.dedup import DuplicationPolicy, check_policy
 from .._queues.queue import MAX_PRIORITY
 from .._serialization import Codec
 from .._sysdb import DatabaseURL
-from ..error import DBOSException
+from .._sysdb.ids import check_workflow_id
+from .._sysdb.records import StartResult
+from ..error import DBOSConflictingWorkflowError, DBOSException
 
 if TYPE_CHECKING:
     import sqlalchemy  # optional: only an Engine's URL is read
@@ -44,6 +47,7 @@ class EnqueueOptions(TypedDict, total=False):
     instance_name: str
     attributes: Dict[str, Any]
     application_name: str
+    serialization_type: WorkflowSerializationFormat
 
 
 def system_url(database_url: Optional[str], system_database_url: Optional[str],
@@ -69,12 +73,12 @@ def enqueue_row(codec: Codec, owner: Optional[str], options: EnqueueOptions,
                 args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Dict[str, Any]:
     """The ``workflow_status`` row of an enqueued workflow, ENQUEUED (or DELAYED)."""
     _validate(options)
+    codec = codec.for_type(options.get("serialization_type"))
     name, stamp = options["workflow_name"], now_ms()
     delay = options.get("delay_seconds")
     timeout = options.get("workflow_timeout")
     roles = options.get("authenticated_roles")
-    attributes = options.get("attributes")
-    return {
+    row = {
         "workflow_uuid": options.get("workflow_id") or str(uuid.uuid4()),
         "status": "DELAYED" if delay else "ENQUEUED",
         "name": name,
@@ -93,10 +97,11 @@ def enqueue_row(codec: Codec, owner: Optional[str], options: EnqueueOptions,
         "queue_partition_key": options.get("queue_partition_key"),
         "delay_until_epoch_ms": stamp + int(delay * 1000) if delay else None,
         "workflow_timeout_ms": int(timeout * 1000) if timeout is not None else None,
-        "attributes": attributes_text(attributes, 'EnqueueOptions["attributes"]'),
+        "attributes": attributes_text(options.get("attributes"), 'EnqueueOptions["attributes"]'),
         "recovery_attempts": 0,
         "owner_xid": uuid.uuid4().hex,
     }
+    return row if codec.column is None else {**row, "serialization": codec.column}
 
 
 def _validate(options: EnqueueOptions) -> None:
@@ -107,6 +112,7 @@ def _validate(options: EnqueueOptions) -> None:
     workflow_id = options.get("workflow_id")
     if workflow_id is not None and (not isinstance(workflow_id, str) or not workflow_id.strip()):
         raise DBOSException(f"EnqueueOptions workflow_id must be a non-empty string, got {workflow_id!r}")
+    check_workflow_id(workflow_id, 'EnqueueOptions["workflow_id"]')
     check_policy(options.get("duplication_policy"), options.get("deduplication_id"))
     if options.get("queue_partition_key") is not None and options.get("deduplication_id") is not None:
         raise DBOSException("Deduplication is not supported for partitioned queues")
@@ -120,10 +126,10 @@ def _validate(options: EnqueueOptions) -> None:
             raise DBOSException(f"EnqueueOptions {key} must be a positive number, got {number!r}")
 
 
-def check_serialization(serialization_type: Any) -> None:
-    """Refuse a serialization a client cannot write: only the client's serializer is."""
-    value = getattr(serialization_type, "value", serialization_type)
-    if value is not None and str(value).lower() != "native":
-        raise DBOSException(
-            f"serialization_type {serialization_type!r} is not supported: messages are written with "
-            "the client's serializer; omit serialization_type (or pass the native format)")
+def check_same_workflow(row: Dict[str, Any], found: Optional[StartResult]) -> None:
+    """``DBOSConflictingWorkflowError`` if the enqueued ID is held by another workflow function."""
+    if found is None or found.created:
+        return
+    if (found.name, found.class_name, found.config_name) != (row["name"], row["class_name"], row["config_name"]):
+        raise DBOSConflictingWorkflowError(
+            row["workflow_uuid"], f"workflow {row['workflow_uuid']} exists and runs {found.name}, not {row['name']}")

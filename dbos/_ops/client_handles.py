@@ -63,7 +63,8 @@ class ClientStorage:
         connect_args: Dict[str, Any] = {}
         if not url.is_sqlite:
             connect_args["application_name"] = CLIENT_APPLICATION_NAME
-        self.sysdb = SystemDatabase(url, schema=schema, pool_size=pool_size, connect_args=connect_args)
+        self.sysdb = SystemDatabase(url, schema=schema, pool_size=pool_size, connect_args=connect_args,
+                                    bounded=True)  # a client starts new work: it may give up during an outage
         self.codec = codec
         self.waiters = Waiters()
         self.management = Management(self.sysdb, codec, application_name)

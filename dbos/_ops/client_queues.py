@@ -69,9 +69,21 @@ class QueueClientAPI:
             raise DBOSException(f"Queue {name} was deleted while it was being registered")
         return queue
 
-    async def register_queue_async(self, name: str, **settings: Any) -> Queue:
-        """``register_queue`` for async code (the same keyword arguments)."""
-        return await to_thread(lambda: self.register_queue(name, **settings))
+    async def register_queue_async(
+        self, name: str, *, global_concurrency: Optional[int] = None, partition_concurrency: Optional[int] = None,
+        partition_worker_concurrency: Optional[int] = None, partition_limiter: Optional[QueueRateLimit] = None,
+        limiter: Optional[QueueRateLimit] = None, worker_concurrency: Optional[int] = None,
+        polling_interval_sec: float = 1.0, on_conflict: ClientOnConflict = "always_update",
+        application_name: Optional[str] = None, concurrency: Optional[int] = None,
+        priority_enabled: bool = False, partition_queue: bool = False,
+    ) -> Queue:
+        """``register_queue`` for async code."""
+        return await to_thread(
+            self.register_queue, name, global_concurrency=global_concurrency,
+            partition_concurrency=partition_concurrency, partition_worker_concurrency=partition_worker_concurrency,
+            partition_limiter=partition_limiter, limiter=limiter, worker_concurrency=worker_concurrency,
+            polling_interval_sec=polling_interval_sec, on_conflict=on_conflict, application_name=application_name,
+            concurrency=concurrency, priority_enabled=priority_enabled, partition_queue=partition_queue)
 
     def retrieve_queue(self, name: str) -> Optional[Queue]:
         """The queue registered as ``name``, bound to this client; None if there is none."""

@@ -73,14 +73,14 @@ class DebouncerClient:
             if not isinstance(value, str) or not value:
                 raise DBOSInvalidArgumentError(argument, value, "name it with a non-empty string")
         assert isinstance(name, str) and isinstance(queue_name, str)
-        storage = self._storage
+        codec = self._storage.codec.for_type(options.get("serialization_type"))  # as enqueue_row writes
         request = BounceRequest(
             workflow_name=name, queue_name=queue_name,
             deduplication_id=debounce_id(name, key), delay_until_ms=now_ms() + int(period * 1000),
-            inputs=storage.codec.dump_inputs(tuple(args), kwargs, workflow_name=name),
+            inputs=codec.dump_inputs(tuple(args), kwargs, workflow_name=name),
             app_version=options.get("app_version"),
             application_name=self.application_name or options.get("application_name")
-            or self.client.application_name)
+            or self.client.application_name, serialization=codec.column)
         return debounce_cycle(lambda: self._bounce(request),
                               lambda: self._fresh(request, period, args, kwargs), request)
 

@@ -7,13 +7,15 @@ time or count is the same error everywhere.
 
 from __future__ import annotations
 
+import inspect
 import json
 from datetime import datetime
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar, Union
 
 from .._status import WorkflowStatusString
+from .._sysdb.ids import check_workflow_ids
 from .._sysdb.records import ListQuery
-from ..error import DBOSException
+from ..error import DBOSException, DBOSInvalidArgumentError
 
 StrOrList = Union[str, Sequence[str], None]
 TimeArg = Union[str, datetime, None]
@@ -26,6 +28,32 @@ LIST_FILTERS = frozenset({
     "was_forked_from", "has_parent", "attributes", "schedule_name", "application_name",
 })
 QUEUED_FILTERS = LIST_FILTERS - {"queues_only", "was_forked_from", "schedule_name"}
+
+# The filters in DBOS Transact's order, with their defaults (None unless here).
+_FILTER_ORDER = (
+    "workflow_ids", "status", "start_time", "end_time", "completed_after", "completed_before",
+    "dequeued_after", "dequeued_before", "name", "app_version", "forked_from", "parent_workflow_id",
+    "user", "queue_name", "limit", "offset", "sort_desc", "workflow_id_prefix", "load_input",
+    "load_output", "executor_id", "queues_only", "was_forked_from", "has_parent", "attributes",
+    "schedule_name", "application_name",
+)
+_FILTER_DEFAULTS = {"sort_desc": False, "load_input": True, "load_output": True, "queues_only": False}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_filters(allowed: frozenset[str]) -> Callable[[F], F]:
+    """Give a ``**filters`` listing method the signature its callers see in DBOS
+    Transact (keyword-only filters), for ``help()``, IDEs and introspection;
+    the filters themselves are checked at call time by ``check_filters``."""
+    def decorate(func: F) -> F:
+        first = next(iter(inspect.signature(func).parameters.values()))  # self or cls
+        params = [first] + [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
+                                              default=_FILTER_DEFAULTS.get(name))
+                            for name in _FILTER_ORDER if name in allowed]
+        setattr(func, "__signature__", inspect.signature(func).replace(parameters=params))
+        return func
+    return decorate
 
 
 def check_filters(what: str, filters: Dict[str, Any], allowed: frozenset[str]) -> Dict[str, Any]:
@@ -42,6 +70,9 @@ _TIME_FILTERS = ("start_time", "end_time", "completed_after", "completed_before"
                  "dequeued_after", "dequeued_before")
 _LIST_FILTERS = ("workflow_ids", "name", "app_version", "forked_from", "parent_workflow_id",
                  "user", "queue_name", "executor_id", "schedule_name", "workflow_id_prefix")
+_ID_FILTERS = frozenset({"workflow_ids", "forked_from", "parent_workflow_id", "workflow_id_prefix"})
+# Both backends store counts and times as signed 64-bit integers.
+MAX_BIGINT = 2**63 - 1
 
 
 def as_list(value: StrOrList, what: str) -> Optional[List[str]]:
@@ -59,13 +90,13 @@ def epoch_ms(value: TimeArg, what: str) -> Optional[int]:
     """An ISO-8601 time (or datetime) in epoch milliseconds; naive times are local."""
     if value is None:
         return None
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1000)
     try:
-        return int(datetime.fromisoformat(str(value)).timestamp() * 1000)
-    except ValueError:
-        raise DBOSException(
-            f"{what} must be an ISO-8601 time such as 2026-01-31T12:00:00, got {value!r}"
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+        return int(moment.timestamp() * 1000)
+    except (ValueError, OverflowError, OSError):
+        # OverflowError, OSError: a naive time too far from now for the local time zone.
+        raise DBOSInvalidArgumentError(
+            what, value, f"{what} must be an ISO-8601 time such as 2026-01-31T12:00:00"
         ) from None
 
 
@@ -78,8 +109,9 @@ def _statuses(value: StrOrList) -> Optional[List[str]]:
 
 
 def count(value: Optional[int], what: str) -> Optional[int]:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise DBOSException(f"{what} must be a non-negative integer, got {value!r}")
+    """A limit or offset: None, or an integer from 0 to the largest the databases store."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_BIGINT):
+        raise DBOSInvalidArgumentError(what, value, f"{what} must be a non-negative integer of at most 2**63 - 1")
     return value
 
 
@@ -97,7 +129,8 @@ def build_query(own_app: Optional[str], filters: Dict[str, Any]) -> ListQuery:
         load_output=filters.get("load_output", True) is not False,
     )
     for key in _LIST_FILTERS:
-        setattr(query, key, as_list(filters.get(key), key))
+        values = as_list(filters.get(key), key)
+        setattr(query, key, check_workflow_ids(values, key) if key in _ID_FILTERS and values else values)
     for key in _TIME_FILTERS:
         stamp = epoch_ms(filters.get(key), key)
         if stamp is not None:

@@ -20,11 +20,13 @@ from .._clock import now_ms
 from .._config import config_schema
 from .._engine.attributes import attributes_text
 from .._engine.engine import Engine
+from .._engine.messages import with_forks
 from .._queues.queue import INTERNAL_QUEUE, work_arrived
 from .._serialization import Codec
 from .._status import WorkflowStatus, readable, status_from_row
 from .._sysdb import Storage
-from .._sysdb.records import ApplicationRowCounts, ForkRequest, ListQuery
+from .._sysdb.ids import check_workflow_id, check_workflow_ids
+from .._sysdb.records import ApplicationRowCounts, ForkRequest
 from .._versions import VersionInfo
 from ..error import DBOSException, DBOSInvalidArgumentError, DBOSNonExistentWorkflowError
 from .filters import build_query, count
@@ -69,7 +71,7 @@ class Management:
         return self.list_workflows({**filters, "queues_only": True})
 
     def get_workflow(self, workflow_id: str) -> Optional[WorkflowStatus]:
-        row = self.sysdb.workflow_row(workflow_id)
+        row = self.sysdb.workflow_row(check_workflow_id(workflow_id))
         return status_from_row(self.codec, row) if row else None
 
     def require(self, workflow_id: str) -> WorkflowStatus:
@@ -80,14 +82,7 @@ class Management:
 
     def with_forks(self, workflow_ids: Sequence[str]) -> List[str]:
         """The IDs, and every workflow forked from them, transitively, that exists now."""
-        found = list(dict.fromkeys(workflow_ids))
-        frontier = list(found)
-        while frontier:
-            rows = self.sysdb.list_workflows(ListQuery(forked_from=frontier, load_input=False,
-                                                       load_output=False))
-            frontier = [r["workflow_uuid"] for r in rows if r["workflow_uuid"] not in found]
-            found += frontier
-        return found
+        return with_forks(self.sysdb, workflow_ids)
 
     def latest_application_version(self) -> VersionInfo:
         """The latest registered application version (``DBOSException`` if none)."""
@@ -95,15 +90,18 @@ class Management:
 
     def list_workflow_steps(self, workflow_id: str, load_output: bool = True,
                             limit: Optional[int] = None, offset: Optional[int] = None) -> List[StepInfo]:
-        rows = self.sysdb.list_steps(workflow_id, count(limit, "limit"), count(offset, "offset"))
+        rows = self.sysdb.list_steps(check_workflow_id(workflow_id), count(limit, "limit"), count(offset, "offset"))
         return [self._step_info(row, load_output) for row in rows]
 
     def _step_info(self, row: Dict[str, Any], load_output: bool) -> StepInfo:
         output, error = None, None
         if load_output:
+            # A message received as it was sent; an unknown format leaves it raw.
+            stored = row["serialization"]
             if row["output"] is not None:
-                output = readable(lambda: self.codec.load_value(row["output"]), row["output"])
-            error = self.codec.load_error(row["error"]) if row["error"] is not None else None
+                output = readable(lambda: self.codec.for_stored(stored).load_value(row["output"]), row["output"])
+            if row["error"] is not None:
+                error = readable(lambda: self.codec.for_stored(stored).load_error(row["error"]), row["error"])
         return StepInfo(
             function_id=int(row["function_id"]), function_name=row["function_name"],
             output=output, error=error if isinstance(error, Exception) else None,
@@ -123,7 +121,7 @@ class Management:
     def resume(self, workflow_ids: Sequence[str], queue_name: Optional[str] = None) -> List[str]:
         """Re-enqueue unfinished workflows; every ID must exist. Returns those re-enqueued."""
         queue = queue_name or INTERNAL_QUEUE
-        resumed = self.sysdb.resume_workflows(list(workflow_ids), queue)
+        resumed = self.sysdb.resume_workflows(check_workflow_ids(workflow_ids), queue)
         self._enqueued(queue, resumed)
         return resumed
 
@@ -137,8 +135,11 @@ class Management:
             raise DBOSException(f"start_step must be an integer of 1 or more, got {start_step!r}")
         if timeout_seconds is not None and not timeout_seconds > 0:
             raise DBOSException(f"timeout_seconds must be positive, got {timeout_seconds!r}")
+        check_workflow_ids([*(replacement_children or {}).keys(), *(replacement_children or {}).values()],
+                           "replacement_children")
         request = ForkRequest(
-            original_id=workflow_id, new_id=new_workflow_id or str(uuid.uuid4()),
+            original_id=check_workflow_id(workflow_id),
+            new_id=check_workflow_id(new_workflow_id, "new_workflow_id") or str(uuid.uuid4()),
             start_step=start_step, application_version=application_version,
             queue_name=queue_name or INTERNAL_QUEUE, queue_partition_key=queue_partition_key,
             replacement_children=dict(replacement_children or {}),
@@ -159,14 +160,14 @@ class Management:
     def update_attributes(self, workflow_id: str, attributes: Optional[Dict[str, Any]]) -> None:
         """Replace a workflow's attributes (None clears them)."""
         text = attributes_text(attributes)
-        if not self.sysdb.set_attributes(workflow_id, text):
+        if not self.sysdb.set_attributes(check_workflow_id(workflow_id), text):
             raise DBOSNonExistentWorkflowError("workflow", workflow_id)
 
     def set_delay(self, workflow_id: str, delay_seconds: Optional[float] = None,
                   delay_until_epoch_ms: Optional[int] = None) -> None:
         """Make a DELAYED workflow due ``delay_seconds`` from now, or at ``delay_until_epoch_ms``."""
         due = delay_until(delay_seconds, delay_until_epoch_ms)
-        queue = self.sysdb.set_workflow_delay(workflow_id, due)
+        queue = self.sysdb.set_workflow_delay(check_workflow_id(workflow_id), due)
         if queue is None:
             status = self.sysdb.workflow_statuses([workflow_id]).get(workflow_id)
             if status is None:
@@ -177,7 +178,7 @@ class Management:
 
     def with_children(self, workflow_ids: Sequence[str], children: bool) -> List[str]:
         """The IDs, without repeats, and with every descendant if ``children``."""
-        ids = list(dict.fromkeys(workflow_ids))
+        ids = list(dict.fromkeys(check_workflow_ids(workflow_ids)))
         return self.sysdb.descendants(ids) if children and ids else ids
 
     def _delete_outputs(self, workflow_ids: List[str]) -> None:

@@ -16,11 +16,13 @@ from typing import Any, Dict, Optional, Tuple
 from .._engine.context import DBOSContext, get_context
 from .._engine.deadline import TIMEOUT_KEY
 from .._engine.engine import Engine
+from .._engine.launch import record_refusal
 from .._engine.operation import Operation
 from .._queues.dedup import check_policy, insert_enqueued
 from .._queues.queue import current_options, work_arrived
+from .._sysdb.outage import new_work
 from .._sysdb.records import StepWrite
-from ..error import DBOSConflictingWorkflowError, DBOSException
+from ..error import DBOSConflictingWorkflowError, DBOSException, DBOSQueueDeduplicatedError
 from .client_enqueue import EnqueueOptions, enqueue_row
 
 
@@ -68,7 +70,12 @@ def write(engine: Engine, prepared: NamedEnqueue) -> str:
     if prepared.recorded is not None:
         return prepared.recorded
     row = prepared.row
-    workflow_id, found = insert_enqueued(engine.sysdb, row, prepared.link, prepared.policy)
+    try:
+        with new_work(prepared.link is None):  # an enqueue from outside a workflow may give up
+            workflow_id, found = insert_enqueued(engine.sysdb, row, prepared.link, prepared.policy)
+    except DBOSQueueDeduplicatedError as exc:
+        record_refusal(engine, prepared.link, exc)  # so a replay is refused alike
+        raise
     if found is not None and not found.created and found.name != row["name"]:
         raise DBOSConflictingWorkflowError(workflow_id, f"it runs {found.name}, not {row['name']}")
     work_arrived(row["queue_name"])

@@ -29,10 +29,10 @@ import types
 from typing import Any, Callable, Coroutine, Dict, Generic, Optional, ParamSpec, Tuple, TypeVar, Union
 
 from .._clock import now_ms
-from .._engine.context import ContextChange, DBOSContext, take_next_workflow_id
+from .._engine.context import ContextChange, DBOSContext, current_run, take_next_workflow_id
 from .._engine.engine import Engine, get_engine
 from .._engine.handles import WorkflowHandle, WorkflowHandleAsync
-from .._engine.launch import record_refusal
+from .._engine.launch import stored_format
 from .._engine.operation import Operation
 from .._engine.registry import FunctionInfo, resolve
 from .._sysdb.records import Bounce, BounceRequest
@@ -180,6 +180,7 @@ class Debouncer(Generic[P, R]):
                  application_name: Optional[str] = None) -> None:
         check_timeout(debounce_timeout_sec)
         self.workflow = workflow
+        self.info = info
         self.workflow_name = info.name
         self.debounce_timeout_sec = debounce_timeout_sec
         self.queue = queue
@@ -229,13 +230,14 @@ class Debouncer(Generic[P, R]):
                        options.queue_partition_key, options.duplication_policy)
         queue = self._queue(engine)
         pinned = take_next_workflow_id()  # for a fresh workflow only, however many tries it takes
+        codec = engine.codec.for_stored(stored_format(self.info, current_run()))  # as a fresh start would
         request = BounceRequest(
             workflow_name=self.workflow_name, queue_name=queue.name,
             deduplication_id=debounce_id(self.workflow_name, key),
             delay_until_ms=now_ms() + int(period * 1000),
-            inputs=engine.codec.dump_inputs(args, kwargs, workflow_name=self.workflow_name),
+            inputs=codec.dump_inputs(args, kwargs, workflow_name=self.workflow_name),
             app_version=options.app_version or engine.identity.app_version,
-            application_name=self.application_name or engine.identity.app_name)
+            application_name=self.application_name or engine.identity.app_name, serialization=codec.column)
         settings = EnqueueSettings(deduplication_id=request.deduplication_id, app_version=options.app_version)
         return debounce_cycle(lambda: _bounce(engine, request),
                               lambda: self._fresh(engine, queue, settings, pinned, period, args, kwargs),
@@ -260,11 +262,7 @@ class Debouncer(Generic[P, R]):
             launch.row["application_name"] = self.application_name
         if launch.parent is not None and launch.link is None:
             return launch.workflow_id  # an earlier execution of the caller enqueued it
-        try:
-            write_enqueued(engine, queue, launch)
-        except DBOSQueueDeduplicatedError as exc:
-            record_refusal(engine, launch, exc)
-            raise
+        write_enqueued(engine, queue, launch)
         return launch.workflow_id
 
 

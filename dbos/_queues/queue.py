@@ -18,15 +18,16 @@ from .._engine.context import ContextChange, DBOSContext, get_context
 from .._engine.deadline import TIMEOUT_KEY
 from .._engine.engine import Engine, get_engine
 from .._engine.handles import WorkflowHandle, WorkflowHandleAsync
-from .._engine.launch import Launch, check_same_function, prepare
+from .._engine.launch import Launch, check_same_function, prepare, record_refusal
 from .._engine.registry import get_registry, resolve
-from ..error import DBOSException
+from .._sysdb.outage import new_work
+from ..error import DBOSException, DBOSQueueDeduplicatedError
 from .dedup import DuplicationPolicy as DuplicationPolicy
 from .dedup import check_policy, insert_enqueued
 from .limits import QueueConfig as QueueConfig
 from .limits import QueueRateLimit as QueueRateLimit
-from .limits import config_from_row as config_from_row
 from .limits import check_name, check_on_conflict, registration, row_fields
+from .limits import config_from_row as config_from_row
 from .settings import QueueSettings, QueueStore
 
 logger = logging.getLogger("dbos")
@@ -139,7 +140,10 @@ class Queue(QueueSettings):
     def enqueue(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> WorkflowHandle[Any]:
         """Start ``func(*args, **kwargs)`` in the background; a worker of any process runs it."""
         self._require_dbos_bound()
-        launch = enqueue(get_engine(f"Queue {self.name}.enqueue()"), self, func, args, kwargs)
+        engine = get_engine(f"Queue {self.name}.enqueue()")
+        launch = prepare_enqueue(engine, self, func, args, kwargs)
+        with new_work(launch.link is None):  # an enqueue from outside a workflow may give up during an outage
+            write_enqueued(engine, self, launch, current_options().duplication_policy)
         return WorkflowHandle(launch.workflow_id)
 
     async def enqueue_async(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> WorkflowHandleAsync[Any]:
@@ -148,7 +152,8 @@ class Queue(QueueSettings):
         engine = get_engine(f"Queue {self.name}.enqueue_async()")
         launch = prepare_enqueue(engine, self, func, args, kwargs)
         policy = current_options().duplication_policy
-        await engine.in_pool(write_enqueued, engine, self, launch, policy)
+        with new_work(launch.link is None):
+            await engine.in_pool(write_enqueued, engine, self, launch, policy)
         return WorkflowHandleAsync(launch.workflow_id)
 
     def __repr__(self) -> str:
@@ -258,8 +263,13 @@ def _check_partition(queue: Queue, options: EnqueueSettings) -> None:
 def write_enqueued(engine: Engine, queue: Queue, launch: Launch,
                    policy: Optional[DuplicationPolicy] = None) -> None:
     """Write the row; under "return-existing" a held deduplication ID makes
-    ``launch`` the holder's (its ``workflow_id`` changes)."""
-    launch.workflow_id, found = insert_enqueued(engine.sysdb, launch.row, launch.link, policy)
+    ``launch`` the holder's (its ``workflow_id`` changes). A refusal is
+    checkpointed in the parent, so its replay is refused alike."""
+    try:
+        launch.workflow_id, found = insert_enqueued(engine.sysdb, launch.row, launch.link, policy)
+    except DBOSQueueDeduplicatedError as exc:
+        record_refusal(engine, launch.link, exc)
+        raise
     if found is not None and not found.created:
         check_same_function(launch, found)
     work_arrived(queue.name)

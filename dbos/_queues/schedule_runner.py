@@ -241,7 +241,7 @@ def start_schedule_runner(engine: Engine, polling_interval_sec: float) -> Schedu
         if _runner is runner:
             _runner = None
 
-    engine.on_close.append(stop)
+    engine.pollers.append(stop)
     return runner
 
 

@@ -29,17 +29,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def scheduled(cron: str) -> Callable[[F], F]:
-    """Apply above ``@DBOS.workflow()``; the workflow takes (scheduled_time, actual_time)."""
+    """Apply above ``@DBOS.workflow()``; the workflow takes (scheduled_time, actual_time).
+
+    Above ``@DBOS.step()`` or ``@DBOS.transaction()`` each tick runs the
+    function as a one-step workflow, as DBOS Transact does.
+    """
     if not croniter.is_valid(cron, second_at_beginning=True):
         raise ValueError(f"Invalid cron schedule {cron!r}: use 5 fields, or 6 with seconds first")
 
     def register(func: F) -> F:
         info = getattr(func, "__dbos_info__", None)
-        if not isinstance(info, FunctionInfo) or info.kind != "workflow":
-            raise TypeError("@DBOS.scheduled() goes above @DBOS.workflow()")
+        if not isinstance(info, FunctionInfo):
+            raise TypeError("@DBOS.scheduled() goes above @DBOS.workflow(), @DBOS.step() or @DBOS.transaction()")
         get_registry().schedules.append((info, cron))
         engine = peek_engine()
-        if engine is not None and current_intake() is not None:
+        if engine is not None and current_intake() is not None and not engine.deactivated:
             # Declared after launch: its ticks start now.
             start_scheduler(engine, [(info, cron)])
         return func
@@ -50,7 +54,7 @@ def scheduled(cron: str) -> Callable[[F], F]:
 def start_scheduler(engine: Engine, schedules: List[Tuple[FunctionInfo, str]]) -> "Scheduler":
     scheduler = Scheduler(engine, schedules)
     scheduler.start()
-    engine.on_close.append(scheduler.stop)
+    engine.pollers.append(scheduler.stop)
     return scheduler
 
 

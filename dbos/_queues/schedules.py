@@ -146,11 +146,13 @@ def _queue_exists(engine: Engine, name: str) -> bool:
 
 
 def ownership_error(name: str, owner: Optional[str], claimant: Optional[str]) -> DBOSException:
-    return DBOSException(
-        f"Schedule {name!r} is already registered by application {owner!r} in this system database: "
-        f"schedule names are unique across the applications sharing it. Give {claimant!r} another "
-        f"schedule name or, if {owner!r} was renamed to {claimant!r}, move its rows first with "
-        "dbos rename-application")
+    taken = (f"Schedule {name!r} is already registered by application {owner!r} in this system database: "
+             "schedule names are unique across the applications sharing it. ")
+    if claimant is None:
+        return DBOSException(taken + f"Use another schedule name, or a DBOSClient made with "
+                             f"application_name={owner!r} to change {owner!r}'s schedule")
+    return DBOSException(taken + f"Give {claimant!r} another schedule name or, if {owner!r} was renamed to "
+                         f"{claimant!r}, move its rows first with DBOSClient.rename_application")
 
 
 def as_list(value: Union[None, str, Sequence[str]], argument: str) -> Optional[List[str]]:

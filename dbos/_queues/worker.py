@@ -14,9 +14,8 @@ import random
 import threading
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from .._engine.context import WorkflowRun
 from .._engine.engine import Engine
-from .._engine.recovery import function_for, launch_from_row
+from .._engine.recovery import function_for, launch_from_row, run_from_row
 from .._engine.registry import get_registry
 from .._engine.workflow import submit
 from .._sysdb.records import ClaimLimits
@@ -200,8 +199,9 @@ class QueueWorker(threading.Thread):
             partition_limiter["limit"] if partition_limiter else None,
             partition_limiter["period"] if partition_limiter else None)
         engine = self.workers.engine
-        rows = engine.sysdb.claim_queued(self.queue.name, claim, engine.identity.executor_id,
-                                         engine.identity.app_version)
+        identity = engine.identity
+        rows = engine.sysdb.claim_queued(self.queue.name, claim, identity.executor_id, identity.app_version,
+                                         identity.app_name)
         for row in rows:
             self._dispatch(slot, row)
 
@@ -212,8 +212,10 @@ class QueueWorker(threading.Thread):
             if info is None:
                 return
             launch = launch_from_row(engine, info, workflow_id, row)
+            if launch is None:
+                return
             steps = engine.sysdb.load_steps(workflow_id) if row["has_steps"] else {}
-            run = WorkflowRun(workflow_id, info.name, steps, row.get("workflow_deadline_epoch_ms"))
+            run = run_from_row(info, workflow_id, row, steps)
         except Exception:
             logger.error(f"Could not start queued workflow {workflow_id}", exc_info=True)
             return

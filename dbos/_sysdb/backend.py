@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Type
 import peewee as pw
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
-from .errors import PEEWEE_ERRORS, driver_error, postgres_disconnect, sqlite_busy, sqlstate
+from .errors import PEEWEE_ERRORS, connecting, driver_error, postgres_disconnect, sqlite_busy, sqlstate
 from .notifications import NOTIFY_CHANNEL
 from .url import DatabaseURL
 
@@ -50,6 +50,15 @@ class PatientSqlitePool(PooledSqliteDatabase):  # type: ignore[misc]
 
     def _connect(self) -> Any:
         return until_not_busy(super()._connect)
+
+    def rollback(self) -> None:
+        # SQLite rolls a transaction back by itself after some errors (a
+        # full disk, an I/O error); a ROLLBACK then fails with "no transaction
+        # is active", which would replace the error that says why.
+        conn = None if self.is_closed() else self._state.conn
+        if conn is not None and not conn.in_transaction:
+            return
+        super().rollback()
 
 
 class Backend(ABC):
@@ -177,6 +186,8 @@ class SqliteBackend(Backend):
         # BEGIN IMMEDIATE already makes each claim the only writer.
         "skip_locked": "",
         "unread": "consumed = 0",
+        # The database's clock, where processes on several machines must agree (heartbeats).
+        "db_now_ms": "(CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))",
     }
     sql_tokens = {
         "now_ms": "(CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))",
@@ -311,6 +322,7 @@ class PostgresBackend(Backend):
         "notify_channel": NOTIFY_CHANNEL,
         # JSON containment; SQLite has no such test, and no such token.
         "attributes_match": "CAST(attributes AS JSONB) @> CAST(:attributes AS JSONB)",
+        "db_now_ms": "((EXTRACT(EPOCH FROM clock_timestamp()) * 1000.0)::BIGINT)",
     }
     direct_statements = True
     sql_tokens = {
@@ -337,7 +349,8 @@ class PostgresBackend(Backend):
         last: Optional[Exception] = None
         for dbname in ("postgres", "template1"):
             try:
-                conn = psycopg2.connect(dbname=dbname, **self.url.connect_kwargs())
+                with connecting():
+                    conn = psycopg2.connect(dbname=dbname, **self.url.connect_kwargs())
                 conn.autocommit = True
                 return conn
             except psycopg2.OperationalError as exc:
@@ -354,7 +367,8 @@ class PostgresBackend(Backend):
         import psycopg2
 
         try:
-            psycopg2.connect(dbname=self.url.database, **self.url.connect_kwargs()).close()
+            with connecting():
+                psycopg2.connect(dbname=self.url.database, **self.url.connect_kwargs()).close()
             return True
         except psycopg2.OperationalError as exc:
             if self.is_missing_database(exc):
@@ -406,7 +420,8 @@ class PostgresBackend(Backend):
     def _own_connection(self) -> Any:
         import psycopg2
 
-        conn = psycopg2.connect(dbname=self.url.database, **self.url.connect_kwargs())
+        with connecting():
+            conn = psycopg2.connect(dbname=self.url.database, **self.url.connect_kwargs())
         conn.autocommit = True
         return conn
 

@@ -1,9 +1,12 @@
 """Connections to the system database, and the running of named statements.
 
 Each unit of work borrows a pooled connection for its own duration and
-returns it, so a thread that ends never leaves a connection open. A
-connection the server dropped is discarded and the work tried once more on a
-fresh one. Driver errors leave this module as ``DBOSSystemDatabaseError``.
+returns it, so a thread that ends never leaves a connection open. When the
+database is away (``outage.py``: a dropped connection, a server restarting,
+a SQLite file locked or full) the connection is discarded and the work tried
+again after a pause, until the database is back, unless the call starts new
+work (see ``outage.py``). Other driver errors leave this module as
+``DBOSSystemDatabaseError`` at once.
 
 A statement outside any unit of work runs by itself, committed at once. On
 PostgreSQL it takes a connection straight from the pool and puts it back,
@@ -14,18 +17,22 @@ Python time than sending it.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from contextlib import contextmanager
+from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Set, Tuple, Type, TypeVar, Union
 
 import peewee as pw
 from playhouse.pool import MaxConnectionsExceeded
 
 from ..error import DBOSSystemDatabaseError
 from .backend import Backend, backend_for
-from .errors import PEEWEE_ERRORS, driver_error
+from .errors import PEEWEE_ERRORS, at_connect, connecting, disk_full, is_driver_error
+from .failures import describe_failure, operation_of
 from .models import BoundModels
+from .outage import BACKOFF_CAP_SEC, NEW_WORK_LIMIT_SEC, Backoff, OutageTracker, is_outage, starting_new_work
 from .statements import Catalog, Statement
 from .url import DatabaseURL
 
@@ -35,11 +42,40 @@ _peewee_log = logging.getLogger("peewee")
 T = TypeVar("T")
 Row = Tuple[Any, ...]
 
+# How many tries this context has repeated after an outage, and whether the
+# unit of work at hand is such a repeat: a write that finds its own row then
+# knows the first try's COMMIT went through (see ``retried_since``).
+_retries: ContextVar[int] = ContextVar("dbos_sysdb_retries", default=0)
+_repeating: ContextVar[bool] = ContextVar("dbos_sysdb_repeating", default=False)
+# The SQL this context sent last, so an error can say what it was doing.
+_sending: ContextVar[Optional[str]] = ContextVar("dbos_sysdb_sending", default=None)
+# A caller's own DB-API connection (``DBOSClient.*_in_transaction``): while
+# set, statements run there, in the caller's transaction, which the caller
+# commits or rolls back; nothing is retried, since the transaction is not ours.
+_foreign: ContextVar[Optional[Any]] = ContextVar("dbos_sysdb_foreign", default=None)
+
+
+def retried_since(count: int) -> bool:
+    """Whether work begun when ``retries()`` was ``count`` may have been
+    applied already: the unit of work at hand, or a statement since, was
+    tried again after losing its connection."""
+    return _repeating.get() or _retries.get() != count
+
+
+def repeating() -> bool:
+    """Whether the unit of work at hand is a try repeated after an outage."""
+    return _repeating.get()
+
+
+def retries() -> int:
+    """This context's count of tries repeated after an outage."""
+    return _retries.get()
+
 # The system tables, as statements name them: {workflow_status} and so on.
 TABLES = (
     "workflow_status", "operation_outputs", "notifications", "workflow_events",
     "workflow_events_history", "streams", "application_versions", "queues", "workflow_schedules",
-    "dbos_migrations",
+    "executors", "dbos_migrations",
 )
 
 
@@ -62,6 +98,14 @@ def _records(cursor: Any) -> List[Dict[str, Any]]:
     return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
+class _Lost(Exception):
+    """One try met an outage; its connection is already discarded."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 class Connection:
     """A pool of connections to one system database, and its named statements."""
 
@@ -73,8 +117,22 @@ class Connection:
         pool_size: int = 20,
         pool_timeout: float = 30.0,
         connect_args: Optional[Dict[str, Any]] = None,
+        bounded: bool = False,
+        new_work_limit: float = NEW_WORK_LIMIT_SEC,
+        backoff_cap: float = BACKOFF_CAP_SEC,
     ) -> None:
         self.url = DatabaseURL.parse(url) if isinstance(url, str) else url
+        # Every call is new work (a client's), or only what runs in ``new_work()``.
+        self.bounded = bounded
+        self.new_work_limit = new_work_limit
+        self.backoff_cap = backoff_cap
+        self.outage = OutageTracker(str(self.url))
+        # Until a connection has once been opened, an outage is a wrong URL or
+        # a server not running, and fails at once.
+        self._reached = False
+        # ``close`` wakes and ends the pauses of retries begun before it.
+        self._closing = threading.Event()
+        self._closings = 0
         self.backend: Backend = backend_for(self.url, schema)
         # A Peewee pooled database: Database plus the pool's methods.
         self._db: Any = self.backend.open(pool_size, pool_timeout, dict(connect_args or {}))
@@ -147,17 +205,32 @@ class Connection:
             return result
 
         Statements in the body join the unit of work. A try ends early only
-        when the connection is lost: the next one starts on a fresh
-        connection. A second loss, or any other driver error, is raised as
+        when the database is away (``outage.py``); the next one starts on a
+        fresh connection after a pause. Any other driver error is raised as
         ``DBOSSystemDatabaseError``. What the body computes, it assigns; it
-        is there after the loop, once a try has completed.
+        is there after the loop, once a try has completed. A body may run
+        more than once, also after a COMMIT whose outcome the lost
+        connection hid: what it writes must be safe to write again.
         """
-        for number in (1, 2):
-            attempt = Attempt(self, transaction, last=number == 2)
-            yield attempt
-            if attempt.done:
-                return
-            logger.warning(f"Lost the connection to {self.url}; reconnecting")
+        if _foreign.get() is not None:
+            yield _Joined()  # type: ignore[misc]
+            return
+        backoff: Optional[Backoff] = None
+        while True:
+            attempt = Attempt(self, transaction)
+            failure = attempt.open()
+            if failure is None:
+                token = _repeating.set(backoff is not None or _repeating.get())
+                try:
+                    yield attempt
+                finally:
+                    _repeating.reset(token)
+                if attempt.done:
+                    self.outage.succeeded(retried=backoff is not None)
+                    return
+                failure = attempt.lost
+            backoff = backoff or Backoff(self.backoff_cap, self._closings)
+            self._pause(failure, backoff)
 
     def run(self, work: Callable[[], T], *, transaction: bool = True) -> T:
         """``work()`` as one unit of work (see ``attempts``)."""
@@ -174,18 +247,44 @@ class Connection:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """Run one statement on this thread's connection; only inside a unit of work."""
+        foreign = _foreign.get()
+        if foreign is not None:
+            return self.execute_on(foreign, sql, params)
+        _sending.set(sql)
         return self._db.execute_sql(sql, params)
 
     def statement(self, sql: str, params: Sequence[Any], read: Callable[[Any], T]) -> T:
         """Run one statement, committed by itself, and ``read`` its cursor.
 
-        Inside a unit of work it joins that connection like ``execute``.
+        Inside a unit of work it joins that connection like ``execute``; on a
+        caller's connection (``on_connection``) it runs there.
         """
+        foreign = _foreign.get()
+        if foreign is not None:
+            return self._foreign_statement(foreign, sql, params, read)
         if not self._db._state.closed:  # in a unit of work, which wraps what this raises
             return read(self.execute(sql, params))
         if self._direct:
             return self._direct_statement(sql, params, read)
         return self._pooled(lambda: read(self.execute(sql, params)))
+
+    @contextmanager
+    def on_connection(self, dbapi_connection: Any) -> Iterator[None]:
+        """Run the block's statements on the caller's own connection to this
+        database, inside the caller's transaction (never committed here)."""
+        token = _foreign.set(dbapi_connection)
+        try:
+            yield
+        finally:
+            _foreign.reset(token)
+
+    def _foreign_statement(self, conn: Any, sql: str, params: Sequence[Any], read: Callable[[Any], T]) -> T:
+        try:
+            return read(self.execute_on(conn, sql, params))
+        except Exception as exc:
+            if is_driver_error(exc):
+                self._fail(exc)
+            raise
 
     def _pooled(self, work: Callable[[], T]) -> T:
         """``work()`` as a unit of work without a transaction."""
@@ -195,33 +294,77 @@ class Connection:
         return result
 
     def _direct_statement(self, sql: str, params: Sequence[Any], read: Callable[[Any], T]) -> T:
-        for attempt in (1, 2):
-            conn = self._checkout()
+        backoff: Optional[Backoff] = None
+        while True:
             try:
-                with PEEWEE_ERRORS:
-                    result = read(self.execute_on(conn, sql, params))
-            except pw.PeeweeException as exc:
-                if not self.backend.is_disconnect(exc):
-                    self._db._close(conn)
-                    raise self._wrap(exc) from exc
-                # As in ``Attempt._lost``: the idle ones were likely dropped too.
-                self._db._close(conn, close_conn=True)
-                self._db.close_idle()
-                if attempt == 2:
-                    raise self._wrap(exc) from exc
-                logger.warning(f"Lost the connection to {self.url}; reconnecting")
+                result = self._direct_once(sql, params, read)
+            except _Lost as lost:
+                backoff = backoff or Backoff(self.backoff_cap, self._closings)
+                self._pause(lost.cause, backoff)
                 continue
-            except BaseException:
-                self._db._close(conn)
-                raise
-            self._db._close(conn)
+            self.outage.succeeded(retried=backoff is not None)
             return result
-        raise AssertionError("unreachable")
+
+    def _direct_once(self, sql: str, params: Sequence[Any], read: Callable[[Any], T]) -> T:
+        conn = self._checkout()
+        try:
+            with PEEWEE_ERRORS:
+                result = read(self.execute_on(conn, sql, params))
+        except pw.PeeweeException as exc:
+            if not self.is_outage(exc):
+                self._db._close(conn)
+                self._fail(exc)
+            # As in ``Attempt._discard``: the idle ones were likely dropped too.
+            self._db._close(conn, close_conn=True)
+            self._db.close_idle()
+            raise _Lost(exc) from exc
+        except BaseException:
+            self._db._close(conn)
+            raise
+        self._db._close(conn)
+        return result
+
+    def is_outage(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says this database is away for now (``outage.py``);
+        a database dropped under us is not coming back."""
+        return is_outage(exc) and not self.backend.is_missing_database(exc)
+
+    def _pause(self, failure: Optional[BaseException], backoff: Backoff) -> None:
+        """Wait before the next try after ``failure``, an outage; or raise it
+        when this call may not wait (see ``outage.py``)."""
+        assert failure is not None
+        if not self._reached or self._closings != backoff.generation:
+            self._fail(failure)
+        self.outage.failed(failure, again=backoff.tries > 0)
+        _retries.set(_retries.get() + 1)
+        delay = backoff.next()
+        if self.bounded or starting_new_work():
+            self._give_up_on_new_work(failure, backoff)
+            delay = min(delay, max(0.0, self.new_work_limit - backoff.elapsed()))
+        if self._closing.wait(delay):
+            self._fail(failure)
+
+    def _give_up_on_new_work(self, failure: BaseException, backoff: Backoff) -> None:
+        """Raise for a call starting new work once the outage has lasted
+        ``new_work_limit``; on a full disk, at once."""
+        # A full disk fails new work at once: space comes back only when
+        # someone frees it, which may take far longer than a caller should
+        # hold its thread (a web request, say), and nothing of the new work
+        # is written yet, so the caller can simply try again. Work already
+        # under way waits instead: failing it would lose nothing, but leave
+        # it PENDING until the next recovery.
+        if disk_full(failure):
+            self._fail(failure)
+        if backoff.elapsed() >= self.new_work_limit:
+            cause = self._wrap(failure)
+            raise type(cause)(f"Gave up starting new work after waiting {backoff.elapsed():.0f} s for the "
+                              f"system database to come back: {cause.message}") from failure
 
     def execute_on(self, conn: Any, sql: str, params: Sequence[Any]) -> Any:
         """Send one statement on a connection ``statement`` checked out."""
         if _peewee_log.isEnabledFor(logging.DEBUG):
             _peewee_log.debug((sql, params))
+        _sending.set(sql)
         cursor = conn.cursor()
         cursor.execute(sql, params)
         return cursor
@@ -229,98 +372,149 @@ class Connection:
     def _checkout(self) -> Any:
         """A connection from the pool, waiting as Peewee's ``connect`` would when none is free."""
         try:
-            with PEEWEE_ERRORS:
-                return self._db._connect()
+            with connecting(), PEEWEE_ERRORS:
+                conn = self._db._connect()
         except MaxConnectionsExceeded as exc:
             return self._wait_for_connection(exc)
         except pw.PeeweeException as exc:
-            raise self._wrap(exc) from exc
+            if self.is_outage(exc):
+                raise _Lost(exc) from exc
+            self._fail(exc)
+        self._reached = True
+        return conn
 
     def _wait_for_connection(self, exc: MaxConnectionsExceeded) -> Any:
         db = self._db
         if not db._wait_timeout:
-            raise self._wrap(exc) from exc
+            self._fail(exc, "waiting for a pooled connection")
         deadline = time.monotonic() + db._wait_timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 full = MaxConnectionsExceeded("Max connections exceeded, timed out attempting to connect.")
-                raise self._wrap(full) from exc
+                raise self._wrap(full, "waiting for a pooled connection") from exc
             with db._pool_available:
                 db._pool_available.wait(timeout=min(remaining, 1.0))
             try:
-                with PEEWEE_ERRORS:
+                with connecting(), PEEWEE_ERRORS:
                     return db._connect()
             except MaxConnectionsExceeded:
                 continue
             except pw.PeeweeException as error:
-                raise self._wrap(error) from error
+                if self.is_outage(error):
+                    raise _Lost(error) from error
+                self._fail(error)
 
     # ------------------------------------------------------------------
     # Errors
     # ------------------------------------------------------------------
 
-    def _wrap(self, exc: BaseException) -> DBOSSystemDatabaseError:
-        inner = driver_error(exc)
-        detail = " ".join(str(inner).split()).rstrip(".?!") or type(inner).__name__
-        if isinstance(exc, MaxConnectionsExceeded):
-            return DBOSSystemDatabaseError(
-                f"No free connection to the system database at {self.url}: {detail}. "
-                "Raise sys_db_pool_size or use fewer threads at once."
-            )
-        if self.backend.is_disconnect(exc) or isinstance(inner, pw.OperationalError):
-            return DBOSSystemDatabaseError(
-                f"Cannot use the system database at {self.url}: {detail}. "
-                "Check that the database server is running and that the URL, "
-                "user and password are right."
-            )
-        return DBOSSystemDatabaseError(f"System database error on {self.url}: {detail}")
+    def _wrap(self, exc: BaseException, operation: Optional[str] = None) -> DBOSSystemDatabaseError:
+        """The DBOS exception for a driver error (``failures.py``): this
+        database, what it was doing (``operation``, else the statement this
+        context sent last), the cause and what to do."""
+        if isinstance(exc, DBOSSystemDatabaseError):
+            return exc
+        if operation is None and isinstance(exc, MaxConnectionsExceeded):
+            operation = "waiting for a pooled connection"
+        if operation is None:
+            operation = "connecting" if at_connect(exc) else operation_of(_sending.get())
+        return describe_failure(self.url, operation, exc)
+
+    def _fail(self, exc: BaseException, operation: Optional[str] = None) -> NoReturn:
+        """Raise ``exc`` as a DBOS exception (``_wrap``), chained; one already is raised as it is."""
+        if isinstance(exc, DBOSSystemDatabaseError):
+            raise exc
+        raise self._wrap(exc, operation) from exc
 
     @contextmanager
-    def wrapped_errors(self) -> Iterator[None]:
+    def naming(self, operation: str) -> Iterator[None]:
+        """Inside a unit of work, for SQL sent past ``statement`` (DDL, locks):
+        a driver error of the block says it happened while ``operation``. An
+        outage passes through unchanged, for the unit of work to retry."""
+        try:
+            yield
+        except Exception as exc:
+            if not is_driver_error(exc) or self.is_outage(exc):
+                raise
+            self._fail(exc, operation)
+
+    @contextmanager
+    def wrapped_errors(self, operation: str) -> Iterator[None]:
         """Errors of the block raised as ``DBOSSystemDatabaseError`` (for work
-        done outside a unit of work: creating or dropping the database)."""
+        done outside a unit of work: creating or dropping the database);
+        ``operation`` says what the block does, as "creating the database"."""
         try:
             yield
         except DBOSSystemDatabaseError:
             raise
         except Exception as exc:
-            raise self._wrap(exc) from exc
+            self._fail(exc, None if at_connect(exc) else operation)
 
     def close(self) -> None:
-        """Close the pooled connections; a later operation opens new ones."""
+        """Close the pooled connections; a later operation opens new ones.
+        Retries pausing for an outage give up."""
+        self._closings += 1
+        closing, self._closing = self._closing, threading.Event()
+        closing.set()
         self._db.close()
         self.backend.close_pool(self._db)
+
+
+class _Joined:
+    """The one "try" of a unit of work on a caller's connection: no transaction
+    of its own (the caller's is it), and no retry."""
+
+    done = True
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc_info: Any) -> None:
+        pass
 
 
 class Attempt:
     """One try of a unit of work (see ``Connection.attempts``).
 
     It borrows this thread's connection unless an outer unit of work holds
-    it, in which case it joins that one and leaves losses to the outer one.
+    it, in which case it joins that one and leaves outages to the outer one.
     """
 
-    def __init__(self, owner: Connection, transaction: bool, last: bool) -> None:
+    def __init__(self, owner: Connection, transaction: bool) -> None:
         self._owner = owner
         self._transaction = transaction
-        self._last = last
         self._borrowed = False
         self._atomic: Any = None
         self.done = False
+        self.lost: Optional[BaseException] = None  # the outage that ended this try
 
-    def __enter__(self) -> None:
+    def open(self) -> Optional[BaseException]:
+        """Borrow the connection and begin the transaction; the outage that
+        prevented it, if one did (other errors are raised)."""
         db = self._owner._db
+        outer = db.is_closed()
         try:
-            if db.is_closed():
-                db.connect()
+            if outer:
+                _sending.set(None)
+                with connecting():
+                    db.connect()
                 self._borrowed = True
+                self._owner._reached = True
             if self._transaction:
                 atomic = db.atomic()
                 atomic.__enter__()
                 self._atomic = atomic
         except (pw.PeeweeException, MaxConnectionsExceeded) as exc:
+            if outer and self._owner.is_outage(exc):
+                self._discard()
+                return exc
             self._give_back()
-            raise self._owner._wrap(exc) from exc
+            self._owner._fail(exc)
+        return None
+
+    def __enter__(self) -> None:
+        """The work of entering is done by ``open``, before the body's ``with``."""
 
     def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
                  tb: Optional[TracebackType]) -> bool:
@@ -329,31 +523,31 @@ class Attempt:
             if self._atomic is not None:
                 self._atomic.__exit__(exc_type, exc, tb)  # commit, or roll back
         except BaseException as ending:
-            failure = ending
-        if self._borrowed and self._lost(failure):
-            if self._last:
-                raise self._owner._wrap(failure) from failure  # type: ignore[arg-type]
+            # A rollback that fails after the body failed must not hide why
+            # it did; a failed COMMIT is the failure itself.
+            failure = exc or ending
+            if exc is None:
+                _sending.set("COMMIT")
+        if self._borrowed and failure is not None and self._owner.is_outage(failure):
+            self._discard()
+            self.lost = failure
             return True  # the next attempt starts on a fresh connection
         self._give_back()
         if isinstance(failure, (pw.PeeweeException, MaxConnectionsExceeded)):
-            raise self._owner._wrap(failure) from failure
+            self._owner._fail(failure)
         if failure is not exc:
             raise failure  # type: ignore[misc]
         self.done = exc_type is None
         return False
 
-    def _lost(self, failure: Optional[BaseException]) -> bool:
-        """Whether ``failure`` is a dropped connection; if so, drop it and
-        the idle ones with it (they were likely dropped too, and are not
-        pinged when checked out), so the retry connects anew."""
-        # A lost connection shows as pw.OperationalError, or as
-        # pw.InterfaceError when the transaction's ROLLBACK finds it closed.
-        if not isinstance(failure, pw.PeeweeException) or not self._owner.backend.is_disconnect(failure):
-            return False
+    def _discard(self) -> None:
+        """Drop this thread's connection, and the idle ones with it (they
+        were likely dropped too, and are not pinged when checked out), so
+        the retry connects anew."""
         db = self._owner._db
-        db.manual_close()
+        if not db.is_closed():
+            db.manual_close()
         db.close_idle()
-        return True
 
     def _give_back(self) -> None:
         db = self._owner._db

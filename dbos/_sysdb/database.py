@@ -15,10 +15,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Type, Union
 from ..error import DBOSMigrationRequiredError, DBOSSystemDatabaseError
 from .delayed import DelayedRows
 from .errors import driver_error, permission_denied
+from .executors import ExecutorRows
 from .forks import ForkRows
 from .listing import ListingRows
 from .messages import MessageRows
 from .migrator import Migration, Migrator, latest_version
+from .outage import new_work
 from .ownership import OwnershipRows
 from .queues import QueueRows
 from .schedules import ScheduleRows
@@ -28,7 +30,7 @@ from .versions import VersionRows
 
 
 class SystemDatabase(MessageRows, QueueRows, ListingRows, ForkRows, VersionRows, OwnershipRows, DelayedRows,
-                     ScheduleRows, Storage):
+                     ScheduleRows, ExecutorRows, Storage):
     # The class each dialect's URLs get (see ``__init_subclass__``).
     _by_dialect: Dict[str, Type["SystemDatabase"]] = {}
     dialect: str = "sqlite"
@@ -54,12 +56,12 @@ class SystemDatabase(MessageRows, QueueRows, ListingRows, ForkRows, VersionRows,
 
     def exists(self) -> bool:
         """Whether the database (PostgreSQL) or its file (SQLite) exists."""
-        with self.wrapped_errors():
+        with self.wrapped_errors("checking that the database exists"):
             return self.backend.database_exists()
 
     def create_if_missing(self) -> None:
         """Create the database if it does not exist; safe when others race to."""
-        with self.wrapped_errors():
+        with self.wrapped_errors("creating or opening the database"):
             self.backend.create_database()
 
     def migrate(self, migrations: Optional[Sequence[Migration]] = None) -> List[int]:
@@ -67,11 +69,14 @@ class SystemDatabase(MessageRows, QueueRows, ListingRows, ForkRows, VersionRows,
 
         ``migrations`` defaults to those shipped in the package.
         """
-        self.create_if_missing()
-        migrator = Migrator(self, migrations)
-        for attempt in self.attempts(transaction=False):
-            with attempt:
-                applied = migrator.migrate()
+        # Migrating is new work (of a launch, or of `dbos migrate`): during an
+        # outage it gives up after the limit, and on a full disk at once.
+        with new_work():
+            self.create_if_missing()
+            migrator = Migrator(self, migrations)
+            for attempt in self.attempts(transaction=False):
+                with attempt:
+                    applied = migrator.migrate()
         return applied
 
     def schema_version(self) -> int:
@@ -119,7 +124,7 @@ class SystemDatabase(MessageRows, QueueRows, ListingRows, ForkRows, VersionRows,
     def table_names(self) -> List[str]:
         """The tables of the system database's schema (or file)."""
         for attempt in self.attempts(transaction=False):
-            with attempt:
+            with attempt, self.naming("listing the system tables"):
                 names = self.backend.table_names(self.database)
         return names
 
@@ -128,7 +133,7 @@ class SystemDatabase(MessageRows, QueueRows, ListingRows, ForkRows, VersionRows,
         present = set(self.table_names())
         tables = [m._meta.table_name for m in self.models.data_tables()]
         for attempt in self.attempts():
-            with attempt:
+            with attempt, self.naming("emptying the system tables"):
                 self.backend.truncate(self.database, [t for t in tables if t in present])
 
     def drop(self) -> str:
@@ -140,5 +145,5 @@ class SystemDatabase(MessageRows, QueueRows, ListingRows, ForkRows, VersionRows,
         """
         self.close()
         own = list(self.models.by_table)
-        with self.wrapped_errors():
+        with self.wrapped_errors("dropping the database"):
             return self.backend.drop_database(own)

@@ -24,7 +24,7 @@ _BOUNCE = """
         delay_until_epoch_ms = CASE
             WHEN debounce_deadline_epoch_ms IS NOT NULL AND debounce_deadline_epoch_ms < :delay_until
             THEN debounce_deadline_epoch_ms ELSE :delay_until END,
-        inputs = :inputs, application_version = :app_version,
+        inputs = :inputs, serialization = :serialization, application_version = :app_version,
         application_name = COALESCE(application_name, :application_name), updated_at = :now
     WHERE queue_name = :queue_name AND deduplication_id = :deduplication_id AND name = :workflow_name
         AND status = 'DELAYED' AND is_debounced {owner}
@@ -73,7 +73,8 @@ class DelayedRows(StepRows):
         key = {"queue_name": request.queue_name, "deduplication_id": request.deduplication_id}
         bounced = self.one(BOUNCE[request.application_name is not None], **key,
                            workflow_name=request.workflow_name, delay_until=request.delay_until_ms,
-                           inputs=request.inputs, app_version=request.app_version,
+                           inputs=request.inputs, serialization=request.serialization,
+                           app_version=request.app_version,
                            application_name=request.application_name, now=now_ms())
         if bounced is not None:
             return Bounce(bounced_id=bounced[0])

@@ -48,8 +48,8 @@ MARK_FORKED = Statement("""
 """)
 
 COPY_STEPS = Statement(f"""
-    INSERT INTO {{operation_outputs}} (workflow_uuid, {", ".join(STEP_COLUMNS)}, serialization, application_name)
-    SELECT :new_id, {", ".join(STEP_COLUMNS)}, serialization, application_name
+    INSERT INTO {{operation_outputs}} (workflow_uuid, {", ".join(STEP_COLUMNS)}, application_name)
+    SELECT :new_id, {", ".join(STEP_COLUMNS)}, application_name
     FROM {{operation_outputs}} WHERE workflow_uuid = :original_id AND function_id < :start_step
 """)
 

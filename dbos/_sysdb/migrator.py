@@ -15,7 +15,7 @@ import peewee as pw
 from ..error import DBOSSystemDatabaseError
 from .backend import Backend
 from .connection import Connection
-from .errors import driver_error
+from .failures import describe_failure
 from .statements import Statement
 
 if sys.version_info >= (3, 11):
@@ -92,8 +92,9 @@ class Migrator:
 
     def current_version(self) -> int:
         """The applied version; 0 for a database never migrated."""
-        if not self.db.table_exists("dbos_migrations", schema=self.backend.schema):
-            return 0
+        with self.connection.naming("reading the migration version"):
+            if not self.db.table_exists("dbos_migrations", schema=self.backend.schema):
+                return 0
         row = self.connection.one(CURRENT_VERSION)
         return int(row[0]) if row and row[0] is not None else 0
 
@@ -102,8 +103,10 @@ class Migrator:
         target = len(self.migrations)
         if self.current_version() >= target:
             return []
-        with self.backend.migration_lock(self.db):
-            with self.db.atomic():
+        # Errors inside are named where they happen; the outer name is for the lock's own.
+        with self.connection.naming("taking or releasing the migration lock"), \
+                self.backend.migration_lock(self.db):
+            with self.connection.naming("creating the migration table"), self.db.atomic():
                 for statement in self.backend.bootstrap_sql():
                     self.db.execute_sql(statement)
             return [m.version for m in self.migrations if self._apply(m)]
@@ -132,8 +135,5 @@ class Migrator:
         return True
 
     def _failed(self, migration: Migration, exc: BaseException) -> DBOSSystemDatabaseError:
-        detail = str(driver_error(exc)).strip() or type(exc).__name__
-        return DBOSSystemDatabaseError(
-            f"System database migration {migration.version} ({migration.name}) failed on "
-            f"{self.backend.url} and was rolled back: {detail}"
-        )
+        operation = f"applying migration {migration.version} ({migration.name}), which was rolled back"
+        return describe_failure(self.backend.url, operation, exc)

@@ -180,6 +180,21 @@ class WorkflowScheduleRow(_Template):
         table_name = "workflow_schedules"
 
 
+class ExecutorRow(_Template):
+    executor_id = pw.TextField()
+    application_version = pw.TextField()
+    application_name = pw.TextField(null=True)
+    hostname = pw.TextField(null=True)
+    pid = pw.IntegerField(null=True)
+    started_at = pw.BigIntegerField()
+    heartbeat_at = pw.BigIntegerField()
+
+    class Meta:
+        table_name = "executors"
+        primary_key = pw.CompositeKey("executor_id", "application_version")
+        indexes = ((("application_name", "application_version", "heartbeat_at"), False),)
+
+
 class MigrationVersion(_Template):
     version = pw.BigIntegerField(primary_key=True)
 
@@ -216,6 +231,7 @@ SYSTEM_MODELS: List[Type[_Template]] = [
     ApplicationVersion,
     QueueRow,
     WorkflowScheduleRow,
+    ExecutorRow,
     MigrationVersion,
 ]
 
@@ -232,6 +248,7 @@ class BoundModels:
     application_versions: Type[ApplicationVersion]
     queues: Type[QueueRow]
     workflow_schedules: Type[WorkflowScheduleRow]
+    executors: Type[ExecutorRow]
     dbos_migrations: Type[MigrationVersion]
 
     def __init__(self, database: pw.Database, schema: Optional[str]) -> None:

@@ -14,8 +14,9 @@ import uuid
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .._clock import now_ms
+from .._clock import unique_now_ms as claim_stamp
 from ..error import DBOSException
-from .connection import Connection
+from .connection import Connection, repeating
 from .records import ClaimLimits
 from .statements import Statement
 from .workflows import RECOVERY_FIELDS
@@ -30,10 +31,12 @@ _PARTITION = "queue_name = :queue_name AND queue_partition_key = :partition_key"
 
 _RUNNING = "SELECT COUNT(*) FROM {{workflow_status}} WHERE {where} AND status = 'PENDING'"
 _STARTED_SINCE = "SELECT COUNT(*) FROM {{workflow_status}} WHERE {where} AND started_at_epoch_ms > :since"
-# A workflow enqueued for no particular version is for the latest one.
+# A workflow enqueued for no particular version is for the latest one, and
+# one enqueued for no particular application for whichever claims it first.
 _PICK = """
     SELECT workflow_uuid FROM {{workflow_status}}
-    WHERE {where} AND status = 'ENQUEUED' AND (application_version = :app_version OR (
+    WHERE {where} AND status = 'ENQUEUED' AND (application_name = :app_name OR application_name IS NULL)
+        AND (application_version = :app_version OR (
         application_version IS NULL AND :app_version = (
             SELECT version_name FROM {{application_versions}} ORDER BY version_timestamp DESC LIMIT 1)))
     ORDER BY priority, created_at LIMIT :budget{{skip_locked}}
@@ -48,12 +51,22 @@ PICK = {False: Statement(_PICK.format(where=_WHOLE)), True: Statement(_PICK.form
 # so that only such workflows read their steps before running.
 TAKE = Statement(f"""
     UPDATE {{workflow_status}} SET status = 'PENDING', executor_id = :executor_id,
-        application_version = :app_version, started_at_epoch_ms = :now, updated_at = :now,
+        application_version = :app_version, application_name = :app_name,
+        started_at_epoch_ms = :now, updated_at = :now,
         recovery_attempts = recovery_attempts + 1,
         workflow_deadline_epoch_ms = COALESCE(workflow_deadline_epoch_ms, :now + workflow_timeout_ms)
     WHERE workflow_uuid IN (:workflow_ids) AND status = 'ENQUEUED'
     RETURNING {", ".join(CLAIMED_FIELDS)}, EXISTS (SELECT 1 FROM {{operation_outputs}} o
         WHERE o.workflow_uuid = {{workflow_status}}.workflow_uuid)
+""")
+
+# What a claim whose COMMIT went through but whose answer was lost took: its
+# rows carry the claim's stamp, so its retry hands them over after all.
+RECLAIM = Statement(f"""
+    SELECT {", ".join(CLAIMED_FIELDS)}, EXISTS (SELECT 1 FROM {{operation_outputs}} o
+        WHERE o.workflow_uuid = {{workflow_status}}.workflow_uuid)
+    FROM {{workflow_status}} WHERE queue_name = :queue_name AND status = 'PENDING'
+        AND executor_id = :executor_id AND started_at_epoch_ms = :now AND updated_at = :now
 """)
 
 PARTITIONS = Statement("""
@@ -131,15 +144,21 @@ LATEST_VERSION = Statement(
 
 class QueueRows(Connection):
     def claim_queued(self, queue_name: str, limits: ClaimLimits, executor_id: str,
-                     app_version: str) -> List[Dict[str, Any]]:
+                     app_version: str, app_name: str) -> List[Dict[str, Any]]:
         """Move up to what the limits allow from ENQUEUED to PENDING here."""
+        stamp = claim_stamp()  # the same in every try, so a retry finds what a lost COMMIT took
         for attempt in self.attempts():
             with attempt:
-                claimed = self._claim(queue_name, limits, executor_id, app_version)
+                taken = self._reclaim(queue_name, executor_id, stamp) if repeating() else []
+                claimed = taken + self._claim(queue_name, limits, executor_id, app_version, app_name, stamp)
         return claimed
 
+    def _reclaim(self, queue_name: str, executor_id: str, stamp: int) -> List[Dict[str, Any]]:
+        rows = self.rows(RECLAIM, queue_name=queue_name, executor_id=executor_id, now=stamp)
+        return [dict(zip(CLAIMED_FIELDS + ("has_steps",), r)) for r in rows]
+
     def _claim(self, queue_name: str, limits: ClaimLimits, executor_id: str,
-               app_version: str) -> List[Dict[str, Any]]:
+               app_version: str, app_name: str, stamp: int) -> List[Dict[str, Any]]:
         if limits.shared:
             self._lock_queue(queue_name)
         budget = self._budget(queue_name, limits)
@@ -147,8 +166,8 @@ class QueueRows(Connection):
             return []
         partitioned = limits.partition_key is not None
         rows = self.rows(PICK[partitioned], queue_name=queue_name, partition_key=limits.partition_key,
-                         app_version=app_version, budget=budget)
-        return self._take([r[0] for r in rows], executor_id, app_version) if rows else []
+                         app_version=app_version, app_name=app_name, budget=budget)
+        return self._take([r[0] for r in rows], executor_id, app_version, app_name, stamp) if rows else []
 
     def _lock_queue(self, queue_name: str) -> None:
         """Serialise the claimers of a queue with a shared budget, for the transaction."""
@@ -171,8 +190,9 @@ class QueueRows(Connection):
                 budget = min(budget, rate_max - int(started[0] if started else 0))
         return budget
 
-    def _take(self, ids: List[str], executor_id: str, app_version: str) -> List[Dict[str, Any]]:
-        rows = self.rows(TAKE, executor_id=executor_id, app_version=app_version, now=now_ms(),
+    def _take(self, ids: List[str], executor_id: str, app_version: str, app_name: str,
+              stamp: int) -> List[Dict[str, Any]]:
+        rows = self.rows(TAKE, executor_id=executor_id, app_version=app_version, app_name=app_name, now=stamp,
                          workflow_ids=ids)
         names = CLAIMED_FIELDS + ("has_steps",)
         return [dict(zip(names, r)) for r in rows]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, TypedDict
 
-# A message to send: (destination, topic, message text, message UUID); an
-# idempotency key makes the UUID, so a resend is skipped.
-Message = Tuple[str, Optional[str], str, str]
+# A message to send: (destination, topic, message text, message UUID, stored
+# format or None); an idempotency key makes the UUID, so a resend is skipped.
+Message = Tuple[str, Optional[str], str, str, Optional[str]]
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,7 @@ class StepRecord:
     output: Optional[str]
     error: Optional[str]
     child_workflow_id: Optional[str]
+    serialization: Optional[str] = None  # the output's stored format; None: the configured one
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class StepWrite:
     child_workflow_id: Optional[str] = None
     started_at_ms: Optional[int] = None
     completed_at_ms: Optional[int] = None
+    serialization: Optional[str] = None  # the output's stored format (a message received as it was sent)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Outcome:
     status: str
     output: Optional[str]
     error: Optional[str]
+    serialization: Optional[str] = None  # the row's stored format; None: the configured one
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,7 @@ class BounceRequest:
     inputs: str
     app_version: Optional[str]
     application_name: Optional[str]
+    serialization: Optional[str] = None  # the stored format of ``inputs``, which the row takes with them
 
 
 @dataclass(frozen=True)

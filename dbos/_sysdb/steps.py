@@ -12,21 +12,21 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from .._clock import now_ms
 from ..error import DBOSWorkflowConflictIDError
-from .connection import Connection, Row
+from .connection import Connection, Row, retried_since, retries
 from .records import StepRecord, StepWrite
 from .statements import Statement
 
 # The columns of a checkpoint, in the order StepWrite holds them.
 STEP_COLUMNS = (
     "function_id", "function_name", "output", "error", "child_workflow_id",
-    "started_at_epoch_ms", "completed_at_epoch_ms",
+    "started_at_epoch_ms", "completed_at_epoch_ms", "serialization",
 )
 
 # A checkpoint's INSERT, its columns taking the parameters ``step_params`` binds.
 STEP_INSERT = f"INSERT INTO {{operation_outputs}} (workflow_uuid, {', '.join(STEP_COLUMNS)})"
 SAVE_STEP = STEP_INSERT + """
     VALUES (:workflow_id, :function_id, :function_name, :output, :error,
-        :child_workflow_id, :started_at_ms, :completed_at_ms)
+        :child_workflow_id, :started_at_ms, :completed_at_ms, :serialization)
     ON CONFLICT (workflow_uuid, function_id) DO NOTHING"""
 
 RECORD_STEP = Statement(SAVE_STEP + """
@@ -38,19 +38,28 @@ RECORDED_CHILD = Statement("""
     WHERE workflow_uuid = :workflow_id AND function_id = :function_id
 """)
 
+# A checkpoint as recorded, with its workflow's status: a retried INSERT
+# whose first COMMIT went through (the connection lost before its answer)
+# finds its own row, which counts as success.
+RECORDED_STEP = Statement("""
+    SELECT o.function_name, o.output, o.error, o.child_workflow_id, w.status, o.serialization
+    FROM {operation_outputs} o JOIN {workflow_status} w ON w.workflow_uuid = o.workflow_uuid
+    WHERE o.workflow_uuid = :workflow_id AND o.function_id = :function_id
+""")
+
 LOAD_STEPS = Statement("""
-    SELECT function_id, function_name, output, error, child_workflow_id
+    SELECT function_id, function_name, output, error, child_workflow_id, serialization
     FROM {operation_outputs} WHERE workflow_uuid = :workflow_id
 """)
 
 LOAD_STEPS_MANY = Statement("""
-    SELECT workflow_uuid, function_id, function_name, output, error, child_workflow_id
+    SELECT workflow_uuid, function_id, function_name, output, error, child_workflow_id, serialization
     FROM {operation_outputs} WHERE workflow_uuid IN (:workflow_ids)
 """)
 
 LIST_STEPS = Statement("""
     SELECT function_id, function_name, output, error, child_workflow_id,
-        started_at_epoch_ms, completed_at_epoch_ms
+        started_at_epoch_ms, completed_at_epoch_ms, serialization
     FROM {operation_outputs} WHERE workflow_uuid = :workflow_id ORDER BY function_id
     LIMIT :limit OFFSET :offset
 """)
@@ -62,12 +71,12 @@ def step_params(step: StepWrite) -> Dict[str, Any]:
         "workflow_id": step.workflow_id, "function_id": step.function_id,
         "function_name": step.function_name, "output": step.output, "error": step.error,
         "child_workflow_id": step.child_workflow_id, "started_at_ms": step.started_at_ms,
-        "completed_at_ms": step.completed_at_ms or now_ms(),
+        "completed_at_ms": step.completed_at_ms or now_ms(), "serialization": step.serialization,
     }
 
 
 def _record(row: Row) -> StepRecord:
-    return StepRecord(int(row[0]), row[1], row[2], row[3], row[4])
+    return StepRecord(int(row[0]), row[1], row[2], row[3], row[4], row[5])
 
 
 class StepRows(Connection):
@@ -77,10 +86,23 @@ class StepRows(Connection):
         Raises ``DBOSWorkflowConflictIDError`` when another execution of the
         same workflow recorded this step first.
         """
+        before = retries()
         row = self.one(RECORD_STEP, **step_params(step))
         if row is None:
-            raise DBOSWorkflowConflictIDError(step.workflow_id)
+            return self.same_step_status(step, before)
         return str(row[0])
+
+    def same_step_status(self, step: StepWrite, before: int) -> str:
+        """The workflow's status if the write of ``step`` was retried (since
+        ``retries()`` was ``before``) and finds it recorded exactly as given:
+        the first try's COMMIT went through, its answer lost. Otherwise
+        ``DBOSWorkflowConflictIDError``: another execution recorded it first."""
+        if not retried_since(before):
+            raise DBOSWorkflowConflictIDError(step.workflow_id)
+        row = self.one(RECORDED_STEP, workflow_id=step.workflow_id, function_id=step.function_id)
+        if row is None or tuple(row[:4]) != (step.function_name, step.output, step.error, step.child_workflow_id):
+            raise DBOSWorkflowConflictIDError(step.workflow_id)
+        return str(row[4])
 
     def recorded_child(self, workflow_id: str, function_id: int) -> Optional[str]:
         """The child workflow a recorded step started, if the step is recorded."""

@@ -10,7 +10,7 @@ statements, one module per table group (named below each section).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, ContextManager, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 from .._versions import VersionInfo
 from .records import (
@@ -114,9 +114,14 @@ class Storage(Protocol):
         """Count a recovery attempt on a PENDING workflow; what running it needs."""
         ...
 
-    def claim_many_for_recovery(self, workflow_ids: Sequence[str],
+    def pending_attempts(self, executor_id: str, application_version: str) -> Dict[str, int]:
+        """``pending_workflows``, each with its recovery attempts so far."""
+        ...
+
+    def claim_many_for_recovery(self, seen: Mapping[str, int],
                                 executor_id: str) -> Dict[str, Dict[str, Any]]:
-        """``claim_for_recovery`` for many workflows in one statement."""
+        """``claim_for_recovery`` for many workflows in one statement, each only
+        if its recovery attempts are still those ``seen``: no one claimed it since."""
         ...
 
     def dead_letter(self, workflow_id: str) -> bool:
@@ -130,30 +135,30 @@ class Storage(Protocol):
         ...
 
     def consume_message(self, destination_id: str, topic: Optional[str], step: StepWrite,
-                        look_first: bool = True) -> Optional[Tuple[str, str]]:
-        """Take the oldest unread message as ``step``'s output; (message, status) or None."""
+                        look_first: bool = True) -> Optional[Tuple[str, str, Optional[str]]]:
+        """Take the oldest unread message as ``step``'s output; (message, status, format) or None."""
         ...
 
     def set_event(self, workflow_id: str, key: str, value: str, function_id: int,
-                  step: Optional[StepWrite] = None) -> Optional[str]:
+                  step: Optional[StepWrite] = None, serialization: Optional[str] = None) -> Optional[str]:
         """Set an event's value and history, with ``step``'s checkpoint; the status."""
         ...
 
-    def get_event(self, workflow_id: str, key: str) -> Optional[Tuple[str]]:
-        """``(value,)`` of an event, if set."""
+    def get_event(self, workflow_id: str, key: str) -> Optional[Tuple[str, Optional[str]]]:
+        """``(value, stored format)`` of an event, if set."""
         ...
 
-    def all_events(self, workflow_id: str) -> Dict[str, str]:
-        """Every event of a workflow with its latest value."""
+    def all_events(self, workflow_id: str) -> Dict[str, Tuple[str, Optional[str]]]:
+        """Every event of a workflow with its latest value and stored format."""
         ...
 
     def write_stream(self, workflow_id: str, key: str, value: str, function_id: int,
-                     step: Optional[StepWrite] = None) -> Optional[str]:
+                     step: Optional[StepWrite] = None, serialization: Optional[str] = None) -> Optional[str]:
         """Append to a stream with ``step``'s checkpoint; the status."""
         ...
 
-    def read_stream(self, workflow_id: str, key: str, offset: int) -> Optional[Tuple[str]]:
-        """``(value,)`` at an offset of a stream, if written yet."""
+    def read_stream(self, workflow_id: str, key: str, offset: int) -> Optional[Tuple[str, Optional[str]]]:
+        """``(value, stored format)`` at an offset of a stream, if written yet."""
         ...
 
     def listen(self, on_key: Callable[[str], None]) -> Optional[Listening]:
@@ -163,8 +168,9 @@ class Storage(Protocol):
     # -- queues (queues.py) --------------------------------------------------
 
     def claim_queued(self, queue_name: str, limits: ClaimLimits, executor_id: str,
-                     app_version: str) -> List[Dict[str, Any]]:
-        """Move what the limits allow from ENQUEUED to PENDING here; the claimed rows."""
+                     app_version: str, app_name: str) -> List[Dict[str, Any]]:
+        """Move what the limits allow of ``app_name``'s and unclaimed ENQUEUED rows to
+        PENDING here, stamped with ``app_name``; the claimed rows."""
         ...
 
     def queue_partitions(self, queue_name: str) -> List[str]:
@@ -293,9 +299,43 @@ class Storage(Protocol):
         """Make a version the latest."""
         ...
 
+    # -- executors' heartbeats and takeover (executors.py) --------------------
+
+    def record_heartbeat(self, executor_id: str, app_version: str, application_name: str,
+                         hostname: str, pid: int) -> bool:
+        """Mark this executor alive now; False if its row was missing (first beat, or taken over)."""
+        ...
+
+    def executor_holder(self, executor_id: str, app_version: str,
+                        timeout_ms: int) -> Optional[Tuple[Optional[str], Optional[int]]]:
+        """(hostname, pid) of the process holding this executor ID, if its heartbeat is fresh."""
+        ...
+
+    def claim_executor_id(self, executor_id: str, app_version: str, application_name: str,
+                          hostname: str, pid: int, timeout_ms: int,
+                          seen: Optional[Tuple[Optional[str], Optional[int]]]) -> bool:
+        """Hold this executor ID, unless a process other than ``seen`` holds it with a fresh heartbeat."""
+        ...
+
+    def stale_executors(self, executor_id: str, app_version: str, application_name: str,
+                        timeout_ms: int) -> List[str]:
+        """Other executors of this application and version silent for over ``timeout_ms``."""
+        ...
+
+    def take_over_executor(self, dead_executor_id: str, app_version: str, timeout_ms: int,
+                           executor_id: str) -> Optional[Dict[str, int]]:
+        """Claim a silent executor's work atomically: requeue its queued workflows, return the rest, now ours (ID -> recovery attempts)."""
+        ...
+
     # -- application ownership (ownership.py) --------------------------------
 
     def rename_application(self, old_name: Optional[str], new_name: str, adopt_unclaimed: bool,
                            batch_size: Optional[int]) -> ApplicationRowCounts:
         """Move ``old_name``'s rows (and unclaimed ones if asked) to ``new_name``; the counts moved."""
+        ...
+
+    # -- a caller's own transaction (connection.py) --------------------------
+
+    def on_connection(self, dbapi_connection: Any) -> ContextManager[None]:
+        """The block's operations run on the caller's connection, in its transaction (committed by the caller)."""
         ...

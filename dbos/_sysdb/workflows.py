@@ -9,9 +9,9 @@ its row (cancelled, taken over) never overwrites what another recorded.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .._clock import now_ms
+from .._clock import now_ms, unique_now_ms
 from ..error import (
     DBOSNonExistentWorkflowError,
     DBOSQueueDeduplicatedError,
@@ -48,7 +48,7 @@ RECORD_OUTCOME = Statement("""
 """, prepare=True)
 
 OUTCOME = Statement("""
-    SELECT status, output, error FROM {workflow_status} WHERE workflow_uuid = :workflow_id
+    SELECT status, output, error, serialization FROM {workflow_status} WHERE workflow_uuid = :workflow_id
 """)
 
 STATUSES = Statement("""
@@ -84,7 +84,7 @@ SET_ATTRIBUTES = Statement("""
 """)
 
 PENDING = Statement("""
-    SELECT workflow_uuid, queue_name FROM {workflow_status} WHERE status = 'PENDING'
+    SELECT workflow_uuid, queue_name, recovery_attempts FROM {workflow_status} WHERE status = 'PENDING'
         AND executor_id = :executor_id AND application_version = :app_version
     ORDER BY created_at
 """)
@@ -92,7 +92,7 @@ PENDING = Statement("""
 # What running a claimed workflow needs; claims return these columns.
 RECOVERY_FIELDS = (
     "name", "class_name", "config_name", "inputs", "recovery_attempts", "workflow_deadline_epoch_ms",
-    "authenticated_user", "authenticated_roles", "assumed_role",
+    "authenticated_user", "authenticated_roles", "assumed_role", "serialization",
 )
 
 CLAIM_FOR_RECOVERY = Statement(f"""
@@ -102,10 +102,19 @@ CLAIM_FOR_RECOVERY = Statement(f"""
     RETURNING {", ".join(RECOVERY_FIELDS)}
 """)
 
+# A claim by recovery names each workflow with the recovery attempts it had
+# when it was found PENDING: every claim (this one, a queue's) counts one, so
+# a workflow claimed by anyone since (a stale list, DBOS Transact #742) is not
+# claimed again. Rows this claim already took carry its stamp, so a retry
+# after a lost COMMIT still finds them, without counting twice. Every other
+# write that gives a row to an executor stamps it with unique_now_ms too, so
+# no earlier hand-over in the same millisecond passes for this claim's own.
+_CLAIMED_HERE = "executor_id = :executor_id AND updated_at = :now"
 CLAIM_MANY_FOR_RECOVERY = Statement(f"""
-    UPDATE {{workflow_status}} SET recovery_attempts = recovery_attempts + 1,
-        executor_id = :executor_id, updated_at = :now
-    WHERE workflow_uuid IN (:workflow_ids) AND status = 'PENDING'
+    UPDATE {{workflow_status}} SET executor_id = :executor_id, updated_at = :now,
+        recovery_attempts = CASE WHEN {_CLAIMED_HERE} THEN recovery_attempts ELSE recovery_attempts + 1 END
+    WHERE status = 'PENDING' AND workflow_uuid IN (:workflow_ids)
+        AND ((workflow_uuid, recovery_attempts) IN (VALUES :seen) OR ({_CLAIMED_HERE}))
     RETURNING workflow_uuid, {", ".join(RECOVERY_FIELDS)}
 """)
 
@@ -178,9 +187,9 @@ class WorkflowRows(StepRows):
     # ------------------------------------------------------------------
 
     def workflow_outcome(self, workflow_id: str) -> Optional[Outcome]:
-        """Status, output and error of a workflow; None if there is no such workflow."""
+        """Status, output, error and stored format of a workflow; None if there is no such workflow."""
         row = self.one(OUTCOME, workflow_id=workflow_id)
-        return Outcome(row[0], row[1], row[2]) if row else None
+        return Outcome(row[0], row[1], row[2], row[3]) if row else None
 
     def workflow_statuses(self, workflow_ids: Sequence[str]) -> Dict[str, str]:
         """The status of each listed workflow that exists."""
@@ -256,19 +265,26 @@ class WorkflowRows(StepRows):
         rows = self.rows(PENDING, executor_id=executor_id, app_version=application_version)
         return {r[0]: r[1] for r in rows}
 
+    def pending_attempts(self, executor_id: str, application_version: str) -> Dict[str, int]:
+        """``pending_workflows``, each with its recovery attempts so far (what a claim names)."""
+        rows = self.rows(PENDING, executor_id=executor_id, app_version=application_version)
+        return {r[0]: int(r[2]) for r in rows}
+
     def claim_for_recovery(self, workflow_id: str, executor_id: str) -> Optional[Dict[str, Any]]:
         """Count a recovery attempt on a PENDING row and return what running it needs."""
-        row = self.one(CLAIM_FOR_RECOVERY, executor_id=executor_id, now=now_ms(),
+        row = self.one(CLAIM_FOR_RECOVERY, executor_id=executor_id, now=unique_now_ms(),
                        workflow_id=workflow_id)
         return dict(zip(RECOVERY_FIELDS, row)) if row else None
 
-    def claim_many_for_recovery(self, workflow_ids: Sequence[str],
+    def claim_many_for_recovery(self, seen: Mapping[str, int],
                                 executor_id: str) -> Dict[str, Dict[str, Any]]:
-        """``claim_for_recovery`` for many workflows in one statement, by ID."""
-        if not workflow_ids:
+        """``claim_for_recovery`` for many workflows in one statement: each
+        only if its recovery attempts are still those ``seen`` (by ID)."""
+        if not seen:
             return {}
-        rows = self.rows(CLAIM_MANY_FOR_RECOVERY, executor_id=executor_id, now=now_ms(),
-                         workflow_ids=workflow_ids)
+        stamp = unique_now_ms()  # the same in every try, so a retry finds what a lost COMMIT took
+        rows = self.rows(CLAIM_MANY_FOR_RECOVERY, executor_id=executor_id, now=stamp,
+                         workflow_ids=list(seen), seen=[(w, int(n)) for w, n in seen.items()])
         return {r[0]: dict(zip(RECOVERY_FIELDS, r[1:])) for r in rows}
 
     def dead_letter(self, workflow_id: str) -> bool:

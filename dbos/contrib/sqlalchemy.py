@@ -192,6 +192,10 @@ class SQLAlchemyDatasource(EngineOwner[Engine], SQLDatasource):
             return True
         return is_retryable_error(exc)  # looks through DBAPIError.orig to the driver's error
 
+    def run_migrations(self) -> None:
+        """Make the outputs table if it is missing (``create(...)`` does it already)."""
+        self.ensure_schema()
+
     def close(self) -> None:
         if self._owned:
             self._engine.dispose()

@@ -143,6 +143,10 @@ class AsyncSQLAlchemyDatasource(EngineOwner[AsyncEngine], AsyncDatasource):
         rows = await result.execute(text(sql), {f"p{i}": value for i, value in enumerate(params)})
         return [tuple(row) for row in rows.fetchall()] if rows.returns_rows else []
 
+    async def run_migrations(self) -> None:
+        """Make the outputs table if it is missing (``create(...)`` does it already)."""
+        await self.ensure_schema()
+
     async def ensure_schema(self) -> None:
         sql = self.sql
         async with self._begin("READ COMMITTED") as session:

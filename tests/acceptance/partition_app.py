@@ -22,6 +22,7 @@ from dbos import DBOS, DBOSConfig
 
 QUEUE = "tenants"
 PARTITION_CONCURRENCY = 1
+WORKER_CONCURRENCY = 2
 HOLD_S = 0.03
 APP_VERSION = "partition-app-v1"
 ALL_KEYS = "*"  # the peak of every key's jobs together
@@ -77,8 +78,11 @@ def main(sys_url: str, counter: str, executor: str) -> None:
                            application_version=APP_VERSION, executor_id=executor))
     DBOS.launch()
     # Every process registers it alike; either may come first.
+    # A process runs at most WORKER_CONCURRENCY at once, fewer than there are
+    # keys, so the other process always finds a key free and both take part
+    # (without it the process whose jobs just finished may win every claim).
     DBOS.register_queue(QUEUE, partition_concurrency=PARTITION_CONCURRENCY, polling_interval_sec=0.05,
-                        on_conflict="always_update")
+                        worker_concurrency=WORKER_CONCURRENCY, on_conflict="always_update")
     print("READY", flush=True)
     sys.stdin.read()  # the test closes our stdin to stop us
     DBOS.destroy()

@@ -31,6 +31,8 @@ import psycopg2
 
 from dbos import DBOS, DBOSConfig, Queue, SetWorkflowID
 
+_print_lock = threading.Lock()
+
 QUEUE = "shared-drain"
 CONCURRENCY = 5
 HOLD_S = 0.01
@@ -98,7 +100,8 @@ def register_drain(app_url: str, executor: str, hang_at: int) -> Tuple[Queue, Ca
     def hold_and_leave(job: str) -> None:
         assert app_db is not None
         if starts.next_hangs():
-            print(f"HANGING {job}", flush=True)
+            with _print_lock:  # print writes text and newline apart: keep two threads' lines whole
+                print(f"HANGING {job}", flush=True)
             threading.Event().wait()  # until killed
         time.sleep(HOLD_S)
         conn = app_db.conn()

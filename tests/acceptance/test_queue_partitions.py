@@ -9,8 +9,6 @@ themselves in a SQLite file all processes share, under one write lock.
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from contextlib import closing
@@ -20,6 +18,7 @@ from typing import Any, Callable, Iterator, List
 import pytest
 
 from dbos import DBOSClient, SetWorkflowID
+from tests.acceptance.child import Child, children_of
 from tests.acceptance.partition_app import ALL_KEYS, PARTITION_CONCURRENCY, QUEUE
 from tests.probe import qualified, query
 
@@ -31,52 +30,10 @@ PER_KEY = 8
 WAIT_S = 60.0  # an upper bound reached only when a test is already failing
 
 
-class Worker:
-    """A ``partition_app.py`` process: stdout read line by line, stderr to a log."""
-
-    def __init__(self, tmp_path: Path, name: str, *args: str) -> None:
-        self.log = tmp_path / f"{name}.log"
-        with open(self.log, "w") as err:
-            self.proc = subprocess.Popen([sys.executable, APP, *args], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=err, text=True)
-
-    def tail(self) -> str:
-        return "\n".join(self.log.read_text().splitlines()[-30:])
-
-    def expect(self, word: str) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith(word):
-                return
-        self.proc.wait(timeout=30)
-        raise AssertionError(f"worker ended ({self.proc.returncode}) without {word!r}:\n{self.tail()}")
-
-    def stop(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.expect("STOPPED")
-        assert self.proc.wait(timeout=30) == 0, self.tail()
-
-    def reap(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=30)
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                stream.close()
-
-
 @pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
-    started: List[Worker] = []
-
-    def start(name: str, *args: str) -> Worker:
-        started.append(Worker(tmp_path, name, *args))
-        return started[-1]
-
-    yield start
-    for worker in started:
-        worker.reap()
+def workers(tmp_path: Path) -> Iterator[Callable[..., Child]]:
+    with children_of(APP, tmp_path) as start:
+        yield start
 
 
 def counted(counter: Path, sql: str) -> List[Any]:
@@ -85,7 +42,7 @@ def counted(counter: Path, sql: str) -> List[Any]:
 
 
 def test_two_processes_keep_each_partitions_limit(sys_db_url: str, tmp_path: Path,
-                                                  workers: Callable[..., Worker]) -> None:
+                                                  workers: Callable[..., Child]) -> None:
     counter = tmp_path / "counter.sqlite"
     procs = [workers(f"worker-{n}", sys_db_url, str(counter), f"exec-{n}") for n in range(2)]
     for proc in procs:
@@ -104,7 +61,7 @@ def test_two_processes_keep_each_partitions_limit(sys_db_url: str, tmp_path: Pat
         total = PER_KEY * len(KEYS)
         while counted(counter, "SELECT COUNT(*) FROM completions")[0][0] < total:
             for proc in procs:
-                assert proc.proc.poll() is None, f"a worker died:\n{proc.tail()}"
+                assert proc.proc.poll() is None, f"a worker died:\n{proc.log_tail()}"
             assert time.monotonic() < deadline, "the jobs did not all complete"
             time.sleep(0.1)
     finally:

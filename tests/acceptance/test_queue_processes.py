@@ -9,9 +9,6 @@ tests skip on SQLite; the schedule test runs on both backends.
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -20,6 +17,7 @@ from typing import Callable, Dict, Iterator, List, Set, Tuple
 
 import pytest
 
+from tests.acceptance.child import Child, children_of
 from tests.acceptance.queue_app import APP_SCHEMA, CONCURRENCY
 from tests.conftest import postgres_url
 from tests.probe import drop_database, execute, maintenance_url, qualified, query
@@ -32,68 +30,11 @@ DRAIN_S = 60.0  # an upper bound reached only when a test is already failing
 ALL_JOBS = {f"job-{i:04d}" for i in range(JOBS)}
 
 
-class Child:
-    """A ``queue_app.py`` process: stdout is read line by line, stderr goes to a log."""
-
-    def __init__(self, tmp_path: Path, name: str, *args: str) -> None:
-        self.name = name
-        self.log = tmp_path / f"{name}.log"
-        with open(self.log, "w") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, APP, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=err, text=True,
-            )
-
-    def log_tail(self) -> str:
-        return "\n".join(self.log.read_text().splitlines()[-30:])
-
-    def expect(self, prefix: str) -> str:
-        """The first line starting with ``prefix`` (blocks on the child's output)."""
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith(prefix):
-                return line.strip()
-        self.proc.wait(timeout=30)
-        raise AssertionError(f"{self.name} ended ({self.proc.returncode}) without printing "
-                             f"{prefix!r}:\n{self.log_tail()}")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> None:
-        """Close stdin: the app shuts DBOS down and exits."""
-        if self.proc.stdin is not None and not self.proc.stdin.closed:
-            self.proc.stdin.close()
-        self.expect("STOPPED")
-        assert self.proc.wait(timeout=30) == 0, self.log_tail()
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-        assert self.proc.returncode == -signal.SIGKILL
-
-    def reap(self) -> None:
-        if self.alive():
-            self.proc.kill()
-        self.proc.wait(timeout=30)
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                stream.close()
-
-
 @pytest.fixture
 def children(tmp_path: Path) -> Iterator[Callable[..., Child]]:
     """Start children; any still running at the end are killed."""
-    started: List[Child] = []
-
-    def start(name: str, *args: str) -> Child:
-        child = Child(tmp_path, name, *args)
-        started.append(child)
-        return child
-
-    yield start
-    for child in started:
-        child.reap()
+    with children_of(APP, tmp_path) as start:
+        yield start
 
 
 @pytest.fixture

@@ -12,8 +12,6 @@ backend chosen with ``--backend``.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -22,6 +20,7 @@ from typing import Callable, Iterator, List, Tuple
 
 import pytest
 
+from tests.acceptance.child import Child, children_of
 from tests.acceptance.schedule_app import SCHEDULE
 from tests.probe import qualified, query
 
@@ -32,62 +31,11 @@ WAIT_S = 30.0  # an upper bound reached only when a test is already failing
 Run = Tuple[datetime, str, str, str]
 
 
-class App:
-    """A ``schedule_app.py`` process: commands on stdin, answers on stdout, logs in a file."""
-
-    def __init__(self, tmp_path: Path, name: str, sys_url: str, run_file: Path) -> None:
-        self.name = name
-        self.log = tmp_path / f"{name}.log"
-        with open(self.log, "w") as err:
-            self.proc = subprocess.Popen([sys.executable, APP, sys_url, str(run_file), name],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
-
-    def log_tail(self) -> str:
-        return "\n".join(self.log.read_text().splitlines()[-30:])
-
-    def expect(self, prefix: str) -> str:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith(prefix):
-                return line.strip()
-        self.proc.wait(timeout=WAIT_S)
-        raise AssertionError(f"{self.name} ended ({self.proc.returncode}) without {prefix!r}:\n{self.log_tail()}")
-
-    def ask(self, command: str, prefix: str) -> str:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return self.expect(prefix)
-
-    def stop(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.expect("STOPPED")
-        assert self.proc.wait(timeout=WAIT_S) == 0, self.log_tail()
-
-    def reap(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=WAIT_S)
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None and not stream.closed:
-                stream.close()
-
-
 @pytest.fixture
-def apps(tmp_path: Path, sys_db_url: str) -> Iterator[Callable[[str], App]]:
-    started: List[App] = []
-
-    def start(name: str) -> App:
-        app = App(tmp_path, name, sys_db_url, tmp_path / "runs.txt")
-        started.append(app)
-        return app
-
-    yield start
-    for app in started:
-        if app.proc.poll() is None:
-            app.proc.send_signal(signal.SIGCONT)  # in case a test stopped it and failed
-        app.reap()
+def apps(tmp_path: Path, sys_db_url: str) -> Iterator[Callable[[str], Child]]:
+    """``apps(name)``: a ``schedule_app.py`` process as executor ``name``, writing to one runs file."""
+    with children_of(APP, tmp_path) as start:
+        yield lambda name: start(name, sys_db_url, str(tmp_path / "runs.txt"), name)
 
 
 def read_runs(path: Path) -> List[Run]:
@@ -113,7 +61,7 @@ def scheduled_ids(sys_db_url: str) -> List[str]:
     return [str(r[0]) for r in rows]
 
 
-def test_two_processes_fire_each_tick_exactly_once(apps: Callable[[str], App], tmp_path: Path,
+def test_two_processes_fire_each_tick_exactly_once(apps: Callable[[str], Child], tmp_path: Path,
                                                     sys_db_url: str) -> None:
     procs = [apps(f"sched-{n}") for n in range(2)]
     for proc in procs:
@@ -138,7 +86,7 @@ def test_two_processes_fire_each_tick_exactly_once(apps: Callable[[str], App], t
     assert len(ids) == len(set(ids)) and {w for _, _, w, _ in runs} <= set(ids)
 
 
-def test_the_apps_controls_pause_resume_trigger_and_apply(apps: Callable[[str], App], tmp_path: Path) -> None:
+def test_the_apps_controls_pause_resume_trigger_and_apply(apps: Callable[[str], Child], tmp_path: Path) -> None:
     app = apps("demo")
     app.expect("READY")
     runs_file = tmp_path / "runs.txt"
@@ -166,7 +114,7 @@ def test_the_apps_controls_pause_resume_trigger_and_apply(apps: Callable[[str], 
     restarted.stop()
 
 
-def test_a_stopped_process_does_not_replay_missed_ticks(apps: Callable[[str], App], tmp_path: Path,
+def test_a_stopped_process_does_not_replay_missed_ticks(apps: Callable[[str], Child], tmp_path: Path,
                                                         sys_db_url: str) -> None:
     app = apps("sleeper")
     app.expect("READY")

@@ -56,3 +56,53 @@ def test_destroy_with_a_workflow_inside_a_sqlite_transaction(sys_db_url: str, tm
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "STILL_OPEN" in done.stdout and "DESTROYED" in done.stdout
+
+
+LEFT_RUNNING = """
+import sys, threading
+from dbos import DBOS, DBOSClient, DBOSConfig, SetWorkflowID
+
+inside, release = threading.Event(), threading.Event()
+
+@DBOS.step()
+def first() -> int:
+    return 1
+
+@DBOS.step()
+def held() -> int:
+    inside.set()
+    release.wait(30)
+    return 2
+
+@DBOS.step()
+def last() -> int:
+    return 3
+
+@DBOS.workflow()
+def wf() -> int:
+    return first() + held() + last()
+
+DBOS(config=DBOSConfig(name="left-running", system_database_url=sys.argv[1], application_version="v1"))
+DBOS.launch()
+with SetWorkflowID("left-running"):
+    handle = DBOS.start_workflow(wf)
+assert inside.wait(30)
+DBOS.destroy(workflow_completion_timeout_sec=0.2)  # gives up on the held step
+release.set()
+try:
+    handle.get_result()
+except Exception as exc:
+    print("BODY_ENDED", type(exc).__name__, flush=True)
+client = DBOSClient(system_database_url=sys.argv[1])
+print("STATUS", client.retrieve_workflow("left-running").get_status().status, flush=True)
+client.destroy()
+"""
+
+
+def test_a_workflow_still_running_after_destroy_stays_pending(sys_db_url: str) -> None:
+    # Its later steps are refused once DBOS is gone: that is no outcome to record.
+    done = subprocess.run([sys.executable, "-c", LEFT_RUNNING, sys_db_url],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "BODY_ENDED DBOSException" in done.stdout, done.stdout
+    assert "STATUS PENDING" in done.stdout, done.stdout

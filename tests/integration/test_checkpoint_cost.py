@@ -134,8 +134,9 @@ def test_recovery_claims_and_reads_steps_once_per_batch(
     url = engine.sysdb.url.render()
     execute(url, f"UPDATE {qualified(url, 'workflow_status')} SET status = 'PENDING'")
     execute(url, f"DELETE FROM {qualified(url, 'operation_outputs')} WHERE function_id = 2")
+    pending = engine.sysdb.pending_attempts(engine.identity.executor_id, engine.identity.app_version)
     statements.clear()
-    handles = recover_pending(engine, ids)
+    handles = recover_pending(engine, {w: pending[w] for w in ids})
     assert [h.get_result() for h in handles] == [11, 22, 33]
     found = kinds(statements)
     assert found[:2] == ["UPDATE workflow_status", "SELECT operation_outputs"]

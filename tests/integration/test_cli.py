@@ -1,35 +1,38 @@
 """The ``dbos`` command line, run as real processes against the chosen backend.
 
-Most tests run ``python -m dbos``; some run the installed ``dbos`` console
-script, so the entry point itself is covered too. What a command did is read
+Tests run the installed ``dbos`` console script; some also run
+``python -m dbos``, so both entry points are covered. What a command did is read
 back over the test's own connections (sqlite3 or psycopg2).
 """
 
 from __future__ import annotations
 
 import shlex
+import shutil
 import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 from urllib.parse import urlsplit
 
 import pytest
 
+from dbos._sysdb import SystemDatabase, latest_version
+from dbos._sysdb.migrator import load_migrations
 from dbos._versions import package_version
-from dbos._sysdb import latest_version
 
 from ..probe import (
     SYSTEM_TABLES,
     database_exists,
+    database_name,
     execute,
+    maintenance_url,
     migration_version,
     query,
     sqlite_path,
     table_names,
 )
-
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("dbos")
 UNREACHABLE = "postgresql://postgres:hunter2@127.0.0.1:1/unreachable_db"
@@ -44,7 +47,8 @@ def run_dbos(
     *args: str,
     cwd: Path,
     stdin: Optional[str] = None,
-    script: bool = False,
+    script: bool = True,
+    env: Optional[Dict[str, str]] = None,
 ) -> subprocess.CompletedProcess[str]:
     """``dbos ARGS`` in ``cwd``, as ``python -m dbos`` or the console script."""
     command = [str(CONSOLE_SCRIPT)] if script else [sys.executable, "-m", "dbos"]
@@ -56,6 +60,7 @@ def run_dbos(
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
 
 
@@ -142,10 +147,41 @@ def test_version_option(tmp_path: Path) -> None:
     assert result.stdout.strip() == f"DBOS CLI version: {package_version()}"
 
 
+def test_version_command(tmp_path: Path) -> None:
+    result = run_dbos("version", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"DBOS CLI version: {package_version()}\n"
+
+
+def assert_usage_error(result: subprocess.CompletedProcess[str]) -> str:
+    """Exit status 2 and one line on standard error, nothing on standard output; that line."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
 def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
-    result = run_dbos(cwd=tmp_path)
-    assert result.returncode == 2
-    assert "usage: dbos" in result.stderr and "Traceback" not in result.stderr
+    line = assert_usage_error(run_dbos(cwd=tmp_path))
+    assert line == "dbos: the following arguments are required: COMMAND (see `dbos --help`)"
+
+
+@pytest.mark.parametrize(
+    "command, expected",
+    [
+        (["workflow", "list", "--bogus", "-x"],
+         "dbos workflow list: unrecognized arguments: --bogus -x (see `dbos workflow list --help`)"),
+        (["workflow", "list", "--limit", "ten"],
+         "dbos workflow list: argument -l/--limit: invalid int value: 'ten' (see `dbos workflow list --help`)"),
+        (["workflow", "frobnicate"], "dbos workflow: argument ACTION: invalid choice: 'frobnicate'"),
+        (["workflow", "get"], "dbos workflow get: the following arguments are required: WORKFLOW_ID"),
+        (["reset", "--yes", "--sys-db-url"], "dbos reset: argument -s/--sys-db-url: expected one argument"),
+    ],
+    ids=["unknown-option", "bad-value", "unknown-action", "missing-id", "missing-value"],
+)
+def test_usage_errors_are_one_line(command: List[str], expected: str, tmp_path: Path) -> None:
+    assert assert_usage_error(run_dbos(*command, cwd=tmp_path)).startswith(expected)
 
 
 # ----------------------------------------------------------------------
@@ -249,6 +285,68 @@ def test_migrate_option_overrides_the_config_file(sys_db_url: str, tmp_path: Pat
     assert not (tmp_path / "from_file.sqlite").exists()
 
 
+def run_psql(url: str, script: str) -> None:
+    psql = shutil.which("psql")
+    if psql is None:
+        pytest.skip("psql is not installed")
+    result = subprocess.run([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url],
+                            input=script, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_printed_migrations_run_in_psql_make_a_current_database(
+    postgres_only: None, sys_db_url: str, tmp_path: Path
+) -> None:
+    printed = run_dbos("migrate", "--print-migrations", "all", "--schema", "printed", cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.startswith("-- DBOS system database migrations\n")
+    query(maintenance_url(sys_db_url), f'CREATE DATABASE "{database_name(sys_db_url)}"')
+    run_psql(sys_db_url, printed.stdout)
+    assert_migrated(sys_db_url, "printed")
+    again = run_dbos("migrate", "-s", sys_db_url, "--schema", "printed", cwd=tmp_path)
+    assert "up to date" in again.stdout, again.stderr
+
+
+def test_printed_migrations_from_a_number_finish_a_database_behind(
+    postgres_only: None, sys_db_url: str, tmp_path: Path
+) -> None:
+    sysdb = SystemDatabase(sys_db_url, pool_size=1)
+    try:
+        sysdb.migrate(load_migrations()[:2])
+    finally:
+        sysdb.close()
+    printed = run_dbos("migrate", "-s", sys_db_url, "--print-migrations", "3", cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    assert "-- Migration 2 " not in printed.stdout and "-- Migration 3 " in printed.stdout
+    assert migration_version(sys_db_url) == 2  # printing touched nothing
+    run_psql(sys_db_url, printed.stdout)
+    assert_migrated(sys_db_url)
+
+
+def test_printed_user_role_grants_access(app_role: str, sys_db_url: str, tmp_path: Path) -> None:
+    assert run_dbos("migrate", "-s", sys_db_url, cwd=tmp_path).returncode == 0
+    printed = run_dbos("migrate", "--print-user-role", "-r", app_role, cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    sql = "SELECT has_table_privilege(%s, 'dbos.workflow_status', 'INSERT')"
+    assert query(sys_db_url, sql, (app_role,)) == [(False,)]
+    run_psql(sys_db_url, printed.stdout)
+    assert query(sys_db_url, sql, (app_role,)) == [(True,)]
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--print-user-role"], "name it with --app-role ROLE"),
+        (["--print-migrations", "99"], "'all' or a migration number from 1 to"),
+        (["--print-migrations", "all", "-s", "sqlite:///x.sqlite"], "print PostgreSQL SQL"),
+    ],
+)
+def test_print_options_refuse_what_they_cannot_print(args: List[str], expected: str, tmp_path: Path) -> None:
+    line = assert_clean_failure(run_dbos("migrate", *args, cwd=tmp_path))
+    assert expected in line
+    assert list(tmp_path.iterdir()) == []
+
+
 # ----------------------------------------------------------------------
 # dbos reset
 # ----------------------------------------------------------------------
@@ -287,6 +385,26 @@ def test_reset_yes_deletes_the_database(
     assert not database_exists(migrated_url)
     if sqlite_path(migrated_url) is not None:
         assert list(tmp_path.glob("system.sqlite*")) == []
+
+
+def test_reset_with_a_url_does_not_read_the_config_file(migrated_url: str, tmp_path: Path) -> None:
+    # A file for another environment: its variable is unset here, and its URL is not this one.
+    (tmp_path / "dbos_config.yaml").write_text(
+        "name: cli-app\nsystem_database_url: ${PRODUCTION_DATABASE_URL}\n")
+    result = run_dbos("reset", "-y", "-s", migrated_url, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Deleted the system database at ")
+    assert not database_exists(migrated_url)
+
+
+def test_reset_of_a_missing_database_deletes_nothing(sys_db_url: str, tmp_path: Path) -> None:
+    assert not database_exists(sys_db_url)
+    result = run_dbos("reset", "-y", "-s", sys_db_url, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Deleted" not in result.stdout
+    assert result.stdout.startswith("There is no system database at ") and "nothing to delete" in result.stdout
+    assert not database_exists(sys_db_url)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_reset_uses_the_config_file(migrated_url: str, tmp_path: Path) -> None:

@@ -1,7 +1,9 @@
 """``dbos workflow ...`` and ``dbos queue list``, run as real processes.
 
 Workflows are made in-process with the library (the ``dbos`` fixture), then
-the command line reads or changes them through the same system database.
+the installed ``dbos`` script reads or changes them through the same system
+database. Its JSON is DBOS Transact's: one line, the same fields in the
+same order, so scripts written for DBOS Transact's CLI parse it.
 Hand-offs go through events and handles; waits only end late when a test is
 already failing.
 """
@@ -10,17 +12,19 @@ from __future__ import annotations
 
 import json
 import threading
+import unicodedata
 from datetime import datetime
 from pathlib import Path
 from subprocess import CompletedProcess
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Set
 
 import pytest
 
 from dbos import DBOS, SetWorkflowID, WorkflowStatus
-from dbos.error import DBOSAwaitedWorkflowCancelledError
+from dbos._ops import cli_output as out
 from dbos._sysdb import SystemDatabase, latest_version
 from dbos._sysdb.migrator import load_migrations
+from dbos.error import DBOSAwaitedWorkflowCancelledError
 
 from ..probe import database_exists, migration_version
 from .test_cli import UNREACHABLE, assert_clean_failure, run_dbos
@@ -50,11 +54,18 @@ def ok(url: str, tmp_path: Path, *args: str) -> str:
 
 
 def as_json(url: str, tmp_path: Path, *args: str) -> Any:
-    return json.loads(ok(url, tmp_path, *args, "--json"))
+    """The JSON a command prints by default, checked to be a single line."""
+    text = ok(url, tmp_path, *args)
+    assert text.endswith("\n") and text.count("\n") == 1, text
+    return json.loads(text)
+
+
+def table(url: str, tmp_path: Path, *args: str) -> List[str]:
+    return ok(url, tmp_path, *args, "--table").splitlines()
 
 
 def listed(url: str, tmp_path: Path, *args: str) -> List[str]:
-    """IDs ``dbos workflow list ARGS --json`` shows, in its order."""
+    """IDs ``dbos workflow list ARGS`` shows, in its order."""
     return [s["workflow_id"] for s in as_json(url, tmp_path, "workflow", "list", *args)]
 
 
@@ -92,9 +103,9 @@ def result_of(workflow_id: str) -> Any:
 # ----------------------------------------------------------------------
 
 
-def test_list_shows_an_aligned_table(dbos: Any, sys_db_url: str, tmp_path: Path) -> None:
+def test_list_table_is_aligned(dbos: Any, sys_db_url: str, tmp_path: Path) -> None:
     greetings(["a-1", "a-2"])
-    lines = ok(sys_db_url, tmp_path, "workflow", "list").splitlines()
+    lines = table(sys_db_url, tmp_path, "workflow", "list")
     assert lines[0].split() == ["ID", "STATUS", "NAME", "QUEUE", "CREATED", "UPDATED"]
     rows = [line.split() for line in lines[1:]]
     assert [row[:4] for row in rows] == [
@@ -108,15 +119,38 @@ def test_list_shows_an_aligned_table(dbos: Any, sys_db_url: str, tmp_path: Path)
     assert rows[0][4] == datetime.fromtimestamp(created / 1000).isoformat(timespec="seconds")
 
 
-def test_list_json_has_statuses_without_values(dbos: Any, sys_db_url: str, tmp_path: Path) -> None:
+# DBOS Transact 2.31.1's `dbos workflow list` / `get`: every key, in its order.
+TRANSACT_KEYS = [
+    "workflow_id", "status", "name", "recovery_attempts", "config_name", "class_name",
+    "authenticated_user", "authenticated_roles", "assumed_role", "queue_name", "executor_id",
+    "created_at", "updated_at", "app_version", "app_id", "workflow_deadline_epoch_ms",
+    "workflow_timeout_ms", "deduplication_id", "priority", "queue_partition_key", "forked_from",
+    "parent_workflow_id", "dequeued_at", "delay_until_epoch_ms", "was_forked_from", "completed_at",
+    "attributes", "schedule_name", "application_name", "input", "output", "error",
+]
+STEP_KEYS = ["function_id", "function_name", "output", "error", "child_workflow_id",
+             "started_at_epoch_ms", "completed_at_epoch_ms"]
+
+
+def test_list_json_is_dbos_transacts(dbos: Any, sys_db_url: str, tmp_path: Path) -> None:
     greetings(["a-1"])
     statuses = as_json(sys_db_url, tmp_path, "workflow", "list")
     assert [(s["workflow_id"], s["status"], s["name"]) for s in statuses] == [
         ("a-1", "SUCCESS", GREET), ("bad-1", "ERROR", FAIL),
     ]
-    assert statuses[0]["application_name"] == "test-app"
-    assert isinstance(statuses[0]["created_at"], int)
-    assert not {"input", "output", "error"} & set(statuses[0])
+    for status in statuses:
+        assert list(status) == TRANSACT_KEYS
+    good, bad = statuses
+    assert good["input"] == {"args": ["a-1"], "kwargs": {}}
+    assert (good["output"], good["error"]) == ("hi a-1", None)
+    # The error as DBOS Transact prints it: str() of the exception.
+    assert (bad["output"], bad["error"]) == (None, "boom")
+    assert good["application_name"] == "test-app" and good["executor_id"] == "local"
+    assert good["app_id"] == ""  # DBOS__APPID unset, recorded as DBOS Transact records it
+    assert good["was_forked_from"] is False and good["priority"] == 0
+    assert good["queue_name"] is None and good["parent_workflow_id"] is None
+    for key in ("created_at", "updated_at", "completed_at", "recovery_attempts"):
+        assert isinstance(good[key], int) and not isinstance(good[key], bool), key
 
 
 def test_list_prints_no_warnings(dbos: Any, sys_db_url: str, tmp_path: Path) -> None:
@@ -169,6 +203,71 @@ def test_invalid_filter_is_one_line(
     assert line.startswith("dbos workflow list: ") and expected in line
 
 
+def test_queue_list_has_no_default_limit(dbos: Any, sys_db_url: str, tmp_path: Path) -> None:
+    calls: List[str] = []
+    three_steps(calls)
+    # No process runs this version, so the forks stay ENQUEUED.
+    for i in range(11):
+        DBOS.fork_workflow("pipeline", 1, application_version="elsewhere")
+    assert len(as_json(sys_db_url, tmp_path, "queue", "list")) == 11
+    assert len(as_json(sys_db_url, tmp_path, "workflow", "queue", "list", "-l", "3")) == 3
+    assert len(as_json(sys_db_url, tmp_path, "workflow", "list", "-S", "ENQUEUED")) == 10
+
+
+# Each hides something a terminal would act on: a line break, escape
+# sequences (colour, clear screen, a window title), a bidi override.
+HOSTILE_ID = "evil\nFORGED  SUCCESS  x\x1b[31m\x1b[2J\x1b]0;title\x07\u202e"
+
+
+def test_table_escapes_control_characters(dbos: Any, sys_db_url: str, tmp_path: Path) -> None:
+    greetings([HOSTILE_ID, "a-1"])
+    for command in (["workflow", "list"], ["workflow", "get", HOSTILE_ID]):
+        text = ok(sys_db_url, tmp_path, *command, "--table")
+        assert not any(unicodedata.category(c) in ("Cc", "Cf") for c in text.replace("\n", ""))
+        assert "evil\\nFORGED  SUCCESS" in text
+        assert not any(line.startswith("FORGED") for line in text.splitlines())
+    block = ok(sys_db_url, tmp_path, "workflow", "get", HOSTILE_ID, "--table")
+    assert "x\\x1b[31m\\x1b[2J\\x1b]0;title\\x07\\u202e" in block
+    lines = table(sys_db_url, tmp_path, "workflow", "list")
+    assert len(lines) == 1 + 3  # the header and three workflows, however their IDs read
+    assert [line.split()[0][:4] for line in lines[1:]] == ["evil", "a-1", "bad-"]
+    # JSON escapes by its own rules, and gives the ID back exactly.
+    assert [s["workflow_id"] for s in as_json(sys_db_url, tmp_path, "workflow", "list")][0] == HOSTILE_ID
+
+
+def test_error_lines_escape_control_characters(dbos: Any, sys_db_url: str, tmp_path: Path) -> None:
+    result = cli(sys_db_url, tmp_path, "workflow", "get", "missing\x1b[2J-id")
+    line = assert_clean_failure(result)
+    assert "missing\\x1b[2J-id does not exist" in line
+    assert "\x1b" not in result.stderr
+
+
+def test_table_caps_column_width(dbos: Any, sys_db_url: str, tmp_path: Path) -> None:
+    long_id = "order-" + "x" * 200 + "-end"
+    greetings([long_id])
+    lines = table(sys_db_url, tmp_path, "workflow", "list")
+    first = lines[1].split()[0]
+    assert len(first) == out.MAX_CELL
+    assert first.startswith("order-x") and first.endswith("x-end") and "..." in first
+    assert all(len(line) < 2 * out.MAX_CELL + 60 for line in lines)
+    assert as_json(sys_db_url, tmp_path, "workflow", "get", long_id)["workflow_id"] == long_id
+
+
+def test_json_prints_what_json_cannot_hold_as_text(dbos: Any, sys_db_url: str, tmp_path: Path) -> None:
+    moment = datetime(2030, 1, 2, 3, 4, 5)
+
+    @DBOS.workflow()
+    def odd(tags: Set[str]) -> Dict[str, Any]:
+        return {"when": moment, "pair": (1, 2), 7: "seven"}
+
+    with SetWorkflowID("odd"):
+        odd({"x"})
+    status = as_json(sys_db_url, tmp_path, "workflow", "get", "odd")
+    # As DBOS Transact prints them: str() of the value, tuples as lists, keys as text.
+    assert status["output"] == {"when": str(moment), "pair": [1, 2], "7": "seven"}
+    assert status["input"] == {"args": ["{'x'}"], "kwargs": {}}
+
+
 # ----------------------------------------------------------------------
 # dbos workflow get / steps
 # ----------------------------------------------------------------------
@@ -176,7 +275,7 @@ def test_invalid_filter_is_one_line(
 
 def test_get_shows_status_inputs_and_output(dbos: Any, sys_db_url: str, tmp_path: Path) -> None:
     greetings(["a-1"])
-    block = ok(sys_db_url, tmp_path, "workflow", "get", "a-1")
+    block = ok(sys_db_url, tmp_path, "workflow", "get", "a-1", "--table")
     fields = dict(line.split(": ", 1) for line in block.splitlines())
     assert fields["workflow_id"].strip() == "a-1"
     assert fields["status"].strip() == "SUCCESS"
@@ -184,10 +283,13 @@ def test_get_shows_status_inputs_and_output(dbos: Any, sys_db_url: str, tmp_path
     assert fields["input"].strip() == "{'args': ('a-1',), 'kwargs': {}}"
 
     status = as_json(sys_db_url, tmp_path, "workflow", "get", "a-1")
+    assert list(status) == TRANSACT_KEYS
     assert status["input"] == {"args": ["a-1"], "kwargs": {}}
     assert status["output"] == "hi a-1" and status["error"] is None
     failed = as_json(sys_db_url, tmp_path, "workflow", "get", "bad-1")
-    assert failed["status"] == "ERROR" and failed["error"] == "ValueError: boom"
+    assert failed["status"] == "ERROR" and failed["error"] == "boom"
+    # --json, from before JSON became the default, still prints the same.
+    assert json.loads(ok(sys_db_url, tmp_path, "workflow", "get", "a-1", "--json")) == status
 
 
 def test_steps_lists_ids_names_outputs_and_children(
@@ -220,12 +322,13 @@ def test_steps_lists_ids_names_outputs_and_children(
     steps = as_json(sys_db_url, tmp_path, "workflow", "steps", "parent")
     # Steps are recorded under qualified names: "test_....<locals>.double".
     by_name = {s["function_name"].rsplit(".", 1)[-1]: s for s in steps}
+    assert all(list(s) == STEP_KEYS for s in steps)
     assert [s["function_id"] for s in steps] == list(range(1, len(steps) + 1))
     assert by_name["double"]["output"] == 42
-    assert by_name["refuse"]["error"] == "KeyError: 'nope'"
+    assert by_name["refuse"]["error"] == "'nope'"  # str(KeyError('nope')), as DBOS Transact prints it
     assert any(s["child_workflow_id"] == "kid" for s in steps)
 
-    lines = ok(sys_db_url, tmp_path, "workflow", "steps", "parent").splitlines()
+    lines = table(sys_db_url, tmp_path, "workflow", "steps", "parent")
     assert lines[0].split() == ["ID", "NAME", "OUTPUT", "CHILD", "STARTED", "COMPLETED"]
     rows = {line.split()[1].rsplit(".", 1)[-1]: line.split() for line in lines[1:]}
     assert rows["double"][0] == str(by_name["double"]["function_id"]) and rows["double"][2] == "42"
@@ -236,14 +339,16 @@ def test_steps_lists_ids_names_outputs_and_children(
     "command",
     [
         ["workflow", "get"], ["workflow", "steps"], ["workflow", "cancel"], ["workflow", "resume"],
-        ["workflow", "restart"], ["workflow", "fork", "-S", "2"],
+        ["workflow", "restart"], ["workflow", "fork", "-S", "2"], ["workflow", "delete"],
     ],
     ids=lambda c: c[1],
 )
 def test_unknown_workflow_is_one_line(
     dbos: Any, sys_db_url: str, tmp_path: Path, command: List[str]
 ) -> None:
-    line = assert_clean_failure(cli(sys_db_url, tmp_path, *command, "no-such-wf"))
+    result = cli(sys_db_url, tmp_path, *command, "no-such-wf")
+    line = assert_clean_failure(result)
+    assert result.stdout == ""
     assert line.startswith(f"dbos {' '.join(command[:2])}: ")
     assert "no-such-wf" in line and "does not exist" in line
     assert listed(sys_db_url, tmp_path) == []
@@ -277,7 +382,7 @@ def test_cancel_then_resume_a_workflow_waiting_for_a_message(
     assert left.wait(WAIT_S), "the cancelled workflow never left its recv"
     left.clear()
 
-    resumed = as_json(sys_db_url, tmp_path, "workflow", "resume", "waiter")
+    resumed = json.loads(ok(sys_db_url, tmp_path, "workflow", "resume", "waiter", "--json"))
     assert resumed["workflow_id"] == "waiter" and resumed["status"] in ("ENQUEUED", "PENDING")
     DBOS.send("waiter", "hello", "go")
     assert result_of("waiter") == "got hello"
@@ -330,8 +435,10 @@ def test_fork_reruns_only_the_steps_from_the_one_given(
 ) -> None:
     calls: List[str] = []
     three_steps(calls)
-    forked = ok(sys_db_url, tmp_path, "workflow", "fork", "pipeline", "-S", "3", "-f", "forked-3")
-    assert forked.strip() == "Forked workflow pipeline from step 3 as workflow forked-3"
+    forked = as_json(sys_db_url, tmp_path, "workflow", "fork", "pipeline", "-S", "3", "-f", "forked-3")
+    assert list(forked) == TRANSACT_KEYS
+    assert (forked["workflow_id"], forked["forked_from"]) == ("forked-3", "pipeline")
+    assert forked["status"] in ("ENQUEUED", "PENDING", "SUCCESS")
     assert result_of("forked-3") == 111
     assert calls == ["one", "two", "three", "three"]
 
@@ -344,14 +451,69 @@ def test_fork_reruns_only_the_steps_from_the_one_given(
 def test_restart_runs_every_step_again(dbos: Any, sys_db_url: str, tmp_path: Path) -> None:
     calls: List[str] = []
     three_steps(calls)
-    line = ok(sys_db_url, tmp_path, "workflow", "restart", "pipeline").strip()
-    prefix = "Restarted workflow pipeline as workflow "
-    assert line.startswith(prefix)
-    new_id = line[len(prefix):]
-    assert new_id != "pipeline"
+    restarted = as_json(sys_db_url, tmp_path, "workflow", "restart", "pipeline")
+    new_id = restarted["workflow_id"]
+    assert new_id != "pipeline" and restarted["forked_from"] == "pipeline"
     assert result_of(new_id) == 111
     assert calls == ["one", "two", "three"] * 2
     assert status_of(new_id).forked_from == "pipeline"
+
+
+# ----------------------------------------------------------------------
+# dbos workflow delete
+# ----------------------------------------------------------------------
+
+
+def parent_and_child() -> None:
+    @DBOS.workflow()
+    def kid() -> str:
+        return "kid"
+
+    @DBOS.workflow()
+    def parent() -> str:
+        return str(kid())
+
+    with SetWorkflowID("parent"):
+        parent()
+
+
+def test_delete_removes_the_workflow_and_with_children_its_children(
+    dbos: Any, sys_db_url: str, tmp_path: Path
+) -> None:
+    parent_and_child()
+    greetings(["a-1"])
+    assert ok(sys_db_url, tmp_path, "workflow", "delete", "a-1") == "Deleted workflow a-1\n"
+    assert DBOS.get_workflow_status("a-1") is None
+    line = ok(sys_db_url, tmp_path, "workflow", "delete", "parent", "--delete-children")
+    assert line == "Deleted workflow parent and 1 child workflow\n"
+    assert listed(sys_db_url, tmp_path) == ["bad-1"]
+    deleted = json.loads(ok(sys_db_url, tmp_path, "workflow", "delete", "bad-1", "--json"))
+    assert deleted["workflow_id"] == "bad-1" and list(deleted) == TRANSACT_KEYS
+    assert listed(sys_db_url, tmp_path) == []
+
+
+# ----------------------------------------------------------------------
+# dbos rename-application
+# ----------------------------------------------------------------------
+
+
+def test_rename_application_moves_the_rows_and_prints_the_counts(
+    dbos: Any, sys_db_url: str, tmp_path: Path
+) -> None:
+    greetings(["a-1"])
+    refused = run_dbos("rename-application", "-s", sys_db_url, "-f", "test-app", "-t", "new-app",
+                       cwd=tmp_path, stdin="n\n")
+    assert refused.returncode == 1 and "Rename cancelled." in refused.stdout
+    assert listed(sys_db_url, tmp_path, "-a", "new-app") == []
+
+    moved = json.loads(ok(sys_db_url, tmp_path, "rename-application", "--from", "test-app",
+                          "--to", "new-app", "-y", "--batch-size", "1"))
+    assert moved["workflows"] == 2 and set(moved) >= {"workflows", "steps", "queues", "schedules", "versions"}
+    assert listed(sys_db_url, tmp_path, "-a", "new-app") == ["a-1", "bad-1"]
+    assert listed(sys_db_url, tmp_path, "-a", "test-app") == []
+
+    line = assert_clean_failure(cli(sys_db_url, tmp_path, "rename-application", "-t", "other-app", "-y"))
+    assert "nothing to move" in line
 
 
 # ----------------------------------------------------------------------
@@ -372,7 +534,7 @@ def test_queue_list_shows_only_queued_workflows(dbos: Any, sys_db_url: str, tmp_
     alias = as_json(sys_db_url, tmp_path, "workflow", "queue", "list", "-q", "_dbos_internal_queue")
     assert [s["workflow_id"] for s in alias] == ["parked"]
     assert as_json(sys_db_url, tmp_path, "queue", "list", "-q", "other") == []
-    lines = ok(sys_db_url, tmp_path, "queue", "list", "-n", PIPELINE).splitlines()
+    lines = table(sys_db_url, tmp_path, "queue", "list", "-n", PIPELINE)
     assert [line.split()[:4] for line in lines[1:]] == [
         ["parked", "ENQUEUED", PIPELINE, "_dbos_internal_queue"]
     ]
@@ -427,7 +589,7 @@ def test_database_behind_the_code_is_not_migrated(sys_db_url: str, tmp_path: Pat
 def test_help_lists_the_actions_and_options(tmp_path: Path) -> None:
     top = run_dbos("workflow", "--help", cwd=tmp_path)
     assert top.returncode == 0, top.stderr
-    for action in ("list", "get", "steps", "cancel", "resume", "restart", "fork", "queue"):
+    for action in ("list", "get", "steps", "cancel", "resume", "restart", "fork", "delete", "queue"):
         assert action in top.stdout
     fork = run_dbos("workflow", "fork", "--help", cwd=tmp_path)
     options: Dict[str, str] = {"--step": "-S", "--forked-workflow-id": "-f",

@@ -11,10 +11,10 @@ from typing import Any, List, Tuple
 
 import pytest
 
-from dbos.error import DBOSWorkflowConflictIDError
 from dbos._sysdb import SystemDatabase
 from dbos._sysdb.notifications import NULL_TOPIC
 from dbos._sysdb.records import StepWrite
+from dbos.error import DBOSWorkflowConflictIDError
 
 
 def add_workflow(sysdb: SystemDatabase, workflow_id: str, status: str = "PENDING") -> None:
@@ -51,45 +51,55 @@ def store(sysdb: SystemDatabase) -> SystemDatabase:
 
 
 def test_a_send_from_a_workflow_returns_its_status_and_records_the_step(store: SystemDatabase) -> None:
-    status = store.send_messages([("receiver", "t", "m1", "u1"), ("receiver", None, "m2", "u2")],
+    status = store.send_messages([("receiver", "t", "m1", "u1", None), ("receiver", None, "m2", "u2", None)],
                                  StepWrite("sender", 1, "DBOS.send_bulk", output="none"))
     assert status == "PENDING"
     assert sorted(messages(store)) == [("receiver", NULL_TOPIC, "m2", False), ("receiver", "t", "m1", False)]
     assert steps(store, "sender") == [(1, "DBOS.send_bulk", "none")]
-    cancelled = store.send_messages([("receiver", "t", "m3", "u3")], StepWrite("stopped", 1, "DBOS.send"))
+    cancelled = store.send_messages([("receiver", "t", "m3", "u3", None)], StepWrite("stopped", 1, "DBOS.send"))
     assert cancelled == "CANCELLED"
 
 
 def test_a_send_whose_step_is_recorded_already_sends_nothing(store: SystemDatabase) -> None:
-    store.send_messages([("receiver", "t", "first", "u1")], StepWrite("sender", 1, "DBOS.send"))
+    store.send_messages([("receiver", "t", "first", "u1", None)], StepWrite("sender", 1, "DBOS.send"))
     with pytest.raises(DBOSWorkflowConflictIDError, match="sender"):
-        store.send_messages([("receiver", "t", "again", "u2")], StepWrite("sender", 1, "DBOS.send"))
+        store.send_messages([("receiver", "t", "again", "u2", None)], StepWrite("sender", 1, "DBOS.send"))
     assert messages(store) == [("receiver", "t", "first", False)]
 
 
 def test_a_send_outside_a_workflow_skips_a_message_it_already_has(store: SystemDatabase) -> None:
-    assert store.send_messages([("receiver", "t", "m", "key::receiver")]) is None
-    assert store.send_messages([("receiver", "t", "m", "key::receiver")]) is None
+    assert store.send_messages([("receiver", "t", "m", "key::receiver", None)]) is None
+    assert store.send_messages([("receiver", "t", "m", "key::receiver", None)]) is None
     assert messages(store) == [("receiver", "t", "m", False)]
 
 
 def test_consume_takes_the_oldest_message_as_the_step_output(store: SystemDatabase) -> None:
     assert store.consume_message("receiver", "t", StepWrite("receiver", 1, "DBOS.recv")) is None
     for n, text in enumerate(("old", "new"), start=1):
-        store.send_messages([("receiver", "t", text, f"u{n}")])
+        store.send_messages([("receiver", "t", text, f"u{n}", None)])
     got = store.consume_message("receiver", "t", StepWrite("receiver", 1, "DBOS.recv"))
-    assert got == ("old", "PENDING")
+    assert got == ("old", "PENDING", None)
     assert steps(store, "receiver") == [(1, "DBOS.recv", "old")]
     assert messages(store) == [("receiver", "t", "old", True), ("receiver", "t", "new", False)]
 
 
 def test_consume_for_a_recorded_step_leaves_the_message_unread(store: SystemDatabase) -> None:
-    store.send_messages([("receiver", "t", "one", "u1"), ("receiver", "t", "two", "u2")])
+    store.send_messages([("receiver", "t", "one", "u1", None), ("receiver", "t", "two", "u2", None)])
     store.consume_message("receiver", "t", StepWrite("receiver", 1, "DBOS.recv"))
     with pytest.raises(DBOSWorkflowConflictIDError, match="receiver"):
         store.consume_message("receiver", "t", StepWrite("receiver", 1, "DBOS.recv"))
     assert messages(store) == [("receiver", "t", "one", True), ("receiver", "t", "two", False)]
     assert steps(store, "receiver") == [(1, "DBOS.recv", "one")]
+
+
+def test_a_message_keeps_its_stored_format_into_the_receiving_step(store: SystemDatabase) -> None:
+    store.send_messages([("receiver", "t", '{"a":1}', "u1", "portable_json")])
+    got = store.consume_message("receiver", "t", StepWrite("receiver", 1, "DBOS.recv"))
+    assert got == ('{"a":1}', "PENDING", "portable_json")
+    assert store.load_steps("receiver")[1].serialization == "portable_json"
+    store.set_event("sender", "k", "[1]", 1, StepWrite("sender", 1, "DBOS.setEvent"), "portable_json")
+    assert store.get_event("sender", "k") == ("[1]", "portable_json")
+    assert store.all_events("sender") == {"k": ("[1]", "portable_json")}
 
 
 def events(sysdb: SystemDatabase) -> List[Tuple[Any, ...]]:
@@ -106,7 +116,7 @@ def test_set_event_with_a_step_keeps_latest_and_history_together(store: SystemDa
     # From inside a step there is no checkpoint of its own: the value is just set.
     assert store.set_event("sender", "k", "v4", 3) is None
     assert events(store) == [("sender", "k", "v4")]
-    assert store.get_event("sender", "k") == ("v4",)
+    assert store.get_event("sender", "k") == ("v4", None)
 
 
 def history(sysdb: SystemDatabase) -> List[Tuple[Any, ...]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Tuple
 
@@ -291,9 +292,15 @@ def test_global_concurrency_changed_while_running_applies_within_one_poll(
     wait_polls("resized")
     assert gauge.total == 1
 
-    # Raised by a setter: the very next poll starts two more, and no more than that.
-    queue.set_global_concurrency(3)
+    # Registered again with a new limit: the next poll starts one more.
+    DBOS.register_queue("resized", global_concurrency=2, polling_interval_sec=POLL_S)
     wait_polls("resized", 2)  # one whole poll began after the change
+    gauge.wait(lambda: gauge.total == 2, "two jobs run")
+    assert gauge.total_peak == 2
+
+    # Raised by a setter: the very next poll starts one more, and no more than that.
+    queue.set_global_concurrency(3)
+    wait_polls("resized", 2)
     gauge.wait(lambda: gauge.total == 3, "three jobs run")
     assert gauge.total_peak == 3
 
@@ -355,10 +362,13 @@ def test_partition_limits_apply_per_key_and_queue_wide_limits_across_keys(
 
 def test_partition_limiter_limits_starts_per_key(launch: Callable[..., None]) -> None:
     starts: Dict[str, List[float]] = {"a": [], "b": []}
+    started = threading.Condition()
 
     @DBOS.workflow()
     def limited(key: str) -> None:
-        starts[key].append(time.monotonic())
+        with started:
+            starts[key].append(time.monotonic())
+            started.notify_all()
 
     launch()
     queue = DBOS.register_queue("key-rate", partition_limiter={"limit": 2, "period": 60.0},
@@ -368,8 +378,10 @@ def test_partition_limiter_limits_starts_per_key(launch: Callable[..., None]) ->
         for _ in range(4):
             with SetEnqueueOptions(queue_partition_key=key):
                 handles.append(queue.enqueue(limited, key))
-    for h in handles[:2] + handles[4:6]:
-        result(h)
+    # Jobs enqueued in the same millisecond may start in either order, so
+    # wait for any two of each key rather than the first two enqueued.
+    with started:
+        assert started.wait_for(lambda: min(len(v) for v in starts.values()) >= 2, timeout=30)
     wait_polls("key-rate", 3)
     assert (len(starts["a"]), len(starts["b"])) == (2, 2)
     queue.set_partition_limiter(None)
@@ -435,6 +447,66 @@ def test_return_existing_hands_back_the_holder(launch: Callable[..., None], gate
         SetEnqueueOptions(deduplication_id="x", duplication_policy="keep-both")  # type: ignore[arg-type]
     with pytest.raises(DBOSException, match="deduplication_id"):
         client.enqueue({"workflow_name": "w", "queue_name": "dedup-q", "duplication_policy": "return-existing"})
+
+
+def test_a_refused_enqueue_in_a_workflow_is_refused_again_on_replay(launch: Callable[..., None],
+                                                                    gates: Gates) -> None:
+    @DBOS.workflow()
+    def held_job() -> None:
+        gates.pass_()
+
+    @DBOS.workflow()
+    def parent() -> str:
+        try:
+            with SetEnqueueOptions(deduplication_id="held"):
+                queue.enqueue(held_job)
+        except DBOSQueueDeduplicatedError:
+            pass
+        try:
+            DBOS.enqueue_workflow_with_options({"workflow_name": held_job.__qualname__, "queue_name": "refusing",
+                                                "deduplication_id": "held"})
+        except DBOSQueueDeduplicatedError:
+            return "refused"
+        return "enqueued"
+
+    queue = Queue("refusing", polling_interval_sec=POLL_S)
+    launch()
+    with SetEnqueueOptions(deduplication_id="held"):
+        holder = queue.enqueue(held_job)
+    with SetWorkflowID("refused-parent"):
+        assert parent() == "refused"
+    steps = DBOS.list_workflow_steps("refused-parent")
+    assert [(s["child_workflow_id"], type(s["error"])) for s in steps] == [(None, DBOSQueueDeduplicatedError)] * 2
+    gates.open()
+    assert result(holder) is None
+    # The ID is free now, yet a replay sees what the first execution saw.
+    assert recover("refused-parent") == "refused"
+    assert len(DBOS.list_workflows(queue_name="refusing")) == 1
+
+
+def test_a_queue_runs_its_own_applications_and_unclaimed_workflows_only(launch: Callable[..., None],
+                                                                        sys_db_url: str) -> None:
+    @DBOS.workflow()
+    def owned_job(tag: str) -> str:
+        return tag
+
+    Queue("shared-name", polling_interval_sec=POLL_S)
+    launch()
+    clients = {name: DBOSClient(system_database_url=sys_db_url, application_name=name)
+               for name in ("test-app", "other-app")}
+    anonymous = DBOSClient(system_database_url=sys_db_url)
+    try:
+        options = {"workflow_name": owned_job.__qualname__, "queue_name": "shared-name"}
+        theirs = clients["other-app"].enqueue(options, "theirs")  # type: ignore[arg-type]
+        mine = clients["test-app"].enqueue(options, "mine")  # type: ignore[arg-type]
+        unclaimed = anonymous.enqueue(options, "unclaimed")  # type: ignore[arg-type]
+        assert (result(mine), result(unclaimed)) == ("mine", "unclaimed")
+        wait_polls("shared-name")
+        assert status_row(theirs.workflow_id)["status"] == "ENQUEUED"  # another application's queue of that name
+        assert status_row(unclaimed.workflow_id)["application_name"] == "test-app"  # claimed by the runner
+    finally:
+        for made in (*clients.values(), anonymous):
+            made.destroy()
 
 
 # ----------------------------------------------------------------------

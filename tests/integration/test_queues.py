@@ -740,20 +740,13 @@ def test_registered_queue_rereads_its_limits_and_can_be_listed_and_deleted(
         return i
 
     launch()
-    queue = DBOS.register_queue("from-db", concurrency=1, polling_interval_sec=POLL_S)
-    assert queue_row(sys_db_url, "from-db") == [("from-db", 1, None, None, POLL_S)]
-    handles = [queue.enqueue(held, i) for i in range(5)]
-    gauge.wait(lambda: gauge.total >= 1, "one job runs")
-    wait_polls("from-db")
-    assert gauge.total == 1 and gauge.total_peak == 1
-
-    # A new limit applies at the next poll, without a restart.
-    DBOS.register_queue("from-db", concurrency=3, polling_interval_sec=POLL_S)
-    gauge.wait(lambda: gauge.total >= 3, "three jobs run")
-    wait_polls("from-db")
-    assert gauge.total == 3 and gauge.total_peak == 3
+    # How a changed limit applies while workers run: test_queue_registry.py.
+    queue = DBOS.register_queue("from-db", concurrency=3, polling_interval_sec=POLL_S)
+    assert queue_row(sys_db_url, "from-db") == [("from-db", 3, None, None, POLL_S)]
     DBOS.register_queue("from-db", concurrency=4, on_conflict="never_update")
     assert queue_row(sys_db_url, "from-db")[0][1] == 3
+    handles = [queue.enqueue(held, i) for i in range(5)]
+    gauge.wait(lambda: gauge.total >= 3, "three jobs run")
     gates.open()
     assert [result(h) for h in handles] == list(range(5))
     assert gauge.total_peak == 3
@@ -855,6 +848,28 @@ def test_scheduled_workflow_fires_every_tick_with_its_times(launch: Callable[...
     check_ticks(seen, every_second.__qualname__)
     row = status_row(seen[0][2])
     assert (row["queue_name"], row["status"]) == (INTERNAL_QUEUE, "SUCCESS")
+
+
+def test_scheduled_step_runs_as_a_one_step_workflow_each_tick(launch: Callable[..., None]) -> None:
+    # DBOS's cron starter app schedules a step directly, with no workflow around it.
+    fired, cond = fired_recorder()
+
+    @DBOS.scheduled("* * * * * *")
+    @DBOS.step()
+    def sweep(scheduled_time: datetime, actual_time: datetime) -> None:
+        with cond:
+            fired.append((scheduled_time, actual_time, str(DBOS.workflow_id)))
+            cond.notify_all()
+
+    launch()
+    with cond:
+        assert cond.wait_for(lambda: len(fired) >= 1, WAIT_S)
+        seen = list(fired[:1])
+    check_ticks(seen, sweep.__qualname__)
+    handle = DBOS.retrieve_workflow(seen[0][2])
+    assert handle.get_result() is None
+    assert handle.get_status().name == f"<temp>.{sweep.__qualname__}"
+    assert [step["function_name"] for step in DBOS.list_workflow_steps(seen[0][2])] == [sweep.__qualname__]
 
 
 def test_schedule_declared_after_launch_starts_firing(launch: Callable[..., None]) -> None:

@@ -103,6 +103,7 @@ def fill_every_table(sysdb: SystemDatabase) -> None:
 
     sysdb.run(work)
     sysdb.register_application_version("v1", "app")
+    sysdb.record_heartbeat("exec-1", "v1", "app", "host", 1)
 
 
 def hold_connection(
@@ -202,7 +203,7 @@ def test_exhausted_pool_raises_system_database_error(sys_db_url: str) -> None:
     sysdb.migrate()
     release, holder = hold_connection(sysdb, transaction=False)
     try:
-        with pytest.raises(DBOSSystemDatabaseError, match="No free connection"):
+        with pytest.raises(DBOSSystemDatabaseError, match="no free connection"):
             sysdb.list_application_versions()
     finally:
         release.set()
@@ -444,7 +445,7 @@ def test_a_statement_waits_for_a_free_connection_then_gives_up(sys_db_url: str) 
     sysdb.migrate()
     release, holder = hold_connection(sysdb, transaction=False)
     try:
-        with pytest.raises(DBOSSystemDatabaseError, match="No free connection"):
+        with pytest.raises(DBOSSystemDatabaseError, match="no free connection"):
             sysdb.statement(f"SELECT count(*) FROM {versions_table(sysdb)}", [], first_row)
     finally:
         release.set()

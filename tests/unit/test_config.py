@@ -412,6 +412,11 @@ def test_every_key_accepts_a_valid_value(workdir: Path, warnings_log: pytest.Log
         "max_executor_threads": 4,
         "application_version": "v1",
         "executor_id": "exec-1",
+        "executor_timeout_sec": 30,
+        "takeover_enabled": False,
+        "new_work_outage_limit_sec": 5,
+        "handle_sigterm": False,
+        "shutdown_timeout_sec": 0,
         "enable_patching": True,
         "serializer": FullSerializer(),
         "application_datasource": None,
@@ -453,6 +458,12 @@ def test_ignored_keys_warn(warnings_log: pytest.LogCaptureFixture) -> None:
     ]
 
 
+def test_enable_patching_is_read_not_ignored(warnings_log: pytest.LogCaptureFixture) -> None:
+    assert resolve({"name": "app", "enable_patching": True}).enable_patching is True
+    assert resolve({"name": "app"}).enable_patching is False
+    assert warnings_log.records == []
+
+
 # --------------------------------------------------------------------------
 # The YAML file
 # --------------------------------------------------------------------------
@@ -490,21 +501,58 @@ def test_environment_variables_are_substituted(
 ) -> None:
     monkeypatch.setenv("APP_NAME", "env-app")
     monkeypatch.setenv("DB_PASSWORD", "hunter2")
-    monkeypatch.delenv("DBOS_UNSET_VARIABLE", raising=False)
     write_yaml(workdir, (
         "name: ${APP_NAME}\n"
         "system_database_url: postgresql://postgres:${DB_PASSWORD}@localhost:5432/x\n"
-        "application_version: v${DBOS_UNSET_VARIABLE}\n"
     ))
     DBOS()
     assert DBOS.config == {
         "name": "env-app",
         "system_database_url": "postgresql://postgres:hunter2@localhost:5432/x",
-        "application_version": "v",
     }
-    assert [r.getMessage() for r in warnings_log.records] == [
-        "Environment variable DBOS_UNSET_VARIABLE is not set"
-    ]
+    assert warnings_log.records == []
+
+
+@pytest.mark.parametrize("field, line", [
+    ("system_database_url", "system_database_url: sqlite:///${DBOS_H4_MISSING}/x.sqlite"),
+    ("application_version", "application_version: ${DBOS_H4_MISSING}"),
+    ("runtimeConfig.start[1]", "runtimeConfig:\n  start: [a, 'b ${DBOS_H4_MISSING}']"),
+])
+def test_unset_environment_variable_is_an_error_naming_it_and_the_field(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, field: str, line: str
+) -> None:
+    monkeypatch.delenv("DBOS_H4_MISSING", raising=False)
+    write_yaml(workdir, f"name: app\n{line}\n")
+    with pytest.raises(DBOSConfigError) as caught:
+        DBOS()
+    assert caught.value.path == field
+    assert "environment variable DBOS_H4_MISSING is not set" in str(caught.value)
+    assert sqlite_files(workdir) == []
+
+
+def test_unset_variable_is_an_error_for_the_cli_too(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DBOS_H4_MISSING", raising=False)
+    write_yaml(workdir, "name: app\napplication_version: ${DBOS_H4_MISSING}\n")
+    with pytest.raises(DBOSConfigError, match="DBOS_H4_MISSING"):
+        load_config_file(silent=True)
+
+
+def test_default_is_used_when_variable_is_unset_or_empty(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DBOS_H4_MISSING", raising=False)
+    monkeypatch.setenv("DBOS_H4_EMPTY", "")
+    monkeypatch.setenv("DBOS_H4_SET", "v7")
+    write_yaml(workdir, (
+        "name: app\n"
+        "application_version: ${DBOS_H4_MISSING:-v1}-${DBOS_H4_EMPTY:-v2}-${DBOS_H4_SET:-v3}\n"
+        "executor_id: x${DBOS_H4_MISSING:-}\n"
+        "runtimeConfig:\n  admin_port: ${DBOS_H4_MISSING:-3005}\n"
+    ))
+    data = load_config_file()
+    assert data["application_version"] == "v1-v2-v7"
+    assert data["executor_id"] == "x"
+    assert data["runtimeConfig"]["admin_port"] == 3005
 
 
 def test_docker_secrets_are_read(
@@ -544,8 +592,8 @@ def test_placeholders_in_comments_are_left_alone(
 
 
 def test_silent_loading_does_not_warn(workdir: Path, warnings_log: pytest.LogCaptureFixture) -> None:
-    write_yaml(workdir, "name: app\napplication_version: ${DBOS_NOT_SET_ANYWHERE}\n")
-    assert load_config_file(silent=True) == {"name": "app", "application_version": ""}
+    write_yaml(workdir, "name: app\napplication_version: v${DOCKER_SECRET:not_there_either}\n")
+    assert load_config_file(silent=True) == {"name": "app", "application_version": "v"}
     assert warnings_log.records == []
 
 

@@ -21,10 +21,12 @@ def test_public_names_are_pinned() -> None:
             "DBOSConfiguredInstance",
             "DBOSContextEnsure",
             "DBOSContextSetAuth",
+            "DBOSPortableJSONSerializer",
             "Datasource",
             "DefaultSerializer",
             "EnqueueOptions",
             "PeeweeDatasource",
+            "PortableWorkflowError",
             "Queue",
             "QueueRateLimit",
             "AsyncSQLAlchemyDatasource",
@@ -40,9 +42,12 @@ def test_public_names_are_pinned() -> None:
             "VersionInfo",
             "WorkflowHandle",
             "WorkflowHandleAsync",
+            "WorkflowSerializationFormat",
             "WorkflowStatus",
             "WorkflowStatusString",
             "error",
+            "make_pydantic_args_validator",
+            "pydantic_args_validator",
             "run_dbos_database_migrations",
         ]
     )
@@ -60,6 +65,9 @@ def test_errors_share_one_base_and_pickle() -> None:
         error.DBOSUnexpectedStepError("wf", 2, "a", "b"),
         error.DBOSWorkflowCancelledError("cancelled"),
         error.DBOSWorkflowConflictIDError("wf"),
+        error.DBOSPatchNondeterminismError("wf", "DBOS.patch-p", "asked twice"),
+        error.DBOSArgumentValidationError("wf", ["argument 'n': not an int"]),
+        error.DBOSUnknownSerializationError("js_superjson", "py_pickle"),
     ]
     for exc in samples:
         assert isinstance(exc, (error.DBOSException, error.DBOSBaseException))

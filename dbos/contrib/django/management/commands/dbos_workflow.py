@@ -85,7 +85,7 @@ def management() -> Iterator[Management]:
                 "run `python manage.py dbos_migrate` first"
             )
         # Every application's workflows, like `dbos workflow`.
-        yield Management(sysdb, Codec(config.get("serializer")), app_name=None)
+        yield Management(sysdb, Codec.of(config.get("serializer")), app_name=None)
     finally:
         sysdb.close()
 
