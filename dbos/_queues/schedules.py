@@ -295,12 +295,23 @@ def tick_run(codec: Codec, schedule: Dict[str, Any], scheduled_time: datetime, w
     latest application version."""
     name, stamp = schedule["workflow_name"], now_ms()
     context = codec.load_value(schedule["context"])
-    return {
+    writer = codec.home.for_stored(_declared_format(name))
+    run = {
         "workflow_uuid": workflow_id, "status": "ENQUEUED", "name": name,
         "class_name": schedule["workflow_class_name"], "config_name": None,
         "queue_name": schedule["queue_name"] or INTERNAL_QUEUE,
-        "inputs": codec.dump_inputs((scheduled_time, context), {}, workflow_name=name),
+        "inputs": writer.dump_inputs((scheduled_time, context), {}, workflow_name=name),
         "application_version": None, "application_name": schedule["application_name"] or owner,
         "created_at": stamp, "updated_at": stamp, "priority": 0, "recovery_attempts": 0,
         "owner_xid": uuid.uuid4().hex, "schedule_name": schedule["schedule_name"],
     }
+    if writer.column is not None:
+        run["serialization"] = writer.column
+    return run
+
+
+def _declared_format(workflow_name: str) -> Optional[str]:
+    """The format a workflow's decorator asks for, when this process has it
+    registered (None: the configured one; a client without the code has no say)."""
+    info = get_registry().functions.get(workflow_name)
+    return info.serialization if info is not None else None

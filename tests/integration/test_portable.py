@@ -167,6 +167,35 @@ def test_a_debounced_portable_workflow_keeps_its_inputs_portable(app: Dict[str, 
     DBOS.cancel_workflow(first.workflow_id)
 
 
+def test_a_database_schedule_starts_a_portable_workflow_portably(app: Dict[str, Any], sys_db_url: str) -> None:
+    @DBOS.workflow(serialization_type=PORTABLE)
+    def nightly(scheduled_time: datetime.datetime, context: Any) -> str:
+        return f"{scheduled_time.isoformat()} {context}"
+
+    DBOS.create_schedule(schedule_name="portable-nightly", workflow_fn=nightly, schedule="0 3 * * *",
+                         context={"shard": 7})
+    handle = DBOS.trigger_schedule("portable-nightly")
+    assert handle.get_result().endswith(" {'shard': 7}")
+    serialization, inputs = row(sys_db_url, "workflow_status", "serialization, inputs", "workflow_uuid = %s",
+                                (handle.workflow_id,))
+    assert serialization == "portable_json"
+    assert json.loads(inputs)["positionalArgs"][1] == {"shard": 7}
+
+
+def test_a_scheduled_decorator_starts_a_portable_workflow_portably(app: Dict[str, Any], sys_db_url: str) -> None:
+    ticked = threading.Event()
+
+    @DBOS.scheduled("* * * * * *")
+    @DBOS.workflow(serialization_type=PORTABLE)
+    def every_second(scheduled_time: datetime.datetime, actual_time: datetime.datetime) -> None:
+        ticked.set()
+
+    assert ticked.wait(WAIT_S)
+    formats = query(sys_db_url, f"SELECT DISTINCT serialization FROM {qualified(sys_db_url, 'workflow_status')} "
+                    "WHERE name = %s", (every_second.dbos_function_name,))
+    assert formats == [("portable_json",)]
+
+
 def test_portable_error_is_json_and_comes_back_as_portable_workflow_error(
         app: Dict[str, Any], sys_db_url: str) -> None:
     with SetWorkflowID("fails-1"), pytest.raises(PermissionError, match="denied 7"):
