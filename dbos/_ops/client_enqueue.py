@@ -27,11 +27,16 @@ if TYPE_CHECKING:
     import sqlalchemy  # optional: only an Engine's URL is read
 
 
-class EnqueueOptions(TypedDict, total=False):
-    """What ``DBOSClient.enqueue`` starts: ``workflow_name`` and ``queue_name`` are required."""
+class _EnqueueTarget(TypedDict):
+    """The keys every ``EnqueueOptions`` must have (type checkers hold callers to them)."""
 
     workflow_name: str
     queue_name: str
+
+
+class EnqueueOptions(_EnqueueTarget, total=False):
+    """What ``DBOSClient.enqueue`` starts: ``workflow_name`` and ``queue_name`` are required."""
+
     workflow_id: str
     app_version: str
     workflow_timeout: float
