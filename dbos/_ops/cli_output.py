@@ -145,10 +145,6 @@ def _outcome(step: StepInfo) -> str:
 # ----------------------------------------------------------------------
 
 
-def to_json(value: Any) -> str:
-    return json.dumps(jsonable(value), indent=2)
-
-
 def jsonable(value: Any) -> Any:
     """``value`` with what JSON cannot hold turned into text (exceptions as
     ``Type: message``, other objects by ``str``), and dictionary keys as text."""
@@ -165,11 +161,6 @@ def jsonable(value: Any) -> Any:
 
 def _key(key: Any) -> str:
     return key if isinstance(key, str) else str(key)
-
-
-def statuses_json(statuses: Sequence[WorkflowStatus], with_values: bool) -> str:
-    items: List[Dict[str, Any]] = [status_dict(s, with_values) for s in statuses]
-    return to_json(items)
 
 
 # ----------------------------------------------------------------------

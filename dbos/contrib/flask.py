@@ -226,5 +226,5 @@ def list_command(
             statuses = Management(sysdb, Codec(), app_name=settings.name).list_workflows(filters)
         finally:
             sysdb.close()
-    click.echo(out.statuses_json(statuses, with_values=False) if as_json
+    click.echo(out.statuses_transact_json(statuses) if as_json
                else out.status_table(statuses))

@@ -26,6 +26,7 @@ from typing import IO, Any, Dict, Iterator, List, Set, Tuple
 import pytest
 
 from dbos import DBOSClient, DefaultSerializer
+from dbos._ops.cli_output import TRANSACT_STATUS_FIELDS
 from dbos._sysdb.backend import backend_for
 from dbos._sysdb.url import DatabaseURL
 from tests.probe import drop_database
@@ -306,7 +307,9 @@ def test_cancel_then_resume_from_the_command_line(project: Project) -> None:
     project.crash_in_first_transaction(workflow_id)
 
     assert project.ok("dbos_workflow", "cancel", workflow_id).strip() == f"Cancelled workflow {workflow_id}"
-    assert project.as_json("dbos_workflow", "get", workflow_id)["status"] == "CANCELLED"
+    shown = project.as_json("dbos_workflow", "get", workflow_id)
+    assert shown["status"] == "CANCELLED"
+    assert list(shown) == list(TRANSACT_STATUS_FIELDS)  # `dbos workflow get`'s JSON, key for key
     resumed = project.as_json("dbos_workflow", "resume", workflow_id)
     assert resumed["status"] == "ENQUEUED" and resumed["queue_name"] == "_dbos_internal_queue"
 

@@ -22,6 +22,7 @@ from flask import Flask
 from dbos import DBOS, DBOSConfig
 from dbos import _runtime as runtime
 from dbos._engine.context import get_context
+from dbos._ops.cli_output import TRANSACT_STATUS_FIELDS
 from dbos.contrib.flask import DBOSFlask, current_request
 from dbos._engine.engine import peek_engine
 from dbos.error import DBOSInitializationError
@@ -270,6 +271,7 @@ def test_flask_dbos_workflow_list(app: Flask, sys_db_url: str) -> None:
     as_json = runner.invoke(args=["dbos", "workflow", "list", "--json"])
     listed = json.loads(as_json.output)
     assert [(w["workflow_id"], w["status"]) for w in listed] == [("listed-wf", "SUCCESS")]
+    assert list(listed[0]) == list(TRANSACT_STATUS_FIELDS)  # `dbos workflow list`'s JSON, key for key
     pending = runner.invoke(args=["dbos", "workflow", "list", "--status", "pending"])
     assert pending.output.strip() == "No workflows found."
 

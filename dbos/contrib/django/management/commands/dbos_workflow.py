@@ -1,7 +1,8 @@
 """``manage.py dbos_workflow list|get|steps|cancel|resume|fork``.
 
 ``dbos workflow`` for a Django project: the same options, filters and output
-(tables for people, ``--json`` for programs), on the system database
+(tables for people, ``--json`` for programs: the JSON DBOS Transact's
+``dbos workflow`` prints), on the system database
 ``settings.DBOS`` names (by default Django's own), decoding recorded values
 with the project's serializer. Launches nothing.
 """
@@ -97,7 +98,7 @@ def management() -> Iterator[Management]:
 
 def do_list(ops: Management, args: argparse.Namespace) -> str:
     statuses = ops.list_workflows(list_filters(args))
-    return out.statuses_json(statuses, with_values=False) if args.json else out.status_table(statuses)
+    return out.statuses_transact_json(statuses) if args.json else out.status_table(statuses)
 
 
 def do_get(ops: Management, args: argparse.Namespace) -> str:
@@ -107,7 +108,7 @@ def do_get(ops: Management, args: argparse.Namespace) -> str:
 def do_steps(ops: Management, args: argparse.Namespace) -> str:
     ops.require(args.workflow_id)
     steps = ops.list_workflow_steps(args.workflow_id)
-    return out.to_json(steps) if args.json else out.steps_table(steps)
+    return out.transact_json(steps) if args.json else out.steps_table(steps)
 
 
 def do_cancel(ops: Management, args: argparse.Namespace) -> str:
@@ -135,7 +136,7 @@ def do_fork(ops: Management, args: argparse.Namespace) -> str:
 
 def _status(ops: Management, workflow_id: str, as_json: bool) -> str:
     status = ops.require(workflow_id)
-    return out.to_json(out.status_dict(status, with_values=True)) if as_json else out.status_block(status)
+    return out.transact_json(out.transact_status(status)) if as_json else out.status_block(status)
 
 
 def _report(ops: Management, args: argparse.Namespace, done: bool, did: str, not_done: str) -> str:
