@@ -245,7 +245,7 @@ class Codec:
         try:
             return self.serializer.deserialize(text)
         except Exception as exc:
-            raise DBOSSerializationError(what, _describe(exc)) from exc
+            raise DBOSSerializationError(what, _describe(exc), reading=True) from exc
 
     # -- recorded exceptions -----------------------------------------------
 

@@ -362,10 +362,12 @@ class DBOSConflictingRegistrationError(DBOSException):
 class DBOSSerializationError(DBOSException):
     """A value cannot be serialized; ``what`` names it (an argument, an output)."""
 
-    def __init__(self, what: str, reason: str) -> None:
+    def __init__(self, what: str, reason: str, *, reading: bool = False) -> None:
+        advice = ("It may have been written with another serializer: configure this process "
+                  "(or DBOSClient) with the serializer of the application that wrote it") if reading \
+            else "Pass values that pickle can store, or configure a serializer that handles them"
         super().__init__(
-            f"Cannot serialize {what}: {reason}. Pass values that pickle can "
-            "store, or configure a serializer that handles them",
+            f"Cannot {'deserialize' if reading else 'serialize'} {what}: {reason}. {advice}",
             DBOSErrorCode.SerializationError,
         )
         self.what = what

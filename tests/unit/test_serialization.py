@@ -193,6 +193,8 @@ def test_corrupt_value_raises_serialization_error(codec: Codec, text: str) -> No
         codec.load_value(text)
     assert info.value.what == "a recorded value"
     assert info.value.reason
+    # A read failure points at the writer's serializer, not at the values passed.
+    assert "Cannot deserialize a recorded value" in str(info.value) and "serializer" in str(info.value)
 
 
 # -- inputs --------------------------------------------------------------------
