@@ -31,6 +31,8 @@ logger = logging.getLogger("dbos")
 
 CONFIG_FILENAMES = ("dbos_config.yaml", "dbos-config.yaml")
 SECRETS_DIR = "/run/secrets"
+# The admin token, where it is not in the configuration (kept out of files under version control).
+ADMIN_TOKEN_VARIABLE = "DBOS_ADMIN_TOKEN"
 
 
 class DBOSConfig(TypedDict, total=False):
@@ -72,6 +74,7 @@ class DBOSConfig(TypedDict, total=False):
     run_admin_server: Optional[bool]
     admin_port: Optional[int]
     admin_host: Optional[str]
+    admin_token: Optional[str]
     conductor_key: Optional[str]
     conductor_url: Optional[str]
     conductor_executor_metadata: Optional[Dict[str, Any]]
@@ -486,6 +489,8 @@ class Settings:
     run_admin_server: bool = False
     admin_port: int = 3001
     admin_host: str = "127.0.0.1"
+    # Every admin request but the health check must carry it; required off loopback.
+    admin_token: Optional[str] = None
     migrate_commands: List[str] = field(default_factory=list)
     serializer: Any = None
     application_datasource: Any = None
@@ -558,13 +563,20 @@ def resolve(config: DBOSConfig, yaml_data: Optional[Dict[str, Any]] = None) -> S
         shutdown_timeout_sec=_number(config, "shutdown_timeout_sec", 10.0),
         log_level=level,
         console_log_level=str(config.get("console_log_level") or level).upper(),
-        run_admin_server=_flag(config, "run_admin_server", False),
-        admin_port=config.get("admin_port") or 3001,
-        admin_host=config.get("admin_host") or "127.0.0.1",
+        **_admin_settings(config),
         migrate_commands=list(sections.get("database", {}).get("migrate", [])),
         serializer=config.get("serializer"),
         application_datasource=config.get("application_datasource"),
     )
+
+
+def _admin_settings(config: DBOSConfig) -> Dict[str, Any]:
+    return {
+        "run_admin_server": _flag(config, "run_admin_server", False),
+        "admin_port": config.get("admin_port") or 3001,
+        "admin_host": config.get("admin_host") or "127.0.0.1",
+        "admin_token": config.get("admin_token") or os.environ.get(ADMIN_TOKEN_VARIABLE) or None,
+    }
 
 
 def _flag(config: DBOSConfig, key: str, default: bool) -> bool:

@@ -19,6 +19,7 @@ from .._sysdb.records import StepRecord
 from ..error import DBOSWorkflowFunctionNotFoundError
 from .context import DBOSContext, WorkflowRun
 from .engine import Engine
+from . import metrics
 from .gate import Gate
 from .handles import WorkflowHandle, WorkflowHandleFuture
 from .launch import Launch
@@ -99,6 +100,7 @@ def _recover_batch(engine: Engine, seen: Dict[str, int], gate: Gate) -> List[Wor
     except Exception as exc:
         logger.error(f"Could not recover workflows {ids[0]}..{ids[-1]}: {exc}")
         return []
+    metrics.recovered(len(rows))
     handles: List[WorkflowHandle[Any]] = []
     gated: List[Tuple[int, str, Launch, WorkflowRun]] = []
     for workflow_id in (w for w in ids if w in rows):  # the others were claimed by someone since
@@ -119,6 +121,7 @@ def _recover_batch(engine: Engine, seen: Dict[str, int], gate: Gate) -> List[Wor
 
 def recover_one(engine: Engine, workflow_id: str) -> WorkflowHandle[Any]:
     row = engine.sysdb.claim_for_recovery(workflow_id, engine.identity.executor_id)
+    metrics.recovered(0 if row is None else 1)
     found = _prepare(engine, workflow_id, row, None)
     return WorkflowHandle(workflow_id) if found is None else _submit(engine, *found)
 

@@ -23,6 +23,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, TypedD
 
 from .._status import StepStatus
 from ..error import DBOSException, DBOSInvalidArgumentError, DBOSMaxStepRetriesExceeded
+from . import metrics
 from .context import DBOSContext, current_run, get_context, reset_context, set_context
 from .engine import Engine, get_engine, peek_engine
 from .operation import Operation
@@ -235,6 +236,7 @@ def perform_sync(op: Operation, info: FunctionInfo, policy: StepPolicy,
     op.check_cancelled()
     ctx = step_context(op, policy)
     token = set_context(ctx)
+    began = time.monotonic()
     try:
         value = run_with_retries(info, policy, ctx, args, kwargs)
     except Exception as exc:
@@ -243,6 +245,7 @@ def perform_sync(op: Operation, info: FunctionInfo, policy: StepPolicy,
         raise
     finally:
         reset_context(token)
+        metrics.step_took(info.name, time.monotonic() - began)
     return op.succeed(value, what=f"the output of step {info.name!r}")
 
 
@@ -287,6 +290,7 @@ async def call_step_async(engine: Engine, info: FunctionInfo, policy: StepPolicy
     op.check_cancelled()
     ctx = step_context(op, policy)
     token = set_context(ctx)
+    began = time.monotonic()
     try:
         async with supervising(engine, op.workflow.workflow_id, info.name, policy.timeout_seconds,
                                policy.preemptible) as supervisor:
@@ -297,6 +301,7 @@ async def call_step_async(engine: Engine, info: FunctionInfo, policy: StepPolicy
         raise
     finally:
         reset_context(token)
+        metrics.step_took(info.name, time.monotonic() - began)
     what = f"the output of step {info.name!r}"
     return await asyncio.to_thread(functools.partial(op.succeed, value, what=what))
 

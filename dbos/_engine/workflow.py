@@ -30,6 +30,7 @@ from ..error import (
 )
 from .context import WorkflowRun, reset_context, set_context
 from .engine import Engine, get_engine, peek_engine
+from . import metrics
 from .launch import Launch, check_same_function, prepare
 from .registry import FunctionInfo, register_function, wrapper_for
 from .validation import ValidateArgsCallable, resolve_validator
@@ -153,11 +154,13 @@ def execute_sync(engine: Engine, launch: Launch, run: WorkflowRun) -> Any:
     """Run a sync workflow body here and return (or raise) its outcome."""
     token = set_context(launch.caller.workflow_child(run))
     engine.track(run.workflow_id, run.deadline_ms)
+    metrics.workflow_event(run.name, "started")
     try:
         ended = _run_sync(engine, launch, run)
     finally:
         engine.untrack(run.workflow_id)
         reset_context(token)
+    metrics.workflow_ended(run.name, ended.outcome.status)
     _log_failure(launch, run, ended)
     return ended.result(engine, run.workflow_id)
 
@@ -185,11 +188,13 @@ def _run_sync(engine: Engine, launch: Launch, run: WorkflowRun) -> Ended:
 async def execute_async(engine: Engine, launch: Launch, run: WorkflowRun) -> Any:
     token = set_context(launch.caller.workflow_child(run))
     engine.track(run.workflow_id, run.deadline_ms)
+    metrics.workflow_event(run.name, "started")
     try:
         ended = await _run_async(engine, launch, run)
     finally:
         engine.untrack(run.workflow_id)
         reset_context(token)
+    metrics.workflow_ended(run.name, ended.outcome.status)
     _log_failure(launch, run, ended)
     return ended.result(engine, run.workflow_id)
 

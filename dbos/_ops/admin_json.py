@@ -56,15 +56,25 @@ def _texts(value: Any, key: str) -> Union[str, List[str]]:
     raise HTTPError(400, f"'{key}' must be a string or a list of strings, got {json.dumps(value)}")
 
 
+# The largest integer a BIGINT column (and a LIMIT) holds.
+MAX_INTEGER = 2**63 - 1
+
+
 def _count(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise HTTPError(400, f"'{key}' must be a non-negative integer, got {json.dumps(value)}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INTEGER:
+        raise HTTPError(400, f"'{key}' must be an integer from 0 to {MAX_INTEGER}, got {_shown(value)}")
     return value
 
 
+def _shown(value: Any) -> str:
+    """A rejected value, shortened: the message must stay readable whatever was sent."""
+    text = json.dumps(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
 def _step(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise HTTPError(400, f"'{key}' must be an integer of 1 or more, got {json.dumps(value)}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INTEGER:
+        raise HTTPError(400, f"'{key}' must be an integer from 1 to {MAX_INTEGER}, got {_shown(value)}")
     return value
 
 

@@ -1,12 +1,14 @@
 """The admin HTTP server of DBOS Transact (spec section 12): health,
-deactivation, queue metadata, recovery and workflow management.
+deactivation, queue metadata, recovery and workflow management, and
+metrics (Prometheus's ``/metrics`` and the same figures as JSON).
 
 Paths, methods, status codes and bodies are DBOS Transact 2.31's (README,
 "Over HTTP: the admin server", has the table); where DBOS Transact drops the
 connection on bad input, this server answers a 4xx with ``{"error": ...}``.
 Off by default; ``run_admin_server: true`` starts it at ``DBOS.launch()`` on
 ``admin_host:admin_port`` (127.0.0.1:3001) and ``DBOS.destroy()`` stops it.
-Pages of other sites are kept out (``admin_origin.py``). Every request runs
+Pages of other sites are kept out, and off loopback a token is required
+(``admin_origin.py``); bodies are read by ``admin_request.py``. Every request runs
 on its own daemon thread through the same management layer as
 ``DBOS.list_workflows()`` and friends, so the answers agree.
 """
@@ -50,12 +52,14 @@ from .admin_json import (
     step_json,
     workflow_json,
 )
-from .admin_origin import check_host, check_origin
+from .admin_origin import check_binding, check_change, check_host, check_token
+from .admin_request import read_body
 from .management import EngineManagement
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import exposition, figures
 
 logger = logging.getLogger("dbos")
 
-MAX_BODY_BYTES = 10 * 1024 * 1024
 # A client that connects and then says nothing must not hold a thread forever.
 REQUEST_TIMEOUT_S = 30.0
 
@@ -66,6 +70,7 @@ class Reply:
     body: Any = None  # anything JSON can encode; nothing is sent with 204
     headers: Dict[str, str] = field(default_factory=dict)
     text: Optional[str] = None  # a plain-text answer in place of JSON (health, deactivation)
+    content_type: str = "text/plain; charset=utf-8"  # that of ``text``
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,14 @@ def deactivate(call: Call) -> Reply:
 
 def conductor(call: Call) -> Reply:
     return Reply(200, {"status": True})
+
+
+def metrics_text(call: Call) -> Reply:
+    return Reply(200, text=exposition(figures(call.engine)), content_type=METRICS_CONTENT_TYPE)
+
+
+def metrics_json(call: Call) -> Reply:
+    return Reply(200, figures(call.engine))
 
 
 def queues_metadata(call: Call) -> Reply:
@@ -241,17 +254,21 @@ class Route:
     body: str = "none"  # "none" (ignored), "optional" or "required"
     changes: bool = True  # changes state: refused from another origin, and never run for HEAD
     bad_json: int = 400  # the status of a body that is not JSON (fork: 500, as in DBOS Transact)
+    open: bool = False  # answered without the token (the health check, for load balancers)
 
 
 def _route(method: str, path: str, handler: Handler, body: str = "none", *,
-           changes: bool = True, bad_json: int = 400) -> Route:
-    return Route(method, re.compile(f"^{path}$"), handler, body, changes, bad_json)
+           changes: bool = True, bad_json: int = 400, open: bool = False) -> Route:
+    return Route(method, re.compile(f"^{path}$"), handler, body, changes, bad_json, open)
 
 
 _ID = "/workflows/(?P<id>[^/]+)"
 ROUTES = (
-    _route("GET", "/dbos-healthz", health, changes=False),
+    _route("GET", "/dbos-healthz", health, changes=False, open=True),
     _route("GET", "/deactivate", deactivate),  # a GET that changes state: DBOS Transact's path and method
+    _route("POST", "/deactivate", deactivate),  # its twin, for browsers
+    _route("GET", "/metrics", metrics_text, changes=False),
+    _route("GET", "/dbos-metrics.json", metrics_json, changes=False),
     _route("GET", "/conductor", conductor, changes=False),
     _route("GET", "/dbos-workflow-queues-metadata", queues_metadata, changes=False),
     _route("POST", "/dbos-workflow-recovery", recover, "required"),
@@ -293,6 +310,8 @@ def error_reply(exc: BaseException) -> Reply:
         return Reply(503, {"error": str(exc)})
     if isinstance(exc, DBOSInvalidArgumentError):
         return Reply(400, {"error": str(exc)})
+    if isinstance(exc, RecursionError):  # a body nested deeper than Python can walk
+        return Reply(400, {"error": "The request body is nested too deeply"})
     logger.error("The admin server failed to answer a request", exc_info=exc)
     return Reply(500, {"error": str(exc) or type(exc).__name__})
 
@@ -305,11 +324,13 @@ def error_reply(exc: BaseException) -> Reply:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # DBOS.destroy() never waits on a slow client
+    request_queue_size = 128  # the listen backlog: a burst of connections waits rather than being refused
 
-    def __init__(self, host: str, port: int, engine: Engine) -> None:
+    def __init__(self, host: str, port: int, engine: Engine, token: Optional[str]) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.engine = engine
         self.host = host
+        self.token = token
         super().__init__((host, port), AdminRequestHandler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -337,31 +358,12 @@ class AdminRequestHandler(BaseHTTPRequestHandler):
         server = cast(_Server, self.server)
         check_host(self.headers, server.host)
         route, workflow_id = find_route(self.command, urlsplit(self.path).path)
+        if not route.open:
+            check_token(self.headers, server.token)
         if route.changes:
-            check_origin(self.headers)
-        body = self._body(route)
+            check_change(self.headers, self.command)
+        body = read_body(self, route.body, route.bad_json)
         return route.handler(Call(server.engine, workflow_id, body))
-
-    def _body(self, route: Route) -> Any:
-        mode = route.body
-        if mode == "none":
-            return None
-        length = self.headers.get("Content-Length")
-        if length is None:
-            # A chunked body would otherwise be taken for no body, its filters ignored.
-            if mode == "required" or "Transfer-Encoding" in self.headers:
-                raise HTTPError(411, f"{self.command} {self.path} needs a Content-Length header "
-                                     "(chunked bodies are not supported)")
-            return None
-        raw = self.rfile.read(_length(length))
-        if not raw.strip():
-            if mode == "required":
-                raise HTTPError(400, f"{self.command} {self.path} needs a JSON body; it was empty")
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError as exc:
-            raise HTTPError(route.bad_json, f"Invalid JSON input: {exc}") from None
 
     def _send(self, reply: Reply) -> None:
         data, kind = _encoded(reply)
@@ -390,28 +392,17 @@ class AdminRequestHandler(BaseHTTPRequestHandler):
 def _encoded(reply: Reply) -> Tuple[bytes, str]:
     """The bytes of an answer and their Content-Type."""
     if reply.text is not None:
-        return reply.text.encode(), "text/plain; charset=utf-8"
+        return reply.text.encode(), reply.content_type
     return (b"" if reply.status == 204 else json.dumps(reply.body, default=str).encode()), "application/json"
-
-
-def _length(header: str) -> int:
-    try:
-        size = int(header)
-    except ValueError:
-        raise HTTPError(400, f"Content-Length must be an integer, got {header!r}") from None
-    if size < 0:
-        raise HTTPError(400, f"Content-Length must not be negative, got {size}")
-    if size > MAX_BODY_BYTES:
-        raise HTTPError(413, f"The request body is larger than {MAX_BODY_BYTES} bytes")
-    return size
 
 
 class AdminServer:
     """The admin server of one launched engine, listening until ``stop``."""
 
-    def __init__(self, engine: Engine, host: str, port: int) -> None:
+    def __init__(self, engine: Engine, host: str, port: int, token: Optional[str] = None) -> None:
+        check_binding(host, token)
         try:
-            self._server = _Server(host, port, engine)
+            self._server = _Server(host, port, engine, token)
         except OSError as exc:
             raise DBOSInitializationError(
                 f"The admin server cannot listen on {host}:{port} ({exc.strerror or exc}): "

@@ -17,6 +17,7 @@ from .delayed import DelayedRows
 from .errors import driver_error, permission_denied
 from .executors import ExecutorRows
 from .forks import ForkRows
+from .gauges import GaugeRows
 from .listing import ListingRows
 from .messages import MessageRows
 from .migrator import Migration, Migrator, latest_version
@@ -30,7 +31,7 @@ from .versions import VersionRows
 
 
 class SystemDatabase(MessageRows, QueueRows, ListingRows, ForkRows, VersionRows, OwnershipRows, DelayedRows,
-                     ScheduleRows, ExecutorRows, Storage):
+                     ScheduleRows, ExecutorRows, GaugeRows, Storage):
     # The class each dialect's URLs get (see ``__init_subclass__``).
     _by_dialect: Dict[str, Type["SystemDatabase"]] = {}
     dialect: str = "sqlite"

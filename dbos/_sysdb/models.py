@@ -60,6 +60,9 @@ class WorkflowStatus(_Template):
 
     class Meta:
         table_name = "workflow_status"
+        # The listing's (migration 0007): newest first, by status, by name and status.
+        indexes = ((("created_at", "workflow_uuid"), False), (("status", "created_at", "workflow_uuid"), False),
+                   (("name", "status", "created_at", "workflow_uuid"), False))
 
 
 class OperationOutput(_Template):

@@ -327,6 +327,16 @@ class Storage(Protocol):
         """Claim a silent executor's work atomically: requeue its queued workflows, return the rest, now ours (ID -> recovery attempts)."""
         ...
 
+    # -- gauges (gauges.py) --------------------------------------------------
+
+    def queue_depths(self, application_name: str) -> List[Dict[str, Any]]:
+        """Queued workflows by queue and status: ``{queue, status, depth, oldest_age_ms}``."""
+        ...
+
+    def executor_counts(self, application_name: str) -> Dict[str, int]:
+        """Executors holding a heartbeat row, by application version."""
+        ...
+
     # -- application ownership (ownership.py) --------------------------------
 
     def rename_application(self, old_name: Optional[str], new_name: str, adopt_unclaimed: bool,

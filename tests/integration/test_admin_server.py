@@ -90,6 +90,7 @@ class Answer:
 
 
 TEXT = "text/plain; charset=utf-8"  # health and deactivation answer one word, as in DBOS Transact
+METRICS_TEXT = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus's text format
 
 
 def checked(answer: Answer, head: bool = False) -> Answer:
@@ -100,6 +101,8 @@ def checked(answer: Answer, head: bool = False) -> Answer:
         assert answer.text == "" and kind in (TEXT, "application/json"), (kind, answer.text)
     elif kind == TEXT:
         assert answer.text in ("healthy", "deactivated"), answer.text
+    elif kind == METRICS_TEXT:
+        assert answer.text.startswith("# HELP "), answer.text
     else:
         assert kind == "application/json", answer.headers
         json.loads(answer.text)
@@ -713,8 +716,8 @@ def test_unknown_paths_and_wrong_methods_answer_json(launch: Callable[..., Admin
     for method, path, allowed in [("PUT", "/dbos-healthz", "GET"), ("GET", "/workflows", "POST"),
                                   ("DELETE", "/workflows/some-id", "GET"),
                                   ("GET", "/dbos-workflow-recovery", "POST"),
-                                  ("POST", "/deactivate", "GET")]:
-        answer = admin.call(method, path, {} if method == "POST" else None)
+                                  ("PUT", "/deactivate", "GET, POST")]:
+        answer = admin.call(method, path, {} if method in ("POST", "PUT") else None)
         assert answer.status == 405, (method, path, answer.text)
         assert answer.headers.get("Allow") == allowed and method in answer.error
     assert admin.get("/dbos-healthz?verbose=1").status == 200  # a query string is not part of the path
@@ -728,9 +731,9 @@ def test_conductor_and_head_answer_as_dbos_transact(launch: Callable[..., Admin]
     head = admin.call("HEAD", "/dbos-healthz")
     assert (head.status, head.text, head.headers["Content-Length"]) == (200, "", "7")  # a GET without its body
     assert admin.call("HEAD", "/workflows/no-such-id").status == 404
-    # HEAD never runs what changes state: deactivation is GET only.
+    # HEAD never runs what changes state: deactivation is GET or POST only.
     refused = admin.raw(b"HEAD /deactivate HTTP/1.0\r\n\r\n")
-    assert (refused.status, refused.headers.get("Allow")) == (405, "GET")
+    assert (refused.status, refused.headers.get("Allow")) == (405, "GET, POST")
     assert not engine().intake_stopped
 
 

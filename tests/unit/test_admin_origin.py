@@ -8,7 +8,8 @@ from typing import Dict
 import pytest
 
 from dbos._ops.admin_json import HTTPError
-from dbos._ops.admin_origin import check_host, check_origin, is_loopback
+from dbos._ops.admin_origin import check_binding, check_change, check_host, check_origin, check_token, is_loopback
+from dbos.error import DBOSConfigError
 
 
 def headers(**fields: str) -> Message:
@@ -68,3 +69,51 @@ def test_a_change_from_another_origin_is_refused(fields: Dict[str, str]) -> None
 ])
 def test_a_change_from_its_own_origin_or_a_script_passes(fields: Dict[str, str]) -> None:
     check_origin(headers(**fields))
+
+
+OWN = {"Origin": "http://127.0.0.1:3001", "Host": "127.0.0.1:3001"}
+
+
+@pytest.mark.parametrize("fields", [
+    {**OWN, "Content_Type": "text/plain"},  # a form of the server's own origin
+    {**OWN, "Content_Type": "application/x-www-form-urlencoded"},
+    {"Sec_Fetch_Site": "same-origin"},
+])
+def test_a_browser_change_without_a_header_no_form_can_send_is_refused(fields: Dict[str, str]) -> None:
+    with pytest.raises(HTTPError) as refused:
+        check_change(headers(**fields), "POST")
+    assert refused.value.status == 403 and "X-DBOS-Request" in refused.value.message
+
+
+@pytest.mark.parametrize("fields", [
+    {}, {"Content_Type": "text/plain"},  # scripts
+    {**OWN, "X_DBOS_Request": "1"}, {**OWN, "Content_Type": "application/json; charset=utf-8"},
+])
+def test_a_script_or_a_browser_change_with_the_header_passes(fields: Dict[str, str]) -> None:
+    check_change(headers(**fields), "POST")
+
+
+@pytest.mark.parametrize("fields", [{"Sec_Fetch_Site": "none"}, {"Referer": "http://127.0.0.1:3001/"}, OWN])
+def test_a_change_on_get_is_for_scripts_only(fields: Dict[str, str]) -> None:
+    with pytest.raises(HTTPError, match="POST /deactivate"):
+        check_change(headers(**fields), "GET")
+    check_change(headers(), "GET")
+
+
+def test_the_token_is_a_bearer_token() -> None:
+    token = "0123456789abcdef-token"
+    check_token(headers(), None)  # none configured: nothing to check
+    check_token(headers(Authorization=f"Bearer {token}"), token)
+    check_token(headers(Authorization=f"bearer  {token} "), token)
+    for given in ("", token, f"Bearer {token}x", f"Bearer {token[:-1]}", f"Basic {token}", "Bearer"):
+        with pytest.raises(HTTPError) as refused:
+            check_token(headers(Authorization=given), token)
+        assert refused.value.status == 401 and refused.value.headers == {"WWW-Authenticate": "Bearer"}
+
+
+def test_a_server_off_loopback_needs_a_long_enough_token() -> None:
+    check_binding("127.0.0.1", None)
+    check_binding("0.0.0.0", "0123456789abcdef")
+    for host, token in (("0.0.0.0", None), ("10.1.2.3", None), ("::", None), ("127.0.0.1", "short")):
+        with pytest.raises(DBOSConfigError, match="admin_token"):
+            check_binding(host, token)
