@@ -13,7 +13,7 @@ import functools
 import logging
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
+from typing import Any, Callable, ContextManager, Dict, Optional, Tuple, TypeVar
 
 from .._portable_json import PortableWorkflowError
 from .._serialization import Codec
@@ -32,6 +32,7 @@ from .context import WorkflowRun, reset_context, set_context
 from .engine import Engine, get_engine, peek_engine
 from .launch import Launch, check_same_function, prepare
 from .registry import FunctionInfo, register_function, wrapper_for
+from .tracing import Traced, span
 from .validation import ValidateArgsCallable, resolve_validator
 from .waiting import Waitable, watching
 
@@ -154,12 +155,25 @@ def execute_sync(engine: Engine, launch: Launch, run: WorkflowRun) -> Any:
     token = set_context(launch.caller.workflow_child(run))
     engine.track(run.workflow_id, run.deadline_ms)
     try:
-        ended = _run_sync(engine, launch, run)
+        with _span(engine, launch, run) as traced:
+            ended = _run_sync(engine, launch, run)
+            _trace_failure(traced, ended)
     finally:
         engine.untrack(run.workflow_id)
         reset_context(token)
     _log_failure(launch, run, ended)
     return ended.result(engine, run.workflow_id)
+
+
+def _span(engine: Engine, launch: Launch, run: WorkflowRun) -> ContextManager[Optional[Traced]]:
+    return span(run.name, "workflow", run.workflow_id, launch.caller, engine.identity,
+                launch.trace, launch.queue_name)
+
+
+def _trace_failure(traced: Optional[Traced], ended: Ended) -> None:
+    # The body's exception is caught to record it, so the span must be told.
+    if traced is not None and ended.error is not None:
+        traced.failed(ended.error)
 
 
 def _log_failure(launch: Launch, run: WorkflowRun, ended: Ended) -> None:
@@ -186,7 +200,9 @@ async def execute_async(engine: Engine, launch: Launch, run: WorkflowRun) -> Any
     token = set_context(launch.caller.workflow_child(run))
     engine.track(run.workflow_id, run.deadline_ms)
     try:
-        ended = await _run_async(engine, launch, run)
+        with _span(engine, launch, run) as traced:
+            ended = await _run_async(engine, launch, run)
+            _trace_failure(traced, ended)
     finally:
         engine.untrack(run.workflow_id)
         reset_context(token)
