@@ -146,21 +146,26 @@ class DBOSTracer:
         self.disable_otlp = True
         self.otel_attribute_format = "legacy"
         self.otlp_attributes: Dict[str, str] = {}
+        self._cached: Any = None
 
     def set_provider(self, provider: Any) -> None:
         """Start spans with ``provider``'s tracer instead of the global provider's."""
         self.provider = provider
+        self._cached = None
 
     def attribute_name(self, key: str) -> str:
         """The name ``key`` (a DBOS Transact attribute name) is exported under."""
         return SEMCONV_NAMES.get(key, key) if self.otel_attribute_format == "semconv" else key
 
     def _tracer(self) -> Any:
-        from opentelemetry import trace
+        # Kept: a provider makes a new tracer on every call. The global
+        # provider's stands in for one the application sets later.
+        if self._cached is None:
+            from opentelemetry import trace
 
-        if self.provider is not None:
-            return self.provider.get_tracer(TRACER_NAME)
-        return trace.get_tracer(TRACER_NAME)
+            provider = self.provider or trace.get_tracer_provider()
+            self._cached = provider.get_tracer(TRACER_NAME)
+        return self._cached
 
     def start_span(self, attributes: Dict[str, Any], parent: "Optional[Span]" = None) -> "Span":
         """A span named ``attributes["name"]`` with the other attributes (None and
@@ -218,7 +223,7 @@ class DBOSTracer:
         values: Dict[str, Any] = {
             "operationUUID": workflow_id,
             "operationType": kind,
-            "applicationID": self.app_id or getattr(identity, "app_id", None),
+            "applicationID": self.app_id or getattr(identity, "app_id", None) or None,
             "applicationVersion": getattr(identity, "app_version", None),
             "executorID": getattr(identity, "executor_id", None),
             "authenticatedUser": user,
@@ -226,7 +231,7 @@ class DBOSTracer:
             "authenticatedUserAssumedRole": caller.assumed_role if caller is not None else None,
             "queueName": queue_name,
         }
-        found = {self.attribute_name(k): v for k, v in values.items() if v}
+        found = {self.attribute_name(k): v for k, v in values.items() if v is not None}
         found.update(self.otlp_attributes)
         return found
 
@@ -258,6 +263,7 @@ def configure(settings: Settings) -> None:
     dbos_tracer.otel_attribute_format = settings.otel_attribute_format
     _export_traces(settings.name, settings.otlp_traces_endpoints)
     _export_logs(settings.name, settings.otlp_logs_endpoints, settings.otlp_log_level)
+    dbos_tracer.set_provider(dbos_tracer.provider)  # the global provider may be new
     tracing.install(dbos_tracer)
 
 

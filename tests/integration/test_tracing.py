@@ -265,3 +265,29 @@ def test_propagate_otel_context_and_the_clients_otel_context(
     assert by_parent == {producer.get_span_context().span_id, request.get_span_context().span_id}
     client_span = next(s for s in workers if (s.attributes or {}).get("operationUUID") == "wf-from-client")
     assert client_span.context.trace_id == request.get_span_context().trace_id
+
+
+def test_async_workflows_and_steps_are_traced_too(config: DBOSConfig, spans: InMemorySpanExporter) -> None:
+    import asyncio
+
+    @DBOS.step(name="async_step")
+    async def async_step() -> str:
+        return str(DBOS.span.name)
+
+    @DBOS.workflow(name="async_child")
+    async def async_child() -> str:
+        return await async_step()
+
+    @DBOS.workflow(name="async_parent")
+    async def async_parent() -> str:
+        handle = await DBOS.start_workflow_async(async_child)  # runs as a task of its own
+        return await handle.get_result()
+
+    DBOS(config=traced_config(config))
+    DBOS.launch()
+    assert asyncio.run(async_parent()) == "async_step"
+    ENDED.wait_for("async_child")
+    found = by_name(spans)
+    assert parent_id(found["async_child"]) == found["async_parent"].context.span_id
+    assert parent_id(found["async_step"]) == found["async_child"].context.span_id
+    assert len({s.context.trace_id for s in found.values()}) == 1
