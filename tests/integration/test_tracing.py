@@ -49,12 +49,15 @@ ENDED = Ended()
 
 
 def app_provider() -> TracerProvider:
+    """The application's provider: the global one, set here unless a test set it before."""
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
         provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    if not getattr(provider, "_dbos_test_exporter", False):
         provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
         provider.add_span_processor(ENDED)
-        trace.set_tracer_provider(provider)
+        setattr(provider, "_dbos_test_exporter", True)
     return provider
 
 
@@ -291,3 +294,24 @@ def test_async_workflows_and_steps_are_traced_too(config: DBOSConfig, spans: InM
     assert parent_id(found["async_child"]) == found["async_parent"].context.span_id
     assert parent_id(found["async_step"]) == found["async_child"].context.span_id
     assert len({s.context.trace_id for s in found.values()}) == 1
+
+
+def test_a_transaction_is_a_span_of_its_workflow(config: DBOSConfig, empty_db_url: str,
+                                                 spans: InMemorySpanExporter) -> None:
+    @DBOS.transaction(name="traced_tx")
+    def traced_tx() -> str:
+        return str(DBOS.span.name)
+
+    @DBOS.workflow(name="tx_wf")
+    def tx_wf() -> str:
+        return traced_tx()
+
+    DBOS(config=traced_config(config, application_database_url=empty_db_url))
+    DBOS.launch()
+    with SetWorkflowID("wf-tx"):
+        assert tx_wf() == "traced_tx"
+    found = by_name(spans)
+    tx = found["traced_tx"]
+    assert parent_id(tx) == found["tx_wf"].context.span_id
+    assert tx.attributes is not None
+    assert (tx.attributes["operationType"], tx.attributes["operationUUID"]) == ("transaction", "wf-tx")
