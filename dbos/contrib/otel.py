@@ -59,8 +59,11 @@ SEMCONV_NAMES: Dict[str, str] = {
 @lru_cache(maxsize=1)
 def available() -> bool:
     """Whether the OpenTelemetry API and SDK are installed (looked up once)."""
-    return all(importlib.util.find_spec(name) is not None
-               for name in ("opentelemetry.trace", "opentelemetry.sdk.trace"))
+    try:
+        return all(importlib.util.find_spec(name) is not None
+                   for name in ("opentelemetry.trace", "opentelemetry.sdk.trace"))
+    except ImportError:  # the parent package is missing, or blocked
+        return False
 
 
 def require(what: str) -> None:

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +60,38 @@ def test_nothing_traces_without_an_installed_tracer() -> None:
         assert traced is None
     assert tracing.carrier_for(DBOSContext(), direct=False) is None
     assert tracing.parent_of('{"dbos.otelContext": {"traceparent": "00-x"}}') is None
+
+
+WITHOUT_OPENTELEMETRY = r"""
+import sys
+sys.modules["opentelemetry"] = None  # as if the otel extra were not installed
+from dbos import DBOS
+from dbos.error import DBOSInitializationError
+
+@DBOS.workflow()
+def plain() -> str:
+    assert DBOS.span is None
+    return "done"
+
+DBOS(config={"name": "plain", "system_database_url": "sqlite:///plain.sqlite"})
+DBOS.launch()
+assert plain() == "done"
+DBOS.destroy()
+try:
+    DBOS(config={"name": "traced", "system_database_url": "sqlite:///traced.sqlite", "enable_otlp": True})
+except DBOSInitializationError as exc:
+    print(exc)
+"""
+
+
+def test_without_the_extra_nothing_changes_and_enable_otlp_says_what_to_install(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", WITHOUT_OPENTELEMETRY], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("enable_otlp needs OpenTelemetry: pip install 'dbos[otel]'")
+
+
+def test_importing_dbos_does_not_import_opentelemetry() -> None:
+    script = "import sys, dbos; print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
