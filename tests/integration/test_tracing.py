@@ -21,6 +21,9 @@ from opentelemetry.trace import StatusCode
 
 from dbos import DBOS, DBOSClient, DBOSConfig, DBOSContextSetAuth, PropagateOtelContext, Queue, SetWorkflowID
 from dbos._engine import tracing
+from dbos._engine.engine import peek_engine
+from dbos._engine.recovery import recover_one
+from tests.integration.test_workflows import back_to_pending
 from tests.threads import result
 
 WAIT_S = 30.0
@@ -315,3 +318,26 @@ def test_a_transaction_is_a_span_of_its_workflow(config: DBOSConfig, empty_db_ur
     assert parent_id(tx) == found["tx_wf"].context.span_id
     assert tx.attributes is not None
     assert (tx.attributes["operationType"], tx.attributes["operationUUID"]) == ("transaction", "wf-tx")
+
+
+def test_a_recovered_workflow_continues_the_trace_that_started_it(
+        config: DBOSConfig, sys_db_url: str, spans: InMemorySpanExporter) -> None:
+    @DBOS.workflow(name="recovered_wf")
+    def recovered_wf() -> str:
+        return "done"
+
+    DBOS(config=traced_config(config))
+    DBOS.launch()
+    tracer = trace.get_tracer("the-app")
+    with tracer.start_as_current_span("original") as original, SetWorkflowID("wf-recovered"):
+        handle = DBOS.start_workflow(recovered_wf)
+    assert result(handle) == "done"
+    back_to_pending(sys_db_url, "wf-recovered")  # as if its process had died mid-run
+    engine = peek_engine()
+    assert engine is not None
+    assert result(recover_one(engine, "wf-recovered")) == "done"
+    with ENDED.condition:
+        assert ENDED.condition.wait_for(lambda: ENDED.names.count("recovered_wf") == 2, WAIT_S)
+    runs = [s for s in spans.get_finished_spans() if s.name == "recovered_wf"]
+    assert len(runs) == 2
+    assert {parent_id(s) for s in runs} == {original.get_span_context().span_id}
