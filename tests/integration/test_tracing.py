@@ -23,7 +23,7 @@ from dbos import DBOS, DBOSClient, DBOSConfig, DBOSContextSetAuth, PropagateOtel
 from dbos._engine import tracing
 from dbos._engine.engine import peek_engine
 from dbos._engine.recovery import recover_one
-from tests.integration.test_workflows import back_to_pending
+from tests.probe import execute, qualified
 from tests.threads import result
 
 WAIT_S = 30.0
@@ -332,7 +332,9 @@ def test_a_recovered_workflow_continues_the_trace_that_started_it(
     with tracer.start_as_current_span("original") as original, SetWorkflowID("wf-recovered"):
         handle = DBOS.start_workflow(recovered_wf)
     assert result(handle) == "done"
-    back_to_pending(sys_db_url, "wf-recovered")  # as if its process had died mid-run
+    table = qualified(sys_db_url, "workflow_status")  # as if its process had died mid-run:
+    execute(sys_db_url, f"UPDATE {table} SET status = 'PENDING', output = NULL WHERE workflow_uuid = %s",
+            ("wf-recovered",))
     engine = peek_engine()
     assert engine is not None
     assert result(recover_one(engine, "wf-recovered")) == "done"
