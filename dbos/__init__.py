@@ -17,6 +17,7 @@ from ._engine.context import DBOSContextEnsure, DBOSContextSetAuth, SetWorkflowI
 from ._engine.deadline import SetWorkflowTimeout
 from ._engine.handles import WorkflowHandle, WorkflowHandleAsync
 from ._engine.messages import SendMessage
+from ._engine.propagation import PropagateOtelContext
 from ._engine.step import StepOptions
 from ._engine.validation import make_pydantic_args_validator, pydantic_args_validator
 from ._facade.dbos import DBOS
@@ -58,6 +59,7 @@ __all__ = [
     "EnqueueOptions",
     "PeeweeDatasource",
     "PortableWorkflowError",
+    "PropagateOtelContext",
     "Queue",
     "QueueRateLimit",
     "SendMessage",

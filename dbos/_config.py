@@ -25,6 +25,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from ._sysdb.url import DatabaseURL, URLError, mask_url
+from ._telemetry import telemetry_from_yaml, telemetry_settings
 from .error import DBOSConfigError, DBOSInitializationError
 
 logger = logging.getLogger("dbos")
@@ -90,7 +91,6 @@ UNSUPPORTED_KEYS = {
 
 # Keys accepted for compatibility whose feature this library does not provide.
 IGNORED_KEYS = {
-    "enable_otlp": "OpenTelemetry export is not built in",
     "conductor_key": "DBOS Conductor is a hosted service this library does not connect to",
     "conductor_url": "DBOS Conductor is a hosted service this library does not connect to",
 }
@@ -225,10 +225,6 @@ def load_config_file(path: Optional[str] = None, *, silent: bool = False) -> Dic
 def config_from_yaml(data: Dict[str, Any]) -> DBOSConfig:
     """Translate the YAML file's sections into a flat ``DBOSConfig``."""
     flat = {k: v for k, v in data.items() if k not in _YAML_SECTIONS}
-    logs = data.get("telemetry", {}).get("logs", {})
-    for yaml_key, key in (("logLevel", "log_level"), ("consoleLogLevel", "console_log_level")):
-        if yaml_key in logs:
-            flat.setdefault(key, logs[yaml_key])
     runtime = data.get("runtimeConfig", {})
     for key in ("admin_port", "run_admin_server"):
         if key in runtime:
@@ -236,6 +232,7 @@ def config_from_yaml(data: Dict[str, Any]) -> DBOSConfig:
     pool = data.get("database", {}).get("sys_db_pool_size")
     if pool is not None:
         flat.setdefault("sys_db_pool_size", pool)
+    telemetry_from_yaml(data.get("telemetry", {}), flat)
     return DBOSConfig(**flat)  # type: ignore[typeddict-item]
 
 
@@ -494,6 +491,13 @@ class Settings:
     migrate_commands: List[str] = field(default_factory=list)
     serializer: Any = None
     application_datasource: Any = None
+    # OpenTelemetry (dbos.contrib.otel): spans, and OTLP/HTTP export where endpoints are given.
+    enable_otlp: bool = False
+    otlp_traces_endpoints: List[str] = field(default_factory=list)
+    otlp_logs_endpoints: List[str] = field(default_factory=list)
+    otlp_attributes: Dict[str, str] = field(default_factory=dict)
+    otel_attribute_format: str = "legacy"
+    otlp_log_level: str = "INFO"
 
 
 def default_app_name(directory: Optional[str] = None) -> str:
@@ -536,7 +540,6 @@ def resolve(config: DBOSConfig, yaml_data: Optional[Dict[str, Any]] = None) -> S
     _warn_ignored(config)
     system_url, app_url = resolve_urls(config)
     engine = config.get("db_engine_kwargs") or {}
-    level = str(config.get("log_level") or "INFO").upper()
     sections: Dict[str, Any] = dict(yaml_data if yaml_data is not None else config)
     return Settings(
         name=config["name"],
@@ -561,12 +564,11 @@ def resolve(config: DBOSConfig, yaml_data: Optional[Dict[str, Any]] = None) -> S
         new_work_outage_limit_sec=_number(config, "new_work_outage_limit_sec", 60.0),
         handle_sigterm=_flag(config, "handle_sigterm", True),
         shutdown_timeout_sec=_number(config, "shutdown_timeout_sec", 10.0),
-        log_level=level,
-        console_log_level=str(config.get("console_log_level") or level).upper(),
         **_admin_settings(config),
         migrate_commands=list(sections.get("database", {}).get("migrate", [])),
         serializer=config.get("serializer"),
         application_datasource=config.get("application_datasource"),
+        **telemetry_settings(config),
     )
 
 

@@ -28,6 +28,7 @@ from ._config import (
     resolve,
 )
 from ._datasource import Datasource, PeeweeDatasource, default_kind
+from ._engine import tracing
 from ._engine.engine import Engine, Identity, peek_engine, set_constructed, set_engine
 from ._engine.heartbeat import Heartbeat, claim_executor_id, start_heartbeat
 from ._engine.recovery import recover_pending
@@ -91,6 +92,10 @@ class Runtime:
         self._background: List[threading.Thread] = []
         self._heartbeat: Optional[Heartbeat] = None
         configure_logging(settings.log_level, settings.console_log_level)
+        if settings.enable_otlp:  # only then is OpenTelemetry imported
+            from .contrib.otel import configure as configure_tracing
+
+            configure_tracing(settings)
         if settings.enable_patching:  # over DBOS__APPVERSION, under application_version
             GlobalParams.app_version = PATCHING_VERSION
         if settings.application_version:
@@ -319,6 +324,10 @@ def destroy(*, destroy_registry: bool = False, workflow_completion_timeout_sec: 
         set_constructed(False)
     if runtime is not None:
         runtime.shutdown(workflow_completion_timeout_sec)
+    if tracing.installed is not None:  # a new DBOS() traces only if it says so
+        from .contrib.otel import unconfigure
+
+        unconfigure()
     if destroy_registry:
         clear_registry()
     GlobalParams.reset()

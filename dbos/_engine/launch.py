@@ -28,6 +28,7 @@ from .engine import Engine
 from .operation import Operation
 from .registry import FunctionInfo
 from .roles import check_roles, required_roles_of
+from .tracing import carrier_for, parent_from, with_carrier
 
 GET_RESULT = "DBOS.getResult"
 
@@ -46,6 +47,9 @@ class Launch:
     link: Optional[StepWrite] = None  # the start's checkpoint in the parent
     result: Optional[Operation] = None  # the parent's operation for a direct call's result
     direct: bool = False  # called, not started: its caller gets its outcome (else the log does)
+    # The trace context its span continues when it runs elsewhere (None: the current one).
+    trace: Any = None
+    queue_name: Optional[str] = None
 
     def new_run(self) -> WorkflowRun:
         """The state of a first execution of this workflow."""
@@ -78,6 +82,10 @@ def prepare(engine: Engine, info: FunctionInfo, args: Tuple[Any, ...], kwargs: D
         launch.link = replace(launch.link, child_workflow_id=launch.workflow_id, started_at_ms=now_ms())
     launch.row = _status_row(engine, launch)
     attributes = current_attributes(caller)
+    carrier = carrier_for(caller, direct)
+    if carrier is not None:  # where it runs, or after a crash, its span joins this trace
+        attributes = with_carrier(attributes, carrier)
+        launch.trace = parent_from(carrier)
     if attributes is not None:  # only then: a start without them keeps its usual statement
         launch.row["attributes"] = attributes
     return launch

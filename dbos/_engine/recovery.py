@@ -24,6 +24,7 @@ from .gate import Gate
 from .handles import WorkflowHandle, WorkflowHandleFuture
 from .launch import Launch
 from .registry import FunctionInfo, get_registry
+from .tracing import parent_of
 from .validation import validated
 from .workflow import execute_sync, submit
 
@@ -207,7 +208,8 @@ def launch_from_row(engine: Engine, info: FunctionInfo, workflow_id: str,
         authenticated_roles=_roles(row.get("authenticated_roles")),
         assumed_role=row.get("assumed_role"),
     )
-    return Launch(info, workflow_id, args, kwargs, caller)
+    return Launch(info, workflow_id, args, kwargs, caller, trace=parent_of(row.get("attributes")),
+                  queue_name=row.get("queue_name"))
 
 
 def _refuse(engine: Engine, workflow_id: str, error: Exception) -> None:

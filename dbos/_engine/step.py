@@ -30,6 +30,7 @@ from .operation import Operation
 from .registry import FunctionInfo, register_function, register_temp_workflow, wrapper_for
 from .roles import assumed_role
 from .supervisor import Supervisor, supervising
+from .tracing import Traced, span
 
 logger = logging.getLogger("dbos")
 
@@ -180,11 +181,13 @@ def _storable(engine: Engine, error: Exception) -> Exception:
     return restored
 
 
-def _log_retry(name: str, attempt: int, policy: StepPolicy, exc: Exception) -> None:
+def _log_retry(name: str, attempt: int, policy: StepPolicy, exc: Exception, traced: Optional[Traced]) -> None:
     logger.warning(
         f"Step {name} failed ({type(exc).__name__}: {exc}); retrying "
         f"(attempt {attempt + 2} of {policy.attempts})"
     )
+    if traced is not None:
+        traced.attempt_failed(attempt + 1, exc, policy.delay(attempt))
 
 
 # ----------------------------------------------------------------------
@@ -193,7 +196,7 @@ def _log_retry(name: str, attempt: int, policy: StepPolicy, exc: Exception) -> N
 
 
 def run_with_retries(info: FunctionInfo, policy: StepPolicy, ctx: DBOSContext,
-                     args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
+                     args: Tuple[Any, ...], kwargs: Dict[str, Any], traced: Optional[Traced] = None) -> Any:
     errors: List[Exception] = []
     for attempt in range(policy.attempts):
         if ctx.step_status is not None and policy.retries_allowed:
@@ -205,7 +208,7 @@ def run_with_retries(info: FunctionInfo, policy: StepPolicy, ctx: DBOSContext,
             if policy.should_retry is not None and not _sync_predicate(policy, exc):
                 raise
             if attempt + 1 < policy.attempts:
-                _log_retry(info.name, attempt, policy, exc)
+                _log_retry(info.name, attempt, policy, exc, traced)
                 time.sleep(policy.delay(attempt))
     raise _exhausted(info.name, policy, errors)
 
@@ -238,7 +241,8 @@ def perform_sync(op: Operation, info: FunctionInfo, policy: StepPolicy,
     token = set_context(ctx)
     began = time.monotonic()
     try:
-        value = run_with_retries(info, policy, ctx, args, kwargs)
+        with span(info.name, "step", op.workflow.workflow_id, ctx, op.engine.identity) as traced:
+            value = run_with_retries(info, policy, ctx, args, kwargs, traced)
     except Exception as exc:
         _keep_storable(op.engine, exc)
         op.fail(exc)
@@ -255,7 +259,8 @@ def perform_sync(op: Operation, info: FunctionInfo, policy: StepPolicy,
 
 
 async def run_with_retries_async(info: FunctionInfo, policy: StepPolicy, ctx: DBOSContext,
-                                 supervisor: Supervisor, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
+                                 supervisor: Supervisor, args: Tuple[Any, ...], kwargs: Dict[str, Any],
+                                 traced: Optional[Traced] = None) -> Any:
     errors: List[Exception] = []
     for attempt in range(policy.attempts):
         if ctx.step_status is not None and policy.retries_allowed:
@@ -267,7 +272,7 @@ async def run_with_retries_async(info: FunctionInfo, policy: StepPolicy, ctx: DB
             if policy.should_retry is not None and not await _async_predicate(policy, exc):
                 raise
             if attempt + 1 < policy.attempts:
-                _log_retry(info.name, attempt, policy, exc)
+                _log_retry(info.name, attempt, policy, exc, traced)
                 await supervisor.pause(policy.delay(attempt))
     raise _exhausted(info.name, policy, errors)
 
@@ -294,7 +299,8 @@ async def call_step_async(engine: Engine, info: FunctionInfo, policy: StepPolicy
     try:
         async with supervising(engine, op.workflow.workflow_id, info.name, policy.timeout_seconds,
                                policy.preemptible) as supervisor:
-            value = await run_with_retries_async(info, policy, ctx, supervisor, args, kwargs)
+            with span(info.name, "step", op.workflow.workflow_id, ctx, engine.identity) as traced:
+                value = await run_with_retries_async(info, policy, ctx, supervisor, args, kwargs, traced)
     except Exception as exc:  # a preempted step's DBOSWorkflowCancelledError is not recorded
         _keep_storable(engine, exc)
         await asyncio.to_thread(op.fail, exc)

@@ -26,6 +26,7 @@ from .engine import Engine, get_engine
 from .operation import Operation
 from .registry import FunctionInfo, register_function, register_temp_workflow, wrapper_for
 from .roles import assumed_role
+from .tracing import span
 from .workflow import call_sync
 
 logger = logging.getLogger("dbos")
@@ -102,7 +103,8 @@ def run_durably(engine: Engine, op: Operation, unit: Unit) -> Any:
     op.check_cancelled()
     codec = unit.codec(engine)
     try:
-        output, value = _until_committed(unit, lambda: _attempt(engine, op, unit, codec))
+        with span(unit.name, "transaction", op.workflow.workflow_id, get_context(), engine.identity):
+            output, value = _until_committed(unit, lambda: _attempt(engine, op, unit, codec))
     except Exception as exc:
         _record_error(engine, op, unit, codec.dump_error(exc))
         op.fail(exc)

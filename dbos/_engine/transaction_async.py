@@ -15,9 +15,10 @@ from typing import Any, Awaitable, Callable, Dict, Optional, Tuple, TypeVar
 
 from .._datasource import install_runners
 from .._serialization import Codec
-from .context import current_run
+from .context import current_run, get_context
 from .engine import Engine, get_engine
 from .operation import Operation
+from .tracing import span
 from .transaction import (
     FIRST_BACKOFF_SEC,
     MAX_BACKOFF_SEC,
@@ -49,7 +50,8 @@ async def run_datasource_step_async(datasource: Any, name: str, isolation_level:
 async def _run_durably(engine: Engine, op: Operation, unit: Unit) -> Any:
     codec = unit.codec(engine)
     try:
-        output, value = await _until_committed(unit, lambda: _attempt(engine, op, unit, codec))
+        with span(unit.name, "transaction", op.workflow.workflow_id, get_context(), engine.identity):
+            output, value = await _until_committed(unit, lambda: _attempt(engine, op, unit, codec))
     except Exception as exc:
         await _record_error(engine, op, unit, codec.dump_error(exc))
         await engine.in_pool(op.fail, exc)

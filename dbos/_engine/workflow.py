@@ -13,7 +13,7 @@ import functools
 import logging
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
+from typing import Any, Callable, ContextManager, Dict, Optional, Tuple, TypeVar
 
 from .._portable_json import PortableWorkflowError
 from .._serialization import Codec
@@ -33,6 +33,7 @@ from .engine import Engine, get_engine, peek_engine
 from . import metrics
 from .launch import Launch, check_same_function, prepare
 from .registry import FunctionInfo, register_function, wrapper_for
+from .tracing import Traced, span
 from .validation import ValidateArgsCallable, resolve_validator
 from .waiting import Waitable, watching
 
@@ -156,13 +157,26 @@ def execute_sync(engine: Engine, launch: Launch, run: WorkflowRun) -> Any:
     engine.track(run.workflow_id, run.deadline_ms)
     metrics.workflow_event(run.name, "started")
     try:
-        ended = _run_sync(engine, launch, run)
+        with _span(engine, launch, run) as traced:
+            ended = _run_sync(engine, launch, run)
+            _trace_failure(traced, ended)
     finally:
         engine.untrack(run.workflow_id)
         reset_context(token)
     metrics.workflow_ended(run.name, ended.outcome.status)
     _log_failure(launch, run, ended)
     return ended.result(engine, run.workflow_id)
+
+
+def _span(engine: Engine, launch: Launch, run: WorkflowRun) -> ContextManager[Optional[Traced]]:
+    return span(run.name, "workflow", run.workflow_id, launch.caller, engine.identity,
+                launch.trace, launch.queue_name)
+
+
+def _trace_failure(traced: Optional[Traced], ended: Ended) -> None:
+    # The body's exception is caught to record it, so the span must be told.
+    if traced is not None and ended.error is not None:
+        traced.failed(ended.error)
 
 
 def _log_failure(launch: Launch, run: WorkflowRun, ended: Ended) -> None:
@@ -190,7 +204,9 @@ async def execute_async(engine: Engine, launch: Launch, run: WorkflowRun) -> Any
     engine.track(run.workflow_id, run.deadline_ms)
     metrics.workflow_event(run.name, "started")
     try:
-        ended = await _run_async(engine, launch, run)
+        with _span(engine, launch, run) as traced:
+            ended = await _run_async(engine, launch, run)
+            _trace_failure(traced, ended)
     finally:
         engine.untrack(run.workflow_id)
         reset_context(token)

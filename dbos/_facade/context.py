@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 from .._engine.context import DBOSContext, get_context
 from .._engine.engine import get_engine
 from .._status import StepStatus
 from ..error import DBOSException
 from .classproperty import classproperty
+
+if TYPE_CHECKING:
+    from ..contrib.otel import DBOSTracer
 
 
 class ContextAPI:
@@ -50,6 +53,22 @@ class ContextAPI:
         if ctx is None or not ctx.in_transaction:
             raise AssertionError("DBOS.sql_session is only available inside a @DBOS.transaction()")
         return ctx.sql_session
+
+    @classproperty
+    def span(cls) -> Any:
+        """The active OpenTelemetry span (DBOS's or the application's); None without
+        one or without OpenTelemetry (``AssertionError`` without a DBOS context)."""
+        _require_context("DBOS.span")
+        from ..contrib.otel import current_span  # OpenTelemetry only when asked for
+
+        return current_span()
+
+    @classproperty
+    def tracer(cls) -> "DBOSTracer":
+        """DBOS's OpenTelemetry tracer (its spans carry DBOS's attributes)."""
+        from ..contrib.otel import dbos_tracer
+
+        return dbos_tracer
 
     @classproperty
     def authenticated_user(cls) -> Optional[str]:

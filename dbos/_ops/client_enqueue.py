@@ -53,6 +53,8 @@ class EnqueueOptions(_EnqueueTarget, total=False):
     attributes: Dict[str, Any]
     application_name: str
     serialization_type: WorkflowSerializationFormat
+    # An OpenTelemetry Context whose trace the workflow's span continues (the otel extra).
+    otel_context: Any
 
 
 def system_url(database_url: Optional[str], system_database_url: Optional[str],
@@ -102,11 +104,21 @@ def enqueue_row(codec: Codec, owner: Optional[str], options: EnqueueOptions,
         "queue_partition_key": options.get("queue_partition_key"),
         "delay_until_epoch_ms": stamp + int(delay * 1000) if delay else None,
         "workflow_timeout_ms": int(timeout * 1000) if timeout is not None else None,
-        "attributes": attributes_text(options.get("attributes"), 'EnqueueOptions["attributes"]'),
+        "attributes": _attributes(options),
         "recovery_attempts": 0,
         "owner_xid": uuid.uuid4().hex,
     }
     return row if codec.column is None else {**row, "serialization": codec.column}
+
+
+def _attributes(options: EnqueueOptions) -> Optional[str]:
+    text = attributes_text(options.get("attributes"), 'EnqueueOptions["attributes"]')
+    context = options.get("otel_context")
+    if context is None:
+        return text
+    from ..contrib.otel import attributes_with_context  # OpenTelemetry only when asked for
+
+    return attributes_with_context(text, context)
 
 
 def _validate(options: EnqueueOptions) -> None:

@@ -18,6 +18,7 @@ from .._engine.deadline import TIMEOUT_KEY
 from .._engine.engine import Engine
 from .._engine.launch import record_refusal
 from .._engine.operation import Operation
+from .._engine.tracing import carrier_for, with_carrier
 from .._queues.dedup import check_policy, insert_enqueued
 from .._queues.queue import current_options, work_arrived
 from .._sysdb.outage import new_work
@@ -60,6 +61,9 @@ def prepare(engine: Engine, options: EnqueueOptions, args: Tuple[Any, ...],
     resolved = with_ambient(ctx, options, op)
     check_policy(resolved.get("duplication_policy"), resolved.get("deduplication_id"))
     row = enqueue_row(engine.codec, engine.identity.app_name, resolved, args, kwargs)
+    carrier = carrier_for(ctx, direct=False)
+    if carrier is not None and "otel_context" not in resolved:  # the worker's span joins this trace
+        row["attributes"] = with_carrier(row["attributes"], carrier)
     _inherit(row, ctx, "workflow_timeout" in resolved)
     link = op.write(child_workflow_id=row["workflow_uuid"]) if op is not None else None
     return NamedEnqueue(row, link, resolved.get("duplication_policy"))

@@ -93,6 +93,7 @@ PENDING = Statement("""
 RECOVERY_FIELDS = (
     "name", "class_name", "config_name", "inputs", "recovery_attempts", "workflow_deadline_epoch_ms",
     "authenticated_user", "authenticated_roles", "assumed_role", "serialization",
+    "attributes",  # a stored trace carrier: the run's span continues its starter's trace
 )
 
 CLAIM_FOR_RECOVERY = Statement(f"""

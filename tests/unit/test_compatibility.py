@@ -240,7 +240,7 @@ def test_every_listed_exception_names_something_of_2_31_1() -> None:
         for member, described in theirs.get("members", {}).items():
             known.add(f"{name}.{member}")
             known |= {f"{name}.{member}({p[0]})" for p in described.get("params") or []}
-    named = {n for n in readme_exceptions() if "*" not in n}  # "the otlp_* keys" names a family
+    named = {n for n in readme_exceptions() if "*" not in n}  # a name with "*" names a family
     assert sorted(named - known) == []
 
 

@@ -453,7 +453,6 @@ def test_ignored_keys_warn(warnings_log: pytest.LogCaptureFixture) -> None:
     resolve({"name": "app", "enable_otlp": True, "conductor_key": "k"})
     messages = [r.getMessage() for r in warnings_log.records]
     assert messages == [
-        "Configuration key enable_otlp is ignored: OpenTelemetry export is not built in",
         "Configuration key conductor_key is ignored: DBOS Conductor is a hosted service "
         "this library does not connect to",
     ]

@@ -27,6 +27,7 @@ def test_public_names_are_pinned() -> None:
             "EnqueueOptions",
             "PeeweeDatasource",
             "PortableWorkflowError",
+            "PropagateOtelContext",
             "Queue",
             "QueueRateLimit",
             "AsyncSQLAlchemyDatasource",
