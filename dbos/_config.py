@@ -72,6 +72,7 @@ class DBOSConfig(TypedDict, total=False):
     run_admin_server: Optional[bool]
     admin_port: Optional[int]
     admin_host: Optional[str]
+    admin_dashboard: Optional[bool]
     conductor_key: Optional[str]
     conductor_url: Optional[str]
     conductor_executor_metadata: Optional[Dict[str, Any]]
@@ -227,7 +228,7 @@ def config_from_yaml(data: Dict[str, Any]) -> DBOSConfig:
         if yaml_key in logs:
             flat.setdefault(key, logs[yaml_key])
     runtime = data.get("runtimeConfig", {})
-    for key in ("admin_port", "run_admin_server"):
+    for key in ("admin_port", "run_admin_server", "admin_dashboard"):
         if key in runtime:
             flat.setdefault(key, runtime[key])
     pool = data.get("database", {}).get("sys_db_pool_size")
@@ -486,6 +487,8 @@ class Settings:
     run_admin_server: bool = False
     admin_port: int = 3001
     admin_host: str = "127.0.0.1"
+    # The admin server also serves the dashboard at /dashboard (off: it changes state from a browser).
+    admin_dashboard: bool = False
     migrate_commands: List[str] = field(default_factory=list)
     serializer: Any = None
     application_datasource: Any = None
@@ -558,9 +561,9 @@ def resolve(config: DBOSConfig, yaml_data: Optional[Dict[str, Any]] = None) -> S
         shutdown_timeout_sec=_number(config, "shutdown_timeout_sec", 10.0),
         log_level=level,
         console_log_level=str(config.get("console_log_level") or level).upper(),
-        run_admin_server=_flag(config, "run_admin_server", False),
-        admin_port=config.get("admin_port") or 3001,
+        run_admin_server=_flag(config, "run_admin_server", False), admin_port=config.get("admin_port") or 3001,
         admin_host=config.get("admin_host") or "127.0.0.1",
+        admin_dashboard=_flag(config, "admin_dashboard", False),
         migrate_commands=list(sections.get("database", {}).get("migrate", [])),
         serializer=config.get("serializer"),
         application_datasource=config.get("application_datasource"),

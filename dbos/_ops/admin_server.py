@@ -51,6 +51,7 @@ from .admin_json import (
     workflow_json,
 )
 from .admin_origin import check_host, check_origin
+from .dashboard_api import ENDPOINTS, Endpoint, engine_request, serve
 from .management import EngineManagement
 
 logger = logging.getLogger("dbos")
@@ -66,6 +67,7 @@ class Reply:
     body: Any = None  # anything JSON can encode; nothing is sent with 204
     headers: Dict[str, str] = field(default_factory=dict)
     text: Optional[str] = None  # a plain-text answer in place of JSON (health, deactivation)
+    content_type: Optional[str] = None  # of ``text``, if not plain text (the dashboard's files)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class Call:
     engine: Engine
     workflow_id: str
     body: Any
+    headers: Any = None
+    dashboard: bool = False  # whether this server serves the dashboard (admin_dashboard)
 
 
 # ----------------------------------------------------------------------
@@ -248,6 +252,16 @@ def _route(method: str, path: str, handler: Handler, body: str = "none", *,
     return Route(method, re.compile(f"^{path}$"), handler, body, changes, bad_json)
 
 
+def on_engine(endpoint: Endpoint) -> Handler:
+    """A dashboard endpoint on the served engine; 404 unless ``admin_dashboard`` is on."""
+    def handler(call: Call) -> Reply:
+        if not call.dashboard:
+            raise HTTPError(404, "The dashboard is off on this admin server: set admin_dashboard: true")
+        answer = serve(endpoint, engine_request(call.engine, call.workflow_id, call.body, call.headers))
+        return Reply(answer.status, answer.body, text=answer.text, content_type=answer.content_type)
+    return handler
+
+
 _ID = "/workflows/(?P<id>[^/]+)"
 ROUTES = (
     _route("GET", "/dbos-healthz", health, changes=False),
@@ -265,6 +279,7 @@ ROUTES = (
     _route("POST", f"{_ID}/resume", resume),
     _route("POST", f"{_ID}/restart", restart),
     _route("POST", f"{_ID}/fork", fork, "optional", bad_json=500),
+    *(_route(e.method, e.path, on_engine(e), e.body, changes=e.changes) for e in ENDPOINTS),
 )
 
 
@@ -306,9 +321,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # DBOS.destroy() never waits on a slow client
 
-    def __init__(self, host: str, port: int, engine: Engine) -> None:
+    def __init__(self, host: str, port: int, engine: Engine, dashboard: bool = False) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.engine = engine
+        self.dashboard = dashboard
         self.host = host
         super().__init__((host, port), AdminRequestHandler)
 
@@ -340,7 +356,7 @@ class AdminRequestHandler(BaseHTTPRequestHandler):
         if route.changes:
             check_origin(self.headers)
         body = self._body(route)
-        return route.handler(Call(server.engine, workflow_id, body))
+        return route.handler(Call(server.engine, workflow_id, body, self.headers, server.dashboard))
 
     def _body(self, route: Route) -> Any:
         mode = route.body
@@ -390,7 +406,7 @@ class AdminRequestHandler(BaseHTTPRequestHandler):
 def _encoded(reply: Reply) -> Tuple[bytes, str]:
     """The bytes of an answer and their Content-Type."""
     if reply.text is not None:
-        return reply.text.encode(), "text/plain; charset=utf-8"
+        return reply.text.encode(), reply.content_type or "text/plain; charset=utf-8"
     return (b"" if reply.status == 204 else json.dumps(reply.body, default=str).encode()), "application/json"
 
 
@@ -409,9 +425,9 @@ def _length(header: str) -> int:
 class AdminServer:
     """The admin server of one launched engine, listening until ``stop``."""
 
-    def __init__(self, engine: Engine, host: str, port: int) -> None:
+    def __init__(self, engine: Engine, host: str, port: int, dashboard: bool = False) -> None:
         try:
-            self._server = _Server(host, port, engine)
+            self._server = _Server(host, port, engine, dashboard)
         except OSError as exc:
             raise DBOSInitializationError(
                 f"The admin server cannot listen on {host}:{port} ({exc.strerror or exc}): "
