@@ -90,7 +90,8 @@ def shipped_migration_versions(migrations_dir: Path) -> List[int]:
 def test_wheel_holds_the_package_data(installed: Installed) -> None:
     with zipfile.ZipFile(installed.wheel) as wheel:
         names = set(wheel.namelist())
-    expected = ("__init__.py", "config.schema.json", "py.typed", "_sysdb/backend.py")
+    expected = ("__init__.py", "config.schema.json", "py.typed", "_sysdb/backend.py",
+                *(f"_static/dashboard/{name}" for name in ("index.html", "app.js", "style.css")))
     assert {f"dbos/{name}" for name in expected} <= names
     repo_sql = sorted(p.name for p in (REPO / "migrations").glob("*.sql"))
     assert repo_sql and {f"dbos/_migrations/{name}" for name in repo_sql} <= names

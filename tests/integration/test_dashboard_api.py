@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, cast
@@ -70,7 +72,6 @@ def name_of(func: Callable[..., Any]) -> str:
 
 
 def free_port() -> int:
-    import socket
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -264,7 +265,6 @@ def test_standalone_server_over_a_system_database(sys_db_url: str) -> None:
     sysdb = SystemDatabase(sys_db_url)
     sysdb.migrate()
     server = DashboardServer("127.0.0.1", 0, Management(sysdb, Codec()))
-    import threading
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
