@@ -258,7 +258,7 @@ def on_engine(endpoint: Endpoint) -> Handler:
         if not call.dashboard:
             raise HTTPError(404, "The dashboard is off on this admin server: set admin_dashboard: true")
         answer = serve(endpoint, engine_request(call.engine, call.workflow_id, call.body, call.headers))
-        return Reply(answer.status, answer.body, text=answer.text, content_type=answer.content_type)
+        return Reply(answer.status, answer.body, answer.headers, answer.text, answer.content_type)
     return handler
 
 

@@ -14,7 +14,7 @@ servers also refuse such pages by their ``Origin``/``Sec-Fetch-Site``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import Message
 from importlib import resources
 from typing import Any, Callable, Dict, List, Optional
@@ -45,6 +45,16 @@ PREFIX = "/dashboard"
 REQUEST_HEADER = "X-DBOS-Request"
 # Rows of a workflow's messages, streams and descendants shown at most.
 DETAIL_MAX = 500
+# The page runs only its own files, and no other site may frame it (a framed
+# page's clicks would be same-origin requests, past the origin checks).
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                               "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 _STATIC = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
            "style.css": "text/css; charset=utf-8"}
 
@@ -66,6 +76,7 @@ class Answer:
     body: Any = None
     text: Optional[str] = None  # a static file, with its content type
     content_type: Optional[str] = None
+    headers: Dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,7 +121,7 @@ def static_file(request: Request) -> Answer:
     if name not in _STATIC:
         raise HTTPError(404, f"No such dashboard file: {name}")
     text = resources.files("dbos").joinpath(f"_static/dashboard/{name}").read_text(encoding="utf-8")
-    return Answer(200, text=text, content_type=_STATIC[name])
+    return Answer(200, text=text, content_type=_STATIC[name], headers=PAGE_HEADERS)
 
 
 # ----------------------------------------------------------------------

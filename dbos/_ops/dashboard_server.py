@@ -61,7 +61,7 @@ class DashboardRequestHandler(AdminRequestHandler):
             check_origin(self.headers)
         body = self._body(route)
         answer = serve(endpoint, Request(server.management, server.schedules, item, body, self.headers))
-        return Reply(answer.status, answer.body, text=answer.text, content_type=answer.content_type)
+        return Reply(answer.status, answer.body, answer.headers, answer.text, answer.content_type)
 
 
 def _find(method: str, path: str) -> Tuple[Route, Endpoint, str]:

@@ -255,6 +255,7 @@ def test_the_page_is_served_with_its_files(launch: Callable[..., Page]) -> None:
                        ("/dashboard/style.css", "text/css")):
         status, headers, text = page.call("GET", path)
         assert status == 200 and headers["Content-Type"].startswith(kind) and text
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]  # no clicks through a frame
     assert page.call("GET", "/dashboard/secret.py")[0] == 404
     # The page writes recorded values as text only.
     _, _, script = page.call("GET", "/dashboard/app.js")
