@@ -21,6 +21,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 from .._clock import now_ms
 from .._engine.engine import Engine
+from .._engine.registry import get_registry
+from .._queues.limits import QueueConfig
 from .._queues.schedule_runner import schedules_changed
 from .._queues.schedules import Schedules
 from .admin_json import HTTPError
@@ -68,6 +70,8 @@ class Request:
     item: str
     body: Any
     headers: Message
+    # The limits of queues declared in this process's code (the admin server's); not in the database.
+    declared: Dict[str, QueueConfig] = field(default_factory=dict)
 
 
 @dataclass
@@ -95,7 +99,8 @@ class Endpoint:
 def engine_request(engine: Engine, item: str, body: Any, headers: Message) -> Request:
     """A call on a launched engine's admin server: managed as its application."""
     schedules = Schedules(engine.sysdb, engine.codec, engine.identity.app_name, schedules_changed)
-    return Request(EngineManagement(engine), schedules, item, body, headers)
+    declared = {name: queue.config() for name, queue in get_registry().queues.items()}
+    return Request(EngineManagement(engine), schedules, item, body, headers, declared)
 
 
 def require_request_header(headers: Message) -> None:
@@ -230,6 +235,8 @@ def queues(request: Request) -> Answer:
     def queue(name: str) -> Dict[str, Any]:
         return found.setdefault(name, {"name": name, "limits": None, "depth": {}, "in_flight": {},
                                        "oldest_enqueued_at": None})
+    for name, config in request.declared.items():
+        queue(name)["limits"] = declared_limits(config)
     for row in sysdb.list_queues():
         queue(row["name"])["limits"] = {k: row[k] for k in _LIMITS}
     for row in sysdb.queue_depths():
@@ -240,6 +247,16 @@ def queues(request: Request) -> Answer:
     for row in sysdb.queue_in_flight():
         queue(row["queue_name"])["in_flight"][row["executor_id"] or ""] = int(row["workflows"])
     return Answer(200, {"queues": sorted(found.values(), key=lambda q: q["name"]), "now": now_ms()})
+
+
+def declared_limits(config: QueueConfig) -> Dict[str, Any]:
+    """A queue declared in code, with the columns of a registered queue's limits."""
+    limiter = config.limiter
+    return {"concurrency": config.concurrency, "worker_concurrency": config.worker_concurrency,
+            "rate_limit_max": limiter["limit"] if limiter else None,
+            "rate_limit_period_sec": limiter["period"] if limiter else None,
+            "priority_enabled": config.priority_enabled, "partition_queue": config.partition_queue,
+            "application_name": None}
 
 
 def executors(request: Request) -> Answer:

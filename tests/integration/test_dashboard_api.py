@@ -228,6 +228,7 @@ def test_queues_executors_rates_and_schedules(launch: Callable[..., Page]) -> No
     result(DBOS.start_workflow(app["two_steps"], 1))
     DBOS.create_schedule(schedule_name="nightly", workflow_fn=app["scheduled"], schedule="0 0 * * *")
     found = {q["name"]: q for q in page.get("/queues")["queues"]}["dash-queue"]
+    assert found["limits"]["concurrency"] == 1  # declared in code, known to the admin server
     assert found["depth"].get("ENQUEUED", 0) + found["depth"].get("PENDING", 0) == 3
     assert sum(found["in_flight"].values()) == found["depth"].get("PENDING", 0)
     executors = page.get("/executors")
