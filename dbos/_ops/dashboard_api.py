@@ -121,6 +121,11 @@ def serve(endpoint: Endpoint, request: Request) -> Answer:
 # ----------------------------------------------------------------------
 
 
+def to_page(request: Request) -> Answer:
+    """The page's files are relative to ``/dashboard/``: send the browser there."""
+    return Answer(308, {"location": f"{PREFIX}/"}, headers={"Location": f"{PREFIX}/"})
+
+
 def static_file(request: Request) -> Answer:
     name = request.item or "index.html"
     if name not in _STATIC:
@@ -146,6 +151,10 @@ def list_page(request: Request) -> Answer:
     return Answer(200, {"workflows": rows, "after": after})
 
 
+BULK_STATUSES = {"cancel": ["PENDING", "ENQUEUED", "DELAYED"],
+                 "resume": ["CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"]}
+
+
 def bulk(request: Request) -> Answer:
     """Cancel or resume every workflow the filters select (up to ``BULK_MAX``)."""
     body = as_object(request.body, "POST /dashboard/api/bulk")
@@ -153,8 +162,9 @@ def bulk(request: Request) -> Answer:
     if action not in ("cancel", "resume"):
         raise HTTPError(400, f"'action' must be cancel or resume, got {action!r}")
     filters = {**list_filters(body.get("filters")), "limit": BULK_MAX}
-    active = ["PENDING", "ENQUEUED", "DELAYED"] if action == "cancel" else ["CANCELLED", "ENQUEUED"]
-    filters["status"] = [s for s in filters.get("status", active) if s in active]
+    # Only what the action applies to: a bulk resume must not start enqueued work past its queue's limits.
+    eligible = BULK_STATUSES[action]
+    filters["status"] = [s for s in filters.get("status", eligible) if s in eligible]
     ids = [s.workflow_id for s in request.management.list_workflows(filters)] if filters["status"] else []
     management = request.management
     done = (management.cancel(ids) if action == "cancel" else management.resume(ids)) if ids else []
@@ -314,6 +324,7 @@ def _on_schedule(action: str) -> Callable[[Request], Answer]:
 _API = f"{PREFIX}/api"
 _WF = f"{_API}/workflows/(?P<id>[^/]+)"
 ENDPOINTS = (
+    Endpoint("GET", PREFIX, to_page),
     Endpoint("GET", f"{PREFIX}/", static_file),
     Endpoint("GET", f"{PREFIX}/(?P<id>[^/]+)", static_file),
     Endpoint("POST", f"{_API}/workflows", list_page),

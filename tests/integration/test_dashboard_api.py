@@ -217,6 +217,13 @@ def test_fork_restart_delete_and_bulk(launch: Callable[..., Page]) -> None:
     status, done = page.post("/bulk", {"action": "cancel", "filters": {"id_prefix": "bulk-"}})
     assert status == 200 and sorted(done["workflow_ids"]) == ["bulk-0", "bulk-1", "bulk-2"]
     assert {h.get_status().status for h in handles} == {"CANCELLED"}
+    status, done = page.post("/bulk", {"action": "resume", "filters": {"id_prefix": "bulk-", "status": "SUCCESS"}})
+    assert (status, done["workflow_ids"]) == (200, [])  # a finished workflow is not resumed
+    status, done = page.post("/bulk", {"action": "resume", "filters": {"id_prefix": "bulk-"}})
+    assert status == 200 and sorted(done["workflow_ids"]) == ["bulk-0", "bulk-1", "bulk-2"]
+    for i in range(3):
+        DBOS.send(f"bulk-{i}", i, topic="go")
+    assert sorted(result(DBOS.retrieve_workflow(f"bulk-{i}")) for i in range(3)) == [0, 1, 2]
 
 
 def test_queues_executors_rates_and_schedules(launch: Callable[..., Page]) -> None:
@@ -258,6 +265,7 @@ def test_the_page_is_served_with_its_files(launch: Callable[..., Page]) -> None:
         assert status == 200 and headers["Content-Type"].startswith(kind) and text
         assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]  # no clicks through a frame
     assert page.call("GET", "/dashboard/secret.py")[0] == 404
+    assert page.call("GET", "/dashboard")[0] == 200  # redirected to /dashboard/
     # The page writes recorded values as text only.
     _, _, script = page.call("GET", "/dashboard/app.js")
     assert "innerHTML" not in script and "X-DBOS-Request" in script
@@ -283,12 +291,17 @@ def test_standalone_server_over_a_system_database(sys_db_url: str) -> None:
         sysdb.close()
 
 
-def test_dbos_dashboard_command_serves_until_ctrl_c(sys_db_url: str, tmp_path: Any) -> None:
+@pytest.mark.parametrize("where", ["url", "config file"])
+def test_dbos_dashboard_command_serves_until_ctrl_c(sys_db_url: str, tmp_path: Any, where: str) -> None:
     sysdb = SystemDatabase(sys_db_url)
     sysdb.migrate()
     sysdb.close()
     port = free_port()
-    proc = subprocess.Popen([*DBOS_CLI, "dashboard", sys_db_url, "--port", str(port)],
+    named = [sys_db_url]
+    if where == "config file":  # found in the working directory, as by the other commands
+        (tmp_path / "dbos_config.yaml").write_text(f"name: shop\nsystem_database_url: '{sys_db_url}'\n")
+        named = []
+    proc = subprocess.Popen([*DBOS_CLI, "dashboard", *named, "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(tmp_path),
                             env={**os.environ, "PYTHONPATH": os.getcwd()})
     try:
