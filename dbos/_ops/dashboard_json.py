@@ -20,6 +20,7 @@ from .admin_json import HTTPError
 from .management import StepInfo
 
 PAGE_MAX = 500
+SHORT = 100  # characters of a value shown on one line
 # A bulk action acts on at most this many of the filtered workflows at once.
 BULK_MAX = 10_000
 
@@ -111,9 +112,11 @@ def shown(value: Any) -> Optional[str]:
     if value is None:
         return None
     try:
-        return json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False)
+        text = json.dumps(value, sort_keys=True, ensure_ascii=False)
     except (TypeError, ValueError):
         return repr(value)
+    # One line while it fits one; a long value is easier to read laid out.
+    return text if len(text) <= SHORT else json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
 
 def error_text(error: Any) -> Optional[str]:
