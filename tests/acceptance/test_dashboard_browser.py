@@ -101,10 +101,12 @@ class Page:
             return ""
 
     def texts(self, css: str) -> List[str]:
-        return [e.text for e in self.driver.find_elements(By.CSS_SELECTOR, css)]
+        """The texts of the elements, read again if the live refresh replaced them meanwhile."""
+        found = self.until(lambda d: ([e.text for e in d.find_elements(By.CSS_SELECTOR, css)],), css)
+        return list(found[0])
 
     def text(self, css: str) -> str:
-        return str(self.driver.find_element(By.CSS_SELECTOR, css).text)
+        return str(self.until(lambda d: (d.find_element(By.CSS_SELECTOR, css).text,), css)[0])
 
     def click(self, css: str) -> None:
         """Click, again if the live refresh replaced the element meanwhile."""
@@ -144,9 +146,7 @@ def test_filter_the_list(page: Page) -> None:
 def test_recorded_markup_is_shown_as_text(page: Page) -> None:
     page.open("#/workflows")
     page.until(lambda d: MARKUP_ID in row_ids(page), "the workflow whose ID is markup")
-    row = page.driver.find_element(By.CSS_SELECTOR, "tr.workflow-row a.mono")
-    cells = page.driver.find_elements(By.XPATH, "//tr[@class='workflow-row']//b")
-    assert cells == [] and row is not None  # no <b> element came from the data
+    assert page.texts("#workflow-table b") == []  # no <b> element came from the data
     assert MARKUP_ID in page.texts("tr.workflow-row td.id")
 
 
