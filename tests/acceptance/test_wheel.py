@@ -102,6 +102,8 @@ def test_installed_package_is_the_wheel_not_the_working_tree(installed: Installe
     package = installed.package_dir
     assert package.is_relative_to(installed.venv), package
     assert (package / "config.schema.json").is_file()
+    # The dashboard's page is read from the installed package, as dashboard_api.static_file does.
+    assert "X-DBOS-Request" in (package / "_static" / "dashboard" / "app.js").read_text(encoding="utf-8")
     installed_sql = sorted(p.name for p in (package / "_migrations").glob("*.sql"))
     assert installed_sql == sorted(p.name for p in (REPO / "migrations").glob("*.sql"))
 
