@@ -76,6 +76,7 @@ class DBOSConfig(TypedDict, total=False):
     admin_port: Optional[int]
     admin_host: Optional[str]
     admin_token: Optional[str]
+    admin_dashboard: Optional[bool]
     conductor_key: Optional[str]
     conductor_url: Optional[str]
     conductor_executor_metadata: Optional[Dict[str, Any]]
@@ -226,7 +227,7 @@ def config_from_yaml(data: Dict[str, Any]) -> DBOSConfig:
     """Translate the YAML file's sections into a flat ``DBOSConfig``."""
     flat = {k: v for k, v in data.items() if k not in _YAML_SECTIONS}
     runtime = data.get("runtimeConfig", {})
-    for key in ("admin_port", "run_admin_server"):
+    for key in ("admin_port", "run_admin_server", "admin_dashboard"):
         if key in runtime:
             flat.setdefault(key, runtime[key])
     pool = data.get("database", {}).get("sys_db_pool_size")
@@ -486,8 +487,8 @@ class Settings:
     run_admin_server: bool = False
     admin_port: int = 3001
     admin_host: str = "127.0.0.1"
-    # Every admin request but the health check must carry it; required off loopback.
-    admin_token: Optional[str] = None
+    admin_token: Optional[str] = None  # every admin request but the health check must carry it
+    admin_dashboard: bool = False  # also serve the dashboard at /dashboard (off: it changes state)
     migrate_commands: List[str] = field(default_factory=list)
     serializer: Any = None
     application_datasource: Any = None
@@ -578,6 +579,7 @@ def _admin_settings(config: DBOSConfig) -> Dict[str, Any]:
         "admin_port": config.get("admin_port") or 3001,
         "admin_host": config.get("admin_host") or "127.0.0.1",
         "admin_token": config.get("admin_token") or os.environ.get(ADMIN_TOKEN_VARIABLE) or None,
+        "admin_dashboard": _flag(config, "admin_dashboard", False),
     }
 
 

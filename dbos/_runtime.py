@@ -465,7 +465,8 @@ def datasource_from_config(choice: Any, url: Optional[str]) -> Tuple[Optional[Da
 def _open_admin_server(engine: Engine, settings: Settings) -> Optional[AdminServer]:
     if not settings.run_admin_server:
         return None
-    return AdminServer(engine, settings.admin_host, settings.admin_port, settings.admin_token)
+    return AdminServer(engine, settings.admin_host, settings.admin_port, settings.admin_token,
+                       settings.admin_dashboard)
 
 
 def _recover_quietly(engine: Engine, seen: Dict[str, int]) -> None:

@@ -54,6 +54,7 @@ from .admin_json import (
 )
 from .admin_origin import check_binding, check_change, check_host, check_token
 from .admin_request import read_body
+from .dashboard_api import ENDPOINTS, Endpoint, engine_request, serve
 from .management import EngineManagement
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import exposition, figures
@@ -70,7 +71,7 @@ class Reply:
     body: Any = None  # anything JSON can encode; nothing is sent with 204
     headers: Dict[str, str] = field(default_factory=dict)
     text: Optional[str] = None  # a plain-text answer in place of JSON (health, deactivation)
-    content_type: str = "text/plain; charset=utf-8"  # that of ``text``
+    content_type: Optional[str] = None  # of ``text``, if not plain text (metrics, the dashboard's files)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class Call:
     engine: Engine
     workflow_id: str
     body: Any
+    headers: Any = None
+    dashboard: bool = False  # whether this server serves the dashboard (admin_dashboard)
 
 
 # ----------------------------------------------------------------------
@@ -262,6 +265,16 @@ def _route(method: str, path: str, handler: Handler, body: str = "none", *,
     return Route(method, re.compile(f"^{path}$"), handler, body, changes, bad_json, open)
 
 
+def on_engine(endpoint: Endpoint) -> Handler:
+    """A dashboard endpoint on the served engine; 404 unless ``admin_dashboard`` is on."""
+    def handler(call: Call) -> Reply:
+        if not call.dashboard:
+            raise HTTPError(404, "The dashboard is off on this admin server: set admin_dashboard: true")
+        answer = serve(endpoint, engine_request(call.engine, call.workflow_id, call.body, call.headers))
+        return Reply(answer.status, answer.body, answer.headers, answer.text, answer.content_type)
+    return handler
+
+
 _ID = "/workflows/(?P<id>[^/]+)"
 ROUTES = (
     _route("GET", "/dbos-healthz", health, changes=False, open=True),
@@ -282,6 +295,7 @@ ROUTES = (
     _route("POST", f"{_ID}/resume", resume),
     _route("POST", f"{_ID}/restart", restart),
     _route("POST", f"{_ID}/fork", fork, "optional", bad_json=500),
+    *(_route(e.method, e.path, on_engine(e), e.body, changes=e.changes, open=e.is_page) for e in ENDPOINTS),
 )
 
 
@@ -326,9 +340,10 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False  # DBOS.destroy() never waits on a slow client
     request_queue_size = 128  # the listen backlog: a burst of connections waits rather than being refused
 
-    def __init__(self, host: str, port: int, engine: Engine, token: Optional[str]) -> None:
+    def __init__(self, host: str, port: int, engine: Engine, token: Optional[str], dashboard: bool = False) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.engine = engine
+        self.dashboard = dashboard
         self.host = host
         self.token = token
         super().__init__((host, port), AdminRequestHandler)
@@ -363,7 +378,7 @@ class AdminRequestHandler(BaseHTTPRequestHandler):
         if route.changes:
             check_change(self.headers, self.command)
         body = read_body(self, route.body, route.bad_json)
-        return route.handler(Call(server.engine, workflow_id, body))
+        return route.handler(Call(server.engine, workflow_id, body, self.headers, server.dashboard))
 
     def _send(self, reply: Reply) -> None:
         data, kind = _encoded(reply)
@@ -392,17 +407,18 @@ class AdminRequestHandler(BaseHTTPRequestHandler):
 def _encoded(reply: Reply) -> Tuple[bytes, str]:
     """The bytes of an answer and their Content-Type."""
     if reply.text is not None:
-        return reply.text.encode(), reply.content_type
+        return reply.text.encode(), reply.content_type or "text/plain; charset=utf-8"
     return (b"" if reply.status == 204 else json.dumps(reply.body, default=str).encode()), "application/json"
 
 
 class AdminServer:
     """The admin server of one launched engine, listening until ``stop``."""
 
-    def __init__(self, engine: Engine, host: str, port: int, token: Optional[str] = None) -> None:
+    def __init__(self, engine: Engine, host: str, port: int, token: Optional[str] = None,
+                 dashboard: bool = False) -> None:
         check_binding(host, token)
         try:
-            self._server = _Server(host, port, engine, token)
+            self._server = _Server(host, port, engine, token, dashboard)
         except OSError as exc:
             raise DBOSInitializationError(
                 f"The admin server cannot listen on {host}:{port} ({exc.strerror or exc}): "

@@ -1,7 +1,8 @@
 """The ``dbos`` command line, with DBOS Transact's commands and options:
 ``version``, ``start``, ``init``, ``migrate``, ``reset``,
-``rename-application``, and the ``workflow`` and ``queue`` commands
-(``cli_workflows.py``) that inspect and manage recorded workflows.
+``rename-application``, the ``workflow`` and ``queue`` commands
+(``cli_workflows.py``) that inspect and manage recorded workflows, and
+``dashboard`` (``cli_dashboard.py``), which serves the dashboard.
 
 Database URLs come from ``--sys-db-url``/``--db-url``, else from the
 configuration file in the working directory (``cli_target.py``). A mistake
@@ -28,6 +29,7 @@ from .._sysdb.url import URLError
 from .._versions import package_version
 from ..error import DBOSException
 from . import launcher, migration_sql, starter
+from .cli_dashboard import add_dashboard_command
 from .cli_output import escaped
 from .cli_target import CLIError as CLIError
 from .cli_target import database_options, handled_by, resolve_target
@@ -60,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_reset_command(commands)
     add_rename_command(commands)
     add_workflow_commands(commands)
+    add_dashboard_command(commands)
     add_queue_commands(commands.add_parser(
         "queue", help="list queued workflows", description="Inspect workflow queues."))
     return parser

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from typing import Any, Dict, List, Optional, Sequence, TypedDict
+from typing import Any, Dict, List, Optional, Sequence, Tuple, TypedDict
 
 from .._clock import now_ms
 from .._config import config_schema
@@ -63,8 +63,11 @@ class Management:
     # Reading
     # ------------------------------------------------------------------
 
-    def list_workflows(self, filters: Dict[str, Any]) -> List[WorkflowStatus]:
-        rows = self.sysdb.list_workflows(build_query(self.app_name, filters))
+    def list_workflows(self, filters: Dict[str, Any], after: Optional[Tuple[int, str]] = None) -> List[WorkflowStatus]:
+        """``after``: keyset paging, the rows after this (created_at, workflow ID) in the listing's order."""
+        query = build_query(self.app_name, filters)
+        query.after = after
+        rows = self.sysdb.list_workflows(query)
         return [status_from_row(self.codec, row) for row in rows]
 
     def list_queued_workflows(self, filters: Dict[str, Any]) -> List[WorkflowStatus]:

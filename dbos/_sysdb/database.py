@@ -22,6 +22,7 @@ from .listing import ListingRows
 from .messages import MessageRows
 from .migrator import Migration, Migrator, latest_version
 from .outage import new_work
+from .overview import OverviewRows
 from .ownership import OwnershipRows
 from .queues import QueueRows
 from .schedules import ScheduleRows
@@ -31,7 +32,7 @@ from .versions import VersionRows
 
 
 class SystemDatabase(MessageRows, QueueRows, ListingRows, ForkRows, VersionRows, OwnershipRows, DelayedRows,
-                     ScheduleRows, ExecutorRows, GaugeRows, Storage):
+                     ScheduleRows, ExecutorRows, GaugeRows, OverviewRows, Storage):
     # The class each dialect's URLs get (see ``__init_subclass__``).
     _by_dialect: Dict[str, Type["SystemDatabase"]] = {}
     dialect: str = "sqlite"

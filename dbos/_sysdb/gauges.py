@@ -9,18 +9,20 @@ the queue indexes answer (``idx_workflow_status_in_flight`` and the
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from .connection import Connection
 from .statements import Statement
 
 # Rows of this application, and unclaimed rows (as listings select them).
 _OWNED = "(application_name IS NULL OR application_name = :application_name)"
+# The same, or every application's rows when none is named (the dashboard's view).
+_OWNED_OR_ALL = "(:application_name IS NULL OR application_name IS NULL OR application_name = :application_name)"
 
 QUEUE_DEPTHS = Statement(f"""
     SELECT queue_name, status, COUNT(*), MIN(created_at), {{db_now_ms}}
     FROM {{workflow_status}}
-    WHERE queue_name IS NOT NULL AND status IN ('ENQUEUED', 'PENDING', 'DELAYED') AND {_OWNED}
+    WHERE queue_name IS NOT NULL AND status IN ('ENQUEUED', 'PENDING', 'DELAYED') AND {_OWNED_OR_ALL}
     GROUP BY queue_name, status
 """)
 
@@ -30,7 +32,7 @@ EXECUTORS_BY_VERSION = Statement(f"""
 
 
 class GaugeRows(Connection):
-    def queue_depths(self, application_name: str) -> List[Dict[str, Any]]:
+    def queue_depths(self, application_name: Optional[str] = None) -> List[Dict[str, Any]]:
         rows = self.rows(QUEUE_DEPTHS, application_name=application_name)
         return [{"queue": queue, "status": status, "depth": int(count),
                  "oldest_age_ms": max(0, int(now) - int(oldest))}

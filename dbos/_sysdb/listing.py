@@ -49,6 +49,9 @@ FORKED = "was_forked_from = :was_forked_from"
 HAS_PARENT = {True: "parent_workflow_id IS NOT NULL", False: "parent_workflow_id IS NULL"}
 # Rows of these applications, and unclaimed rows.
 OWNED = "(application_name IS NULL OR application_name IN (:application_names))"
+# The rows after a page's last one, in either order (the order's own tie-break).
+AFTER = {False: "(created_at > :after_at OR (created_at = :after_at AND workflow_uuid > :after_id))",
+         True: "(created_at < :after_at OR (created_at = :after_at AND workflow_uuid < :after_id))"}
 ORDER = {False: " ORDER BY created_at ASC, workflow_uuid ASC", True: " ORDER BY created_at DESC, workflow_uuid DESC"}
 PAGE = " LIMIT :limit OFFSET :offset"
 # Columns a listing leaves out unless asked, by the flag that asks.
@@ -108,6 +111,9 @@ class ListingRows(Connection):
         if query.attributes is not None:
             clauses.append(self._attributes_match())
             params["attributes"] = query.attributes
+        if query.after is not None:
+            clauses.append(AFTER[query.sort_desc])
+            params["after_at"], params["after_id"] = query.after
         if query.application_names is not None:
             clauses.append(OWNED)
             params["application_names"] = query.application_names

@@ -106,6 +106,8 @@ class ListQuery:
     limit: Optional[int] = None
     offset: Optional[int] = None
     sort_desc: bool = False
+    # Keyset paging: only rows after this (created_at, workflow_uuid) in the listing's order.
+    after: Optional[Tuple[int, str]] = None
     load_input: bool = True
     load_output: bool = True
 

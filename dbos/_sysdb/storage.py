@@ -329,8 +329,9 @@ class Storage(Protocol):
 
     # -- gauges (gauges.py) --------------------------------------------------
 
-    def queue_depths(self, application_name: str) -> List[Dict[str, Any]]:
-        """Queued workflows by queue and status: ``{queue, status, depth, oldest_age_ms}``."""
+    def queue_depths(self, application_name: Optional[str] = None) -> List[Dict[str, Any]]:
+        """Queued workflows by queue and status: ``{queue, status, depth, oldest_age_ms}``, of
+        ``application_name`` and unclaimed rows (None: every application's)."""
         ...
 
     def executor_counts(self, application_name: str) -> Dict[str, int]:
@@ -348,4 +349,30 @@ class Storage(Protocol):
 
     def on_connection(self, dbapi_connection: Any) -> ContextManager[None]:
         """The block's operations run on the caller's connection, in its transaction (committed by the caller)."""
+        ...
+
+    # -- what the dashboard summarises (overview.py) --------------------------
+
+    def queue_in_flight(self) -> List[Dict[str, Any]]:
+        """PENDING queued workflows per queue and executor."""
+        ...
+
+    def outcomes_per_minute(self, since_ms: int) -> List[Dict[str, Any]]:
+        """Workflows finished since ``since_ms``, per minute (epoch ms // 60000) and final status."""
+        ...
+
+    def list_executors(self) -> List[Dict[str, Any]]:
+        """Every executor's heartbeat row, with the database's clock and its PENDING count."""
+        ...
+
+    def pending_by_version(self) -> List[Dict[str, Any]]:
+        """Unfinished workflows per application version and status."""
+        ...
+
+    def workflow_messages(self, workflow_id: str, limit: int) -> List[Dict[str, Any]]:
+        """Messages sent to a workflow, read or not, oldest first."""
+        ...
+
+    def workflow_streams(self, workflow_id: str, limit: int) -> List[Dict[str, Any]]:
+        """A workflow's stream values by key and offset."""
         ...

@@ -90,7 +90,8 @@ def shipped_migration_versions(migrations_dir: Path) -> List[int]:
 def test_wheel_holds_the_package_data(installed: Installed) -> None:
     with zipfile.ZipFile(installed.wheel) as wheel:
         names = set(wheel.namelist())
-    expected = ("__init__.py", "config.schema.json", "py.typed", "_sysdb/backend.py")
+    expected = ("__init__.py", "config.schema.json", "py.typed", "_sysdb/backend.py",
+                *(f"_static/dashboard/{name}" for name in ("index.html", "app.js", "style.css")))
     assert {f"dbos/{name}" for name in expected} <= names
     repo_sql = sorted(p.name for p in (REPO / "migrations").glob("*.sql"))
     assert repo_sql and {f"dbos/_migrations/{name}" for name in repo_sql} <= names
@@ -101,6 +102,8 @@ def test_installed_package_is_the_wheel_not_the_working_tree(installed: Installe
     package = installed.package_dir
     assert package.is_relative_to(installed.venv), package
     assert (package / "config.schema.json").is_file()
+    # The dashboard's page is read from the installed package, as dashboard_api.static_file does.
+    assert "X-DBOS-Request" in (package / "_static" / "dashboard" / "app.js").read_text(encoding="utf-8")
     installed_sql = sorted(p.name for p in (package / "_migrations").glob("*.sql"))
     assert installed_sql == sorted(p.name for p in (REPO / "migrations").glob("*.sql"))
 

@@ -39,6 +39,12 @@ MUTATING: List[Tuple[str, str]] = [
     ("POST", "/dbos-workflow-recovery"), ("POST", "/dbos-garbage-collect"), ("POST", "/dbos-global-timeout"),
     ("POST", "/workflows/guarded/cancel"), ("POST", "/workflows/guarded/resume"),
     ("POST", "/workflows/guarded/restart"), ("POST", "/workflows/guarded/fork"),
+    # The dashboard's, served by the same server (admin_dashboard: true).
+    ("POST", "/dashboard/api/bulk"),
+    *(("POST", f"/dashboard/api/workflows/guarded/{action}") for action in ("cancel", "resume", "restart", "fork",
+                                                                            "delete")),
+    *(("POST", f"/dashboard/api/schedules/guarded/{action}") for action in ("pause", "resume", "trigger",
+                                                                            "backfill")),
 ]
 # What each mutating endpoint would do if it ran: cancel everything, delete everything.
 BODIES: Dict[str, bytes] = {
@@ -46,6 +52,8 @@ BODIES: Dict[str, bytes] = {
     "/dbos-garbage-collect": b'{"cutoff_epoch_timestamp_ms": 99999999999999}',
     "/dbos-global-timeout": b'{"cutoff_epoch_timestamp_ms": 99999999999999}',
     "/workflows/guarded/fork": b'{"start_step": 1}',
+    "/dashboard/api/bulk": b'{"action": "cancel", "filters": {}}',
+    "/dashboard/api/workflows/guarded/fork": b'{"start_step": 1}',
 }
 
 
@@ -77,7 +85,7 @@ def guarded(launch: Callable[..., Admin]) -> Iterator[Tuple[Admin, Callable[[], 
     def waiting() -> Any:
         return DBOS.recv("go", timeout_seconds=NEVER_S)
 
-    admin = launch()
+    admin = launch(admin_dashboard=True)
     with SetWorkflowID("guarded"):
         DBOS.start_workflow(waiting)
 

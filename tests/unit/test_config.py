@@ -432,6 +432,7 @@ def test_every_key_accepts_a_valid_value(workdir: Path, warnings_log: pytest.Log
         "admin_port": 65535,
         "admin_host": "0.0.0.0",
         "admin_token": "a-token-of-sixteen-or-more",
+        "admin_dashboard": True,
         "conductor_key": None,
         "conductor_url": None,
         "conductor_executor_metadata": {"region": "eu", "slots": [1, 2]},
