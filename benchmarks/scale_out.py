@@ -7,7 +7,8 @@ server's cost per workflow and per step.
 Runs against a private throwaway cluster (pgcluster.py), never the machine's
 own. Each repetition, on a fresh database:
 1. N worker processes (this file, ``_worker``) construct DBOS and wait;
-2. a DBOSClient in this process enqueues the jobs (timed on its own);
+2. a DBOSClient in this process enqueues the jobs one by one (timed on
+   its own);
 3. every worker launches at once, and the clock runs until the last job's
    row is SUCCESS (its ``updated_at``, so the observer's poll interval adds
    nothing);
@@ -157,17 +158,13 @@ def diff(after: Dict[str, Statement], before: Dict[str, Statement]) -> Dict[str,
     return out
 
 
-def enqueue_all(url: str, steps: int, jobs: int) -> float:
-    """Enqueue the jobs from a client; seconds per job."""
-    client = DBOSClient(system_database_url=url)
+def enqueue_all(client: DBOSClient, steps: int, jobs: int) -> float:
+    """Enqueue the jobs one by one; seconds per job."""
     options: EnqueueOptions = {"queue_name": QUEUE, "workflow_name": JOB_NAMES[steps]}
-    try:
-        started = time.perf_counter()
-        for i in range(jobs):
-            client.enqueue(options, i)
-        return (time.perf_counter() - started) / jobs
-    finally:
-        client.destroy()
+    started = time.perf_counter()
+    for i in range(jobs):
+        client.enqueue(options, i)
+    return (time.perf_counter() - started) / jobs
 
 
 def run_once(cluster: PrivateCluster, steps: int, workers: int, rep: int, args: argparse.Namespace) -> Run:
@@ -179,7 +176,13 @@ def run_once(cluster: PrivateCluster, steps: int, workers: int, rep: int, args: 
         for proc in procs:
             await_ready(proc)
         observer = Observer(cluster, database)
-        run = measure(observer, procs, steps, args)
+        # Open until the end: the server's CPU is read from live processes,
+        # so the client's backend must outlive the last reading.
+        client = DBOSClient(system_database_url=url)
+        try:
+            run = measure(observer, client, procs, steps, args)
+        finally:
+            client.destroy()
     finally:
         stop_workers(procs)
     time.sleep(0.5)  # exited backends flush their WAL counters to pg_stat_wal
@@ -190,14 +193,14 @@ def run_once(cluster: PrivateCluster, steps: int, workers: int, rep: int, args: 
     return run
 
 
-def measure(observer: Observer, procs: "List[subprocess.Popen[str]]", steps: int,
+def measure(observer: Observer, client: DBOSClient, procs: "List[subprocess.Popen[str]]", steps: int,
             args: argparse.Namespace) -> Run:
     cluster = observer.cluster
     base = pgcluster.reset_statements(cluster, observer.conn, observer.database)
     run: Run = {"steps": steps, "workers": len(procs), "jobs": args.jobs,
                 "wal0": pgcluster.wal_stats(observer.conn)}
     lsn, cpu0 = pgcluster.wal_lsn(observer.conn), cluster.server_cpu_s()
-    run["enqueue_ms"] = enqueue_all(cluster.url(observer.database), steps, args.jobs) * 1000
+    run["enqueue_ms"] = enqueue_all(client, steps, args.jobs) * 1000
     enqueued = diff(observer.statements(), base)
     run["enqueue_wal_bytes"] = pgcluster.wal_bytes_since(observer.conn, lsn)
     cpu1, app0 = cluster.server_cpu_s(), sum(pgcluster.process_cpu_s(p.pid) for p in procs)
