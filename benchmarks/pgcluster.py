@@ -212,7 +212,7 @@ def _logged_statements(log: str, database: str) -> Dict[str, Statement]:
             m = _LOGGED.match(line.strip())
             if not m or m.group(1) != database or m.group(2) != "postgres":
                 continue
-            key = re.sub(r"'[^']*'|\b\d+\b", "?", " ".join(m.group(4).split()))
+            key = re.sub(r"'[^']*'|\b\d+\b|\bNULL\b", "?", " ".join(m.group(4).split()))
             entry = found[key]
             entry.query = key
             entry.calls += 1

@@ -295,11 +295,15 @@ def main() -> None:
     parser.add_argument("--json-out", help="write every repetition's figures here")
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so the private cluster is stopped and deleted.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     with PrivateCluster() as cluster:
         print(f"private cluster on port {cluster.port}; statements from {cluster.statements_source}", flush=True)
         runs = run_all(cluster, args)
     report(runs, args)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt()
 
 
 def run_all(cluster: PrivateCluster, args: argparse.Namespace) -> Dict[str, List[Run]]:
@@ -334,4 +338,7 @@ if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "_worker":
         worker_main(sys.argv[2], sys.argv[3], float(sys.argv[4]))
     else:
-        main()
+        try:
+            main()
+        except KeyboardInterrupt:
+            sys.exit("interrupted; the private cluster was stopped and deleted")
