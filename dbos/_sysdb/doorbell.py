@@ -31,16 +31,18 @@ from .notifications import LISTENING
 logger = logging.getLogger("dbos")
 
 SUFFIX = ".dbos-notify"
-# A new socket announces itself, so that senders list the directory again at
-# once instead of at their next periodic listing.
-HELLO = "dbos::hello"
-# How long a sender trusts its list of peers (a listing costs a directory read).
+# A sender lists the directory again when its modification time changes (one
+# stat per ring, no listing), and at least this often.
 REFRESH_S = 1.0
+# File systems stamp times from a coarse clock (a few ms): a socket added in
+# the tick of a listing leaves the time unchanged, so a listing that recent
+# is not trusted until the tick is over.
+SAME_TICK_NS = 50_000_000
 # sun_path holds 108 bytes; longer directories are reached through a descriptor.
 MAX_PATH = 100
 # A datagram this big would be refused; receivers re-read everything instead.
 MAX_PAYLOAD = 4096
-_GONE = (errno.ECONNREFUSED, errno.ENOENT, errno.ENOTSOCK)
+_DEAD = (errno.ECONNREFUSED, errno.ENOTSOCK)
 _FULL = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS)
 
 
@@ -51,8 +53,8 @@ def directory_for(database_file: str) -> str:
 class Doorbell:
     """Sends keys to every socket in one directory; cheap for the writer.
 
-    The peer list is cached and listed again after ``REFRESH_S``, on a
-    hello, or never when the directory is missing (nobody listens)."""
+    The peer list is cached, and listed again when the directory changes;
+    while the directory is missing (nobody listens) a ring costs one stat."""
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
@@ -62,25 +64,26 @@ class Doorbell:
         self._sender.setblocking(False)
         self._peers: List[str] = []
         self._listed_at = -REFRESH_S
+        self._seen = -1  # the directory's mtime (ns) the cached list reflects
         self.own: Optional[str] = None  # this process's socket, never rung
         self._owed: Set[str] = set()  # peers whose queue was full: owed a "look at everything"
         self._lock = threading.Lock()
 
     def reach(self) -> None:
-        """Make the directory's sockets addressable (sun_path is short)."""
+        """Make the directory's sockets addressable: a path too long for
+        sun_path goes through a descriptor of the directory, opened anew
+        each time (the directory may have been removed and made again)."""
         if len(self.directory) + 48 <= MAX_PATH:
             return
-        self._dir_fd = os.open(self.directory, os.O_RDONLY)
+        old, self._dir_fd = self._dir_fd, os.open(self.directory, os.O_RDONLY)
         self._base = f"/proc/self/fd/{self._dir_fd}"
+        if old is not None:
+            os.close(old)
         if not os.path.isdir(self._base):
             raise OSError(f"cannot address sockets in {self.directory!r}: its path is too long")
 
     def path(self, name: str) -> str:
         return f"{self._base}/{name}"
-
-    def stale(self) -> None:
-        """A peer said hello: list again at the next ring."""
-        self._listed_at = -REFRESH_S
 
     def ring(self, keys: Sequence[str]) -> None:
         payload = "\n".join(dict.fromkeys(keys)).encode()
@@ -91,19 +94,24 @@ class Doorbell:
                 self._ring_one(name, payload)
 
     def _current_peers(self) -> List[str]:
-        now = time.monotonic()
-        if now - self._listed_at >= REFRESH_S:
+        try:
+            changed = os.stat(self.directory).st_mtime_ns
+        except OSError:
+            return []  # no directory: nobody listens
+        if changed != self._seen or time.monotonic() - self._listed_at >= REFRESH_S:
             with self._lock:
-                if now - self._listed_at >= REFRESH_S:
-                    self._peers = self._list()
-                    self._listed_at = now
+                self._relist(changed)
         return self._peers
 
-    def _list(self) -> List[str]:
+    def _relist(self, changed: int) -> None:
+        listed_at = time.time_ns()
         try:
-            return [name for name in os.listdir(self.directory) if name.endswith(".sock")]
+            self.reach()
+            self._peers = [name for name in os.listdir(self.directory) if name.endswith(".sock")]
         except OSError:
-            return []
+            self._peers = []
+        self._listed_at = time.monotonic()
+        self._seen = changed if listed_at - changed > SAME_TICK_NS else -1
 
     def _ring_one(self, name: str, payload: bytes) -> None:
         if name in self._owed:
@@ -114,13 +122,14 @@ class Doorbell:
         except OSError as exc:
             if exc.errno in _FULL:
                 self._owed.add(name)
-            elif exc.errno in _GONE:
-                self._forget(name)
+            elif exc.errno in _DEAD or exc.errno == errno.ENOENT:
+                self._forget(name, unlink=exc.errno in _DEAD)
 
-    def _forget(self, name: str) -> None:
-        """A dead process's socket: unlink it, and stop ringing it."""
+    def _forget(self, name: str, unlink: bool) -> None:
+        """Stop ringing a socket; unlink it if its process is dead."""
         try:
-            os.unlink(self.path(name))
+            if unlink:
+                os.unlink(self.path(name))
         except OSError:
             pass
         with self._lock:
@@ -158,7 +167,7 @@ class DoorbellListener(threading.Thread):
         self.name_in_directory = ""
 
     def bind(self) -> None:
-        """Create the directory and this process's socket, and say hello."""
+        """Create the directory and this process's socket."""
         doorbell = self._doorbell
         name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         # Bound under a name senders ignore, then renamed: a sender never
@@ -174,8 +183,6 @@ class DoorbellListener(threading.Thread):
                     raise
         os.rename(doorbell.path(name + ".tmp"), doorbell.path(name + ".sock"))
         self.name_in_directory = doorbell.own = name + ".sock"
-        doorbell.stale()
-        doorbell.ring([HELLO])
 
     def stop(self) -> None:
         self._halt.set()
@@ -205,9 +212,6 @@ class DoorbellListener(threading.Thread):
 
     def _hand_over(self, payload: bytes) -> None:
         for key in payload.decode(errors="replace").split("\n"):
-            if key == HELLO:
-                self._doorbell.stale()
-                continue
             if not key:
                 continue
             try:
