@@ -73,6 +73,13 @@ class SystemDatabase(MessageRows, QueueRows, ListingRows, ForkRows, VersionRows,
                     self._doorbell = open_doorbell(self.url.sqlite_path) or False
         return self._doorbell if isinstance(self._doorbell, Doorbell) else None
 
+    def close(self) -> None:
+        super().close()
+        with self._doorbell_lock:
+            doorbell, self._doorbell = self._doorbell, None
+        if isinstance(doorbell, Doorbell):
+            doorbell.close()  # its descriptors; a later ring opens it again
+
     # ------------------------------------------------------------------
     # The schema's lifecycle
     # ------------------------------------------------------------------
