@@ -92,11 +92,9 @@ class Engine:
         self._cancelled: Set[str] = set()
         self.deadlines = DeadlineTimer(lambda workflow_id: self.cancel([workflow_id]))
         self.listener = sysdb.listen(self.on_notification) if listen else None
-        # Without a listener waiters poll. With one they still re-check now and
-        # then, never more often than polling would.
-        self.poll_interval = (
-            max(LISTENER_RECHECK_S, poll_interval) if self.listener is not None else poll_interval
-        )
+        # Without a reliable listener waiters poll. With one they still
+        # re-check now and then, never more often than polling would.
+        self.poll_interval = max(LISTENER_RECHECK_S, poll_interval) if self.hears_all() else poll_interval
         self._init_lifecycle()
 
     def _init_lifecycle(self) -> None:
@@ -152,7 +150,7 @@ class Engine:
             self._cancelled.discard(workflow_id)
 
     def on_notification(self, key: str) -> None:
-        """A key another process notified (from the PostgreSQL listener)."""
+        """A key another process notified (from the listener)."""
         if key == LISTENING:
             self.catch_up()
             return
@@ -190,10 +188,14 @@ class Engine:
         with self._active_lock:
             if workflow_id in self._cancelled:
                 return True
-        if self.listener is not None:
+        if self.hears_all():
             return False
         outcome = self.sysdb.workflow_outcome(workflow_id)
         return outcome is not None and outcome.status == "CANCELLED"
+
+    def hears_all(self) -> bool:
+        """Whether every write of another process reaches this one's waiters."""
+        return self.listener is not None and self.listener.reliable
 
     def active_workflows(self) -> List[str]:
         with self._active_lock:

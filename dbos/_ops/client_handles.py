@@ -100,9 +100,9 @@ class ClientStorage:
         return ClientWaits(self.ready(), self.codec, self.waiters, poll_interval or self.poll_interval)
 
     def listen(self) -> None:
-        """Wake waits at once when another process notifies (PostgreSQL's LISTEN)."""
+        """Wake waits at once when another process notifies (LISTEN, or SQLite's doorbell)."""
         self._listener = self.sysdb.listen(self._on_key)
-        if self._listener is not None:
+        if self._listener is not None and self._listener.reliable:
             # Notifications can be lost across a reconnect: look again now and then.
             self.poll_interval = max(LISTENER_RECHECK_S, DEFAULT_POLL_S)
 

@@ -53,6 +53,9 @@ _sending: ContextVar[Optional[str]] = ContextVar("dbos_sysdb_sending", default=N
 # set, statements run there, in the caller's transaction, which the caller
 # commits or rolls back; nothing is retried, since the transaction is not ours.
 _foreign: ContextVar[Optional[Any]] = ContextVar("dbos_sysdb_foreign", default=None)
+# The keys notified in the outermost unit of work at hand, and its connection,
+# which announces them once that unit of work commits.
+_held: ContextVar[Optional[Tuple[Any, List[str]]]] = ContextVar("dbos_sysdb_held", default=None)
 
 
 def retried_since(count: int) -> bool:
@@ -190,7 +193,14 @@ class Connection:
 
     def notify(self, keys: Sequence[str]) -> None:
         """Tell other processes about ``keys`` when the unit of work at hand
-        commits. Nothing to tell here: processes sharing a SQLite file poll."""
+        commits (``announce``). Outside one of ours (a caller's transaction)
+        they are not told: their waiters find the write at their next poll."""
+        held = _held.get()
+        if held is not None and held[0] is self:
+            held[1].extend(keys)
+
+    def announce(self, keys: Sequence[str]) -> None:
+        """Tell other processes about ``keys``, just committed (SQLite's doorbell)."""
 
     # ------------------------------------------------------------------
     # Units of work
@@ -215,11 +225,27 @@ class Connection:
         if _foreign.get() is not None:
             yield _Joined()  # type: ignore[misc]
             return
+        outer = _held.get()
+        if outer is not None and outer[0] is self:  # the outer unit of work announces
+            yield from self._tries(transaction, None)
+            return
+        held: List[str] = []
+        token = _held.set((self, held))
+        try:
+            yield from self._tries(transaction, held)
+        finally:
+            _held.reset(token)
+        if held:
+            self.announce(held)
+
+    def _tries(self, transaction: bool, held: Optional[List[str]]) -> Iterator["Attempt"]:
         backoff: Optional[Backoff] = None
         while True:
             attempt = Attempt(self, transaction)
             failure = attempt.open()
             if failure is None:
+                if held:
+                    held.clear()  # a try lost to an outage: the next notifies again
                 token = _repeating.set(backoff is not None or _repeating.get())
                 try:
                     yield attempt

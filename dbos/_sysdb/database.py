@@ -10,10 +10,12 @@ PostgreSQL does better. ``SystemDatabase(url)`` builds whichever the URL names.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence, Type, Union
 
 from ..error import DBOSMigrationRequiredError, DBOSSystemDatabaseError
 from .delayed import DelayedRows
+from .doorbell import Doorbell, listen_on, open_doorbell
 from .errors import driver_error, permission_denied
 from .executors import ExecutorRows
 from .forks import ForkRows
@@ -36,6 +38,9 @@ class SystemDatabase(MessageRows, QueueRows, ListingRows, ForkRows, VersionRows,
     # The class each dialect's URLs get (see ``__init_subclass__``).
     _by_dialect: Dict[str, Type["SystemDatabase"]] = {}
     dialect: str = "sqlite"
+    # SQLite's doorbell, opened on first use; False where there is none.
+    _doorbell: Union[Doorbell, bool, None] = None
+    _doorbell_lock = threading.Lock()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -49,8 +54,31 @@ class SystemDatabase(MessageRows, QueueRows, ListingRows, ForkRows, VersionRows,
 
     def listen(self, on_key: Callable[[str], None]) -> Optional[Listening]:
         """Start waking ``on_key`` for keys other processes notify; None
-        where processes cannot notify each other (SQLite: waiters poll)."""
-        return None
+        where processes cannot notify each other (waiters poll): on SQLite,
+        through the doorbell beside the file (``doorbell.py``)."""
+        doorbell = self._doorbell_of()
+        return None if doorbell is None else listen_on(doorbell, on_key)
+
+    def announce(self, keys: Sequence[str]) -> None:
+        doorbell = self._doorbell_of()
+        if doorbell is not None:
+            doorbell.ring(keys)
+
+    def _doorbell_of(self) -> Optional[Doorbell]:
+        """This SQLite file's doorbell, opened on first use (never on PostgreSQL,
+        whose ``notify`` and ``listen`` go through the server)."""
+        if self._doorbell is None and self.url.is_sqlite:
+            with self._doorbell_lock:
+                if self._doorbell is None:
+                    self._doorbell = open_doorbell(self.url.sqlite_path) or False
+        return self._doorbell if isinstance(self._doorbell, Doorbell) else None
+
+    def close(self) -> None:
+        super().close()
+        with self._doorbell_lock:
+            doorbell, self._doorbell = self._doorbell, None
+        if isinstance(doorbell, Doorbell):
+            doorbell.close()  # its descriptors; a later ring opens it again
 
     # ------------------------------------------------------------------
     # The schema's lifecycle

@@ -23,6 +23,8 @@ class Listener(threading.Thread):
     An outage is told to the system database's ``OutageTracker``, which logs
     it once for the listener and the pool alike."""
 
+    reliable = True
+
     def __init__(self, url: DatabaseURL, on_key: Callable[[str], None],
                  outage: Optional[OutageTracker] = None) -> None:
         super().__init__(name="dbos-listener", daemon=True)

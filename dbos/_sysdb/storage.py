@@ -30,6 +30,11 @@ from .records import (
 
 
 class Listening(Protocol):
+    # Whether every committed key arrives while listening (PostgreSQL's
+    # LISTEN, which says LISTENING after a reconnect); SQLite's doorbell can
+    # drop one, so its waiters keep polling at the configured interval.
+    reliable: bool
+
     def stop(self) -> None:
         """Stop listening and close the connection."""
 
