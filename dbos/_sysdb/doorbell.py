@@ -165,6 +165,7 @@ class DoorbellListener(threading.Thread):
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._wake_r, self._wake_w = os.pipe()
         self.name_in_directory = ""
+        self.ready = threading.Event()  # set once the socket is in the directory, where senders find it
 
     def bind(self) -> None:
         """Create the directory and this process's socket."""
@@ -183,6 +184,7 @@ class DoorbellListener(threading.Thread):
                     raise
         os.rename(doorbell.path(name + ".tmp"), doorbell.path(name + ".sock"))
         self.name_in_directory = doorbell.own = name + ".sock"
+        self.ready.set()
 
     def stop(self) -> None:
         self._halt.set()

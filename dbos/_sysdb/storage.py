@@ -10,6 +10,7 @@ statements, one module per table group (named below each section).
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, ContextManager, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 from .._versions import VersionInfo
@@ -34,6 +35,8 @@ class Listening(Protocol):
     # LISTEN, which says LISTENING after a reconnect); SQLite's doorbell can
     # drop one, so its waiters keep polling at the configured interval.
     reliable: bool
+    # Set once other processes' notifications reach this one.
+    ready: threading.Event
 
     def stop(self) -> None:
         """Stop listening and close the connection."""
