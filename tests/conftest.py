@@ -3,6 +3,12 @@
 ``--backend sqlite|postgres`` (or DBOS_TEST_BACKEND) picks the system database
 for integration tests. PostgreSQL tests each get a fresh database on the
 server at DBOS_TEST_POSTGRES_URL, dropped afterwards.
+
+``sys_db_url`` names a system database that does not exist yet; ``config``,
+``dbos`` and ``sysdb`` put a database already migrated to the latest version
+at that same URL (copied from a template migrated once per session: see
+tests/migrated.py). A test about creating or migrating the database takes
+``sys_db_url`` alone, or ``fresh_config``.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import pytest
 
 from dbos import DBOS, DBOSConfig
 from dbos._sysdb import DatabaseURL, SystemDatabase
+from tests.migrated import PostgresSupplier, copy_sqlite, migrate_once
 from tests.probe import drop_database
 
 POSTGRES_SERVER = os.environ.get("DBOS_TEST_POSTGRES_URL", "postgresql://postgres@localhost:5432/postgres")
@@ -134,15 +141,53 @@ def sys_db_url(backend: str, request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(name))
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A SQLite system database file migrated to the latest version, to copy."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('template') / 'system.sqlite'}"
+    migrate_once(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_supplier() -> Iterator[PostgresSupplier]:
+    """Copies of a PostgreSQL template migrated once for the session (named
+    uniquely, so sessions running side by side do not share one)."""
+    template = postgres_url(f"dbos_template_{uuid.uuid4().hex[:12]}")
+    migrate_once(template)
+    supplier = PostgresSupplier(template)
+    yield supplier
+    for name in supplier.finish():
+        drop_later(postgres_url(name))
+    drop_later(template)
+
+
 @pytest.fixture
-def config(sys_db_url: str) -> DBOSConfig:
+def migrated_sys_db_url(sys_db_url: str, backend: str, request: pytest.FixtureRequest) -> str:
+    """``sys_db_url``, where a system database migrated to the latest version now exists."""
+    if backend == "postgres":
+        request.getfixturevalue("postgres_supplier").take(sys_db_url)
+    else:
+        copy_sqlite(str(request.getfixturevalue("sqlite_template")), sys_db_url)
+    return sys_db_url
+
+
+@pytest.fixture
+def fresh_config(sys_db_url: str) -> DBOSConfig:
+    """A configuration whose system database does not exist yet."""
     return DBOSConfig(name="test-app", system_database_url=sys_db_url)
 
 
 @pytest.fixture
-def sysdb(sys_db_url: str) -> Iterator[SystemDatabase]:
+def config(migrated_sys_db_url: str) -> DBOSConfig:
+    """A configuration whose system database exists, migrated to the latest version."""
+    return DBOSConfig(name="test-app", system_database_url=migrated_sys_db_url)
+
+
+@pytest.fixture
+def sysdb(migrated_sys_db_url: str) -> Iterator[SystemDatabase]:
     """A migrated system database on the chosen backend."""
-    db = SystemDatabase(sys_db_url)
+    db = SystemDatabase(migrated_sys_db_url)
     db.migrate()
     yield db
     db.close()
@@ -150,7 +195,7 @@ def sysdb(sys_db_url: str) -> Iterator[SystemDatabase]:
 
 @pytest.fixture
 def dbos(config: DBOSConfig) -> Iterator[type[DBOS]]:
-    """A launched DBOS on a fresh system database."""
+    """A launched DBOS on a fresh, already migrated system database."""
     DBOS(config=config)
     DBOS.launch()
     yield DBOS

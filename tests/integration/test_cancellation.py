@@ -78,9 +78,9 @@ def recorded_besides_sleep(url: str, workflow_id: str) -> List[str]:
 
 
 @pytest.fixture
-def config(sys_db_url: str) -> DBOSConfig:
+def config(migrated_sys_db_url: str) -> DBOSConfig:
     """Waiters never poll within a test's patience: only a wake-up ends a wait in time."""
-    return DBOSConfig(name="test-app", system_database_url=sys_db_url,
+    return DBOSConfig(name="test-app", system_database_url=migrated_sys_db_url,
                       notification_listener_polling_interval_sec=1000.0)
 
 

@@ -210,7 +210,7 @@ def make_database(url: str, kind: str) -> None:
 @pytest.mark.parametrize("lazy", [False, True])
 @pytest.mark.parametrize("kind", ["missing", "empty"])
 def test_a_client_made_before_any_launch_is_served_by_the_app_launched_later(
-        config: DBOSConfig, sys_db_url: str, kind: str, lazy: bool) -> None:
+        fresh_config: DBOSConfig, sys_db_url: str, kind: str, lazy: bool) -> None:
     make_database(sys_db_url, kind)
     client = DBOSClient(system_database_url=sys_db_url, lazy=lazy)
     try:
@@ -225,7 +225,7 @@ def test_a_client_made_before_any_launch_is_served_by_the_app_launched_later(
         def late(x: int) -> int:
             return x * 21
 
-        DBOS(config=config)
+        DBOS(config=fresh_config)
         DBOS.launch()
         assert handle.get_result(polling_interval_sec=0.05) == 42
         assert client.retrieve_workflow("early").get_status().status == "SUCCESS"
@@ -233,7 +233,7 @@ def test_a_client_made_before_any_launch_is_served_by_the_app_launched_later(
         client.destroy()
 
 
-def test_clients_and_a_launch_racing_to_migrate_all_succeed(config: DBOSConfig, sys_db_url: str) -> None:
+def test_clients_and_a_launch_racing_to_migrate_all_succeed(fresh_config: DBOSConfig, sys_db_url: str) -> None:
     Queue("raced")
 
     @DBOS.workflow(name="raced")
@@ -253,7 +253,7 @@ def test_clients_and_a_launch_racing_to_migrate_all_succeed(config: DBOSConfig, 
     threads = [threading.Thread(target=first_call, args=(c,)) for c in clients]
     for thread in threads:
         thread.start()
-    DBOS(config=config)
+    DBOS(config=fresh_config)
     start.wait()
     try:
         DBOS.launch()

@@ -137,10 +137,10 @@ class Kit:
 
 
 @pytest.fixture(params=KINDS)
-def kit(request: pytest.FixtureRequest, app_url: str, sys_db_url: str) -> Iterator[Kit]:
+def kit(request: pytest.FixtureRequest, app_url: str, migrated_sys_db_url: str) -> Iterator[Kit]:
     ds = create(request.param, app_url)
     observe(app_url, "CREATE TABLE items (name TEXT PRIMARY KEY)")
-    DBOS(config=DBOSConfig(name="ds-test", system_database_url=sys_db_url))
+    DBOS(config=DBOSConfig(name="ds-test", system_database_url=migrated_sys_db_url))
     DBOS.launch()
     wait_for_launch_recovery()
     yield Kit(request.param, app_url, ds)

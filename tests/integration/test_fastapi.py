@@ -47,8 +47,8 @@ def app_db_url(backend: str, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def app(example: ModuleType, sys_db_url: str, app_db_url: str) -> FastAPI:
-    created: FastAPI = example.create_app(app_config(sys_db_url, app_db_url))
+def app(example: ModuleType, migrated_sys_db_url: str, app_db_url: str) -> FastAPI:
+    created: FastAPI = example.create_app(app_config(migrated_sys_db_url, app_db_url))
     return created
 
 

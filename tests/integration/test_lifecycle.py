@@ -118,15 +118,15 @@ def dbos_records(caplog: pytest.LogCaptureFixture, level: int) -> List[str]:
 
 
 def test_second_construction_returns_first_instance_and_ignores_its_config(
-    config: DBOSConfig, tmp_path: Path
+    fresh_config: DBOSConfig, tmp_path: Path
 ) -> None:
     other_url = f"sqlite:///{tmp_path / 'other.sqlite'}"
-    first = DBOS(config=config)
+    first = DBOS(config=fresh_config)
     second = DBOS(config=DBOSConfig(name="other-app", system_database_url=other_url))
     assert second is first
     assert DBOS.config is not None and DBOS.config["name"] == "test-app"
     DBOS.launch()
-    assert database_exists(str(config["system_database_url"]))
+    assert database_exists(str(fresh_config["system_database_url"]))
     assert not os.path.exists(tmp_path / "other.sqlite")
     assert DBOS.get_latest_application_version().application_name == "test-app"
 
@@ -230,9 +230,9 @@ def test_using_dbos_before_construction_says_it_is_not_initialized() -> None:
 
 
 def test_using_dbos_before_launch_raises_not_launched(
-    config: DBOSConfig, sys_db_url: str
+    fresh_config: DBOSConfig, sys_db_url: str
 ) -> None:
-    DBOS(config=config)
+    DBOS(config=fresh_config)
     for call in (DBOS.list_application_versions, DBOS.get_latest_application_version):
         with pytest.raises(DBOSNotLaunchedError) as info:
             call()
@@ -254,9 +254,9 @@ def test_launch_without_an_instance_does_nothing(sys_db_url: str) -> None:
 
 
 def test_launch_migrates_and_registers_the_application_version(
-    config: DBOSConfig, sys_db_url: str
+    fresh_config: DBOSConfig, sys_db_url: str
 ) -> None:
-    DBOS(config=config)
+    DBOS(config=fresh_config)
     DBOS.launch()
     assert table_names(sys_db_url) >= SYSTEM_TABLES
     assert migration_version(sys_db_url) == latest_version()
@@ -321,11 +321,11 @@ def test_computed_version_depends_on_registered_workflows(config: DBOSConfig) ->
 
 @pytest.mark.parametrize("existing", ["missing", "unmigrated"])
 def test_launch_without_migrations_names_the_dbos_migrate_command(
-    config: DBOSConfig, sys_db_url: str, existing: str, tmp_path: Path
+    fresh_config: DBOSConfig, sys_db_url: str, existing: str, tmp_path: Path
 ) -> None:
     if existing == "unmigrated":
         create_unmigrated_database(sys_db_url)
-    DBOS(config={**config, "run_migrations": False, "dbos_system_schema": "app_sys"})
+    DBOS(config={**fresh_config, "run_migrations": False, "dbos_system_schema": "app_sys"})
     with pytest.raises(DBOSMigrationRequiredError) as info:
         DBOS.launch()
     assert isinstance(info.value, DBOSInitializationError)
@@ -470,13 +470,13 @@ def test_reset_without_an_instance_drops_the_given_database(
 
 
 def test_reset_truncate_empties_tables_and_keeps_schema(
-    config: DBOSConfig, sys_db_url: str
+    fresh_config: DBOSConfig, sys_db_url: str
 ) -> None:
-    DBOS(config={**config, "dbos_system_schema": "app_sys", "application_version": "v1"})
+    DBOS(config={**fresh_config, "dbos_system_schema": "app_sys", "application_version": "v1"})
     DBOS.launch()
     DBOS.destroy()
     assert stored_versions(sys_db_url, "app_sys") == {"v1"}
-    DBOS(config={**config, "dbos_system_schema": "app_sys"})
+    DBOS(config={**fresh_config, "dbos_system_schema": "app_sys"})
     DBOS.reset_system_database(truncate=True)  # configured URL and schema
     assert table_names(sys_db_url, "app_sys") >= SYSTEM_TABLES
     assert migration_version(sys_db_url, "app_sys") == latest_version()
@@ -484,9 +484,9 @@ def test_reset_truncate_empties_tables_and_keeps_schema(
 
 
 def test_reset_truncate_without_an_instance_uses_the_given_schema(
-    config: DBOSConfig, sys_db_url: str
+    fresh_config: DBOSConfig, sys_db_url: str
 ) -> None:
-    DBOS(config={**config, "dbos_system_schema": "app_sys", "application_version": "v1"})
+    DBOS(config={**fresh_config, "dbos_system_schema": "app_sys", "application_version": "v1"})
     DBOS.launch()
     DBOS.destroy()
     DBOS.reset_system_database(system_database_url=sys_db_url, schema="app_sys", truncate=True)

@@ -371,8 +371,8 @@ def test_sql_enqueue_refuses_bad_input_and_duplicates(
     assert not exists(sys_db_url, "dup-1") and not exists(sys_db_url, "dup-2")
 
 
-def test_the_sql_functions_live_in_a_configured_schema(postgres_only: None, config: DBOSConfig) -> None:
-    url = config["system_database_url"]
+def test_the_sql_functions_live_in_a_configured_schema(postgres_only: None, fresh_config: DBOSConfig) -> None:
+    url = fresh_config["system_database_url"]
     assert url is not None
 
     @DBOS.workflow()
@@ -380,7 +380,7 @@ def test_the_sql_functions_live_in_a_configured_schema(postgres_only: None, conf
         return f"hello {name}"
 
     Queue("schema-q")
-    DBOS(config={**config, "dbos_system_schema": "app_sys"})
+    DBOS(config={**fresh_config, "dbos_system_schema": "app_sys"})
     DBOS.launch()
     script = (f"SELECT app_sys.enqueue_workflow('{getattr(greet, 'dbos_function_name')}', 'schema-q', "
               "ARRAY['\"ann\"'::json], workflow_id => 'schema-1');\n")
