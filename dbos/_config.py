@@ -18,22 +18,22 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, TypedDict
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, TypedDict
 
 import yaml
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
 
 from ._sysdb.url import DatabaseURL, URLError, mask_url
 from ._telemetry import telemetry_from_yaml, telemetry_settings
 from .error import DBOSConfigError, DBOSInitializationError
 
+if TYPE_CHECKING:  # imported where a configuration is validated: a command given a URL never needs it
+    from jsonschema import Draft202012Validator, ValidationError
+
 logger = logging.getLogger("dbos")
 
 CONFIG_FILENAMES = ("dbos_config.yaml", "dbos-config.yaml")
 SECRETS_DIR = "/run/secrets"
-# The admin token, where it is not in the configuration (kept out of files under version control).
-ADMIN_TOKEN_VARIABLE = "DBOS_ADMIN_TOKEN"
+ADMIN_TOKEN_VARIABLE = "DBOS_ADMIN_TOKEN"  # the admin token, kept out of files under version control
 
 
 class DBOSConfig(TypedDict, total=False):
@@ -246,7 +246,8 @@ _YAML_SECTIONS = ("language", "database", "runtimeConfig", "telemetry", "env")
 
 
 @lru_cache(maxsize=1)
-def _validator() -> Draft202012Validator:
+def _validator() -> "Draft202012Validator":
+    from jsonschema import Draft202012Validator
     text = resources.files("dbos").joinpath("config.schema.json").read_text()
     return Draft202012Validator(json.loads(text))
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ._config import (
     CONFIG_FILENAMES,
@@ -36,7 +36,6 @@ from ._engine.registry import clear_registry, get_registry
 from ._engine.transaction_async import install as install_datasource_steps
 from ._logger import configure_logging, dbos_logger
 from ._ops import interrupt, stop_signal
-from ._ops.admin_server import AdminServer
 from ._ops.migrate import migrate_command
 from ._queues.queue import INTERNAL_QUEUE
 from ._queues.schedule_runner import start_schedule_runner
@@ -47,6 +46,9 @@ from ._sysdb import SystemDatabase
 from ._sysdb.outage import new_work
 from ._versions import PATCHING_VERSION, compute_application_version
 from .error import DBOSException, DBOSNotLaunchedError
+
+if TYPE_CHECKING:  # imported when run: http.server and the dashboard cost 0.1 s at every start
+    from ._ops.admin_server import AdminServer
 
 # Queued workflows a process runs at once unless max_executor_threads says.
 # One thread each: 48 leaves room under 64 threads in all for the engine's
@@ -84,7 +86,7 @@ class Runtime:
         self.settings = settings
         self.sys_db: Optional[SystemDatabase] = None
         self.engine: Optional[Engine] = None
-        self.admin_server: Optional[AdminServer] = None
+        self.admin_server: Optional["AdminServer"] = None
         self.launched = False
         self.listen_queues: Optional[Set[str]] = None
         self.alert_handler: Optional[AlertHandler] = None
@@ -462,9 +464,10 @@ def datasource_from_config(choice: Any, url: Optional[str]) -> Tuple[Optional[Da
     return SQLAlchemyDatasource.from_url(url), True
 
 
-def _open_admin_server(engine: Engine, settings: Settings) -> Optional[AdminServer]:
+def _open_admin_server(engine: Engine, settings: Settings) -> Optional["AdminServer"]:
     if not settings.run_admin_server:
         return None
+    from ._ops.admin_server import AdminServer
     return AdminServer(engine, settings.admin_host, settings.admin_port, settings.admin_token,
                        settings.admin_dashboard)
 
