@@ -191,6 +191,11 @@ class Connection:
             self.backend.mark_prepared(sql)
         return self.statement(sql, values, read)
 
+    # Whether notified keys are held until the unit of work commits, then
+    # ``announce``d (SQLite's doorbell); a backend whose notification is part
+    # of the transaction says False and skips the holding on every unit of work.
+    announces_after_commit = True
+
     def notify(self, keys: Sequence[str]) -> None:
         """Tell other processes about ``keys`` when the unit of work at hand
         commits (``announce``). Outside one of ours (a caller's transaction)
@@ -226,7 +231,8 @@ class Connection:
             yield _Joined()  # type: ignore[misc]
             return
         outer = _held.get()
-        if outer is not None and outer[0] is self:  # the outer unit of work announces
+        # PostgreSQL's NOTIFY travels with the COMMIT itself: nothing to hold.
+        if not self.announces_after_commit or (outer is not None and outer[0] is self):
             yield from self._tries(transaction, None)
             return
         held: List[str] = []

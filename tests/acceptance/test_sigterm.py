@@ -45,15 +45,20 @@ def terminate(child: Child) -> None:
     assert "SIGTERM received" in child.log.read_text()
 
 
-def test_sigterm_with_a_short_timeout_leaves_the_workflow_pending_for_the_next_launch(
-        sys_db_url: str, tmp_path: Path, client: DBOSClient) -> None:
-    counts = tmp_path / "count"
-    child = Child(APP, tmp_path, "run", "run", sys_db_url, str(counts), WORKFLOW, "0.2", "1")
+def terminated_in_step_2(tmp_path: Path, sys_db_url: str, counts: Path, *settings: str) -> None:
+    """Run the app with ``settings`` (its shutdown timeout, then "1" if step 2 hangs) and SIGTERM it in step 2."""
+    child = Child(APP, tmp_path, "run", "run", sys_db_url, str(counts), WORKFLOW, *settings)
     try:
         child.expect("IN_STEP 2")
         terminate(child)
     finally:
         child.reap()
+
+
+def test_sigterm_with_a_short_timeout_leaves_the_workflow_pending_for_the_next_launch(
+        sys_db_url: str, tmp_path: Path, client: DBOSClient) -> None:
+    counts = tmp_path / "count"
+    terminated_in_step_2(tmp_path, sys_db_url, counts, "0.2", "1")
     found = statuses(client)
     assert found[WORKFLOW] == "PENDING"
     assert [found[w] for w in BEHIND] == ["ENQUEUED"] * 3
@@ -74,12 +79,7 @@ def test_sigterm_with_a_short_timeout_leaves_the_workflow_pending_for_the_next_l
 def test_sigterm_with_a_long_timeout_lets_the_workflow_finish_and_claims_no_more(
         sys_db_url: str, tmp_path: Path, client: DBOSClient) -> None:
     counts = tmp_path / "count"
-    child = Child(APP, tmp_path, "run", "run", sys_db_url, str(counts), WORKFLOW, "60", "0")
-    try:
-        child.expect("IN_STEP 2")
-        terminate(child)
-    finally:
-        child.reap()
+    terminated_in_step_2(tmp_path, sys_db_url, counts, "60", "0")
     found = statuses(client)
     assert found[WORKFLOW] == "SUCCESS"
     assert client.retrieve_workflow(WORKFLOW).get_result() == 14
