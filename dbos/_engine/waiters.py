@@ -11,6 +11,8 @@ from __future__ import annotations
 import threading
 from typing import Dict, List, Optional
 
+from .._sysdb.notifications import QUEUE_PREFIX
+
 
 class Waiters:
     """Wakes local waiters the moment a local execution records an outcome."""
@@ -42,8 +44,10 @@ class Waiters:
             event.set()
 
     def wake_all(self) -> None:
-        """Wake every waiter, to look again at what it waits for."""
+        """Wake every waiter, to look again at what it waits for; but not the
+        queue workers, which look again at their next poll anyway."""
         with self._lock:
-            events = [event for events in self._events.values() for event in events]
+            events = [event for key, events in self._events.items() if not key.startswith(QUEUE_PREFIX)
+                      for event in events]
         for event in events:
             event.set()

@@ -46,6 +46,21 @@ class Intake(Protocol):
     def wake(self, queue_name: str) -> None:
         """Let the worker of ``queue_name`` look now rather than at its next poll."""
 
+    def admit(self, queue_name: str) -> Optional["Admission"]:
+        """A slot to run a job enqueued here at once, if the queue's worker
+        here has one free, nothing waits before it, and no limit is shared
+        with other processes; None otherwise."""
+
+
+class Admission(Protocol):
+    """A slot a worker reserved for one job enqueued in this process."""
+
+    def start(self, row: Dict[str, Any]) -> None:
+        """The job's row is written, claimed by this executor: run it."""
+
+    def cancel(self) -> None:
+        """The job was not written (or another row stood there): free the slot."""
+
 
 # The launched process's intake; None before launch and after destroy.
 _intake: Optional[Intake] = None
@@ -264,15 +279,41 @@ def write_enqueued(engine: Engine, queue: Queue, launch: Launch,
                    policy: Optional[DuplicationPolicy] = None) -> None:
     """Write the row; under "return-existing" a held deduplication ID makes
     ``launch`` the holder's (its ``workflow_id`` changes). A refusal is
-    checkpointed in the parent, so its replay is refused alike."""
+    checkpointed in the parent, so its replay is refused alike. Where this
+    process's worker admits it, the row is written claimed, and runs at once."""
+    admission = _admit(engine, queue, launch.row)
     try:
         launch.workflow_id, found = insert_enqueued(engine.sysdb, launch.row, launch.link, policy)
-    except DBOSQueueDeduplicatedError as exc:
-        record_refusal(engine, launch.link, exc)
+    except BaseException as exc:
+        if admission is not None:
+            admission.cancel()
+        if isinstance(exc, DBOSQueueDeduplicatedError):
+            record_refusal(engine, launch.link, exc)
         raise
+    created = found is not None and found.created
     if found is not None and not found.created:
         check_same_function(launch, found)
-    work_arrived(queue.name)
+    if admission is None:
+        work_arrived(queue.name)
+    elif created:
+        admission.start(launch.row)
+    else:
+        admission.cancel()
+
+
+def _admit(engine: Engine, queue: Queue, row: Dict[str, Any]) -> Optional[Admission]:
+    """A slot to start the enqueued ``row`` here at once, which then is written
+    claimed, as a worker's claim leaves it: PENDING, started now."""
+    if (_intake is None or row["status"] != "ENQUEUED" or row.get("queue_partition_key") is not None
+            or row["application_version"] != engine.identity.app_version):
+        return None
+    admission = _intake.admit(queue.name)
+    if admission is not None:
+        stamp = row["created_at"]
+        row.update(status="PENDING", started_at_epoch_ms=stamp, recovery_attempts=1)
+        if row["workflow_deadline_epoch_ms"] is None and row["workflow_timeout_ms"] is not None:
+            row["workflow_deadline_epoch_ms"] = stamp + row["workflow_timeout_ms"]
+    return admission
 
 
 def queue_named(name: str) -> Queue:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from .._engine.engine import Engine
 from .._engine.recovery import function_for, launch_from_row, run_from_row
 from .._engine.registry import get_registry
 from .._engine.workflow import submit
+from .._sysdb.notifications import queue_key
+from .._sysdb.queues import CLAIMED_FIELDS
 from .._sysdb.records import ClaimLimits
 from .limits import Limits, QueueConfig
 from .queue import INTERNAL, Queue, clear_intake, registered_queues, set_intake
@@ -40,10 +43,14 @@ class QueueWorkers:
         self.max_dispatch = max_dispatch
         self.listen = listen
         self._workers: Dict[str, "QueueWorker"] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._running: Dict[Slot, int] = {}  # per partition key (None: the queue is not partitioned)
         self._per_queue: Dict[str, int] = {}
         self._total = 0
+        # Queues whose worker found no room in the process's budget: woken
+        # when room comes back, whichever queue's work gave it back.
+        self._starved: Set[str] = set()
+        self._claiming: Set[str] = set()  # queues whose worker is claiming now
         self._halt = threading.Event()
         self._manager = threading.Thread(target=self._discover, name="dbos-queue-manager", daemon=True)
         self._manager.start()
@@ -72,6 +79,18 @@ class QueueWorkers:
         worker = self._workers.get(queue_name)
         if worker is not None:
             worker.wake.set()
+
+    def admit(self, queue_name: str) -> Optional["Admitted"]:
+        """A slot for a job enqueued here to start at once (see ``Intake.admit``)."""
+        worker = self._workers.get(queue_name)
+        limits = worker.fast_limits() if worker is not None else None
+        if worker is None or limits is None or self.engine.intake_stopped:
+            return None
+        slot: Slot = (queue_name, None)
+        if not self.reserve(slot, limits):
+            worker.drained = False  # this job waits in the queue: the next ones queue behind it
+            return None
+        return Admitted(worker, slot)
 
     def stop(self) -> None:
         with self._lock:
@@ -117,6 +136,53 @@ class QueueWorkers:
         with self._lock:
             return self._total
 
+    def reserve(self, slot: Slot, limits: Limits) -> bool:
+        """Count one more running in ``slot`` for a job enqueued here, unless
+        the limits leave no room or the queue's worker is claiming: what it
+        claims was counted against the room there was when it began."""
+        with self._lock:
+            if slot[0] in self._claiming:
+                return False
+            if self.free(slot, limits) <= 0:
+                self._starved.add(slot[0])
+                return False
+            self.started(slot)
+            return True
+
+    def begin_claim(self, slot: Slot, limits: Limits) -> int:
+        """The room a claim in ``slot`` may fill; jobs enqueued here wait until it ends."""
+        with self._lock:
+            budget = self.free(slot, limits)
+            if budget <= 0:  # under the lock: room given back after this wakes the worker
+                self._starved.add(slot[0])
+            else:
+                self._claiming.add(slot[0])
+            return budget
+
+    def end_claim(self, slot: Slot, claimed: int) -> None:
+        with self._lock:
+            for _ in range(claimed):
+                self.started(slot)
+            self._claiming.discard(slot[0])
+
+    def release(self, slot: Slot, count: int) -> None:
+        """Uncount ``count`` that ended (or never started), and wake the queues waiting for room."""
+        with self._lock:
+            self._running[slot] -= count
+            self._per_queue[slot[0]] -= count
+            self._total -= count
+            starved, self._starved = self._starved, set()
+        for queue_name in starved:
+            self.wake(queue_name)
+
+    def has_room(self, queue_name: str, limits: Limits) -> bool:
+        """Whether the queue may start more here; if not, its worker is woken when it may."""
+        with self._lock:
+            if self.free((queue_name, None), limits) > 0:
+                return True
+            self._starved.add(queue_name)
+            return False
+
     def started(self, slot: Slot) -> None:
         with self._lock:
             self._running[slot] = self._running.get(slot, 0) + 1
@@ -124,10 +190,7 @@ class QueueWorkers:
             self._total += 1
 
     def ended(self, slot: Slot) -> None:
-        with self._lock:
-            self._running[slot] -= 1
-            self._per_queue[slot[0]] -= 1
-            self._total -= 1
+        self.release(slot, 1)
         self.wake(slot[0])
 
 
@@ -140,11 +203,30 @@ class QueueWorker(threading.Thread):
         self.halt = threading.Event()
         self.polls = 0  # polls completed, successful or not
         self.polled = threading.Condition()
+        # Whether this worker's last claim found the queue empty (for this
+        # executor) with room to spare; until it does again, jobs enqueued
+        # here wait their turn in the queue rather than start at once.
+        self.drained = False
+        self._limits: Optional[Limits] = None  # as the last poll read them
+        self._promoted_at = 0.0
+
+    def fast_limits(self) -> Optional[Limits]:
+        """The limits under which a job enqueued here may skip the queue, if it may:
+        nothing waits before it, and every limit is this process's own."""
+        limits = self._limits
+        if (not self.drained or limits is None or self.halt.is_set() or self.queue.database_backed
+                or limits.partitioned or limits.global_concurrency is not None or limits.limiter is not None):
+            return None
+        return limits
 
     def run(self) -> None:
+        # Other processes' enqueues onto this queue wake it too (PostgreSQL's NOTIFY).
+        waiters, key = self.workers.engine.waiters, queue_key(self.queue.name)
+        waiters.register(key, self.wake)
         try:
             self._loop()
         finally:
+            waiters.unregister(key, self.wake)
             self.workers.retire(self)
 
     def _loop(self) -> None:
@@ -175,52 +257,91 @@ class QueueWorker(threading.Thread):
     def poll(self, config: QueueConfig) -> None:
         """Claim and start what the limits, as the queue's configuration says now, allow."""
         sysdb = self.workers.engine.sysdb
-        sysdb.promote_delayed(self.queue.name)
+        self._promote(sysdb, config.polling_interval_sec)
         limits = config.resolved()
+        self._limits = limits
         keys: List[Optional[str]] = [None]
         if limits.partitioned:
             # In random order, so that no partition waits behind the others every time.
             keys = list(sysdb.queue_partitions(self.queue.name))
             random.shuffle(keys)
         for key in keys:
-            if self.halt.is_set() or self.workers.free((self.queue.name, None), limits) <= 0:
+            if self.halt.is_set():
+                return
+            if not self.workers.has_room(self.queue.name, limits):
+                self.drained = False
                 return
             self._claim_and_run(limits, key)
 
+    def _promote(self, sysdb: Any, interval: float) -> None:
+        """DELAYED rows come due on the polling interval's clock: a poll woken
+        by work arriving or ending, which may come every millisecond, skips it."""
+        now = time.monotonic()
+        if now - self._promoted_at >= interval * 0.9:
+            self._promoted_at = now
+            sysdb.promote_delayed(self.queue.name)
+
     def _claim_and_run(self, limits: Limits, key: Optional[str]) -> None:
         slot: Slot = (self.queue.name, key)
-        budget = self.workers.free(slot, limits)
+        budget = self.workers.begin_claim(slot, limits)
         if budget <= 0:
+            self.drained = False
             return
+        rows: List[Dict[str, Any]] = []
+        try:
+            rows = self._claim(limits, key, budget)
+        finally:
+            self.workers.end_claim(slot, len(rows))
+        self.drained = len(rows) < budget
+        for row in rows:
+            self.dispatch(slot, row, reserved=True)
+
+    def _claim(self, limits: Limits, key: Optional[str], budget: int) -> List[Dict[str, Any]]:
         limiter, partition_limiter = limits.limiter, limits.partition_limiter
         claim = ClaimLimits(
             budget, limits.global_concurrency, limiter["limit"] if limiter else None,
             limiter["period"] if limiter else None, key, limits.partition_concurrency,
             partition_limiter["limit"] if partition_limiter else None,
             partition_limiter["period"] if partition_limiter else None)
-        engine = self.workers.engine
-        identity = engine.identity
-        rows = engine.sysdb.claim_queued(self.queue.name, claim, identity.executor_id, identity.app_version,
-                                         identity.app_name)
-        for row in rows:
-            self._dispatch(slot, row)
+        identity = self.workers.engine.identity
+        return self.workers.engine.sysdb.claim_queued(self.queue.name, claim, identity.executor_id,
+                                                      identity.app_version, identity.app_name)
 
-    def _dispatch(self, slot: Slot, row: Dict[str, Any]) -> None:
+    def dispatch(self, slot: Slot, row: Dict[str, Any], reserved: bool = False) -> None:
+        """Run a claimed row in ``slot`` (counted already when ``reserved``)."""
         engine, workflow_id = self.workers.engine, row["workflow_uuid"]
         try:
             info = function_for(engine, workflow_id, row)
-            if info is None:
-                return
-            launch = launch_from_row(engine, info, workflow_id, row)
-            if launch is None:
-                return
-            steps = engine.sysdb.load_steps(workflow_id) if row["has_steps"] else {}
+            launch = launch_from_row(engine, info, workflow_id, row) if info is not None else None
+            if info is None or launch is None:
+                return self._unreserve(slot, reserved)
+            steps = engine.sysdb.load_steps(workflow_id) if row.get("has_steps") else {}
             run = run_from_row(info, workflow_id, row, steps)
         except Exception:
             logger.error(f"Could not start queued workflow {workflow_id}", exc_info=True)
-            return
-        self.workers.started(slot)
+            return self._unreserve(slot, reserved)
+        if not reserved:
+            self.workers.started(slot)
         submit(engine, launch, run).add_done_callback(lambda _: self.workers.ended(slot))
+
+    def _unreserve(self, slot: Slot, reserved: bool) -> None:
+        if reserved:
+            self.workers.ended(slot)
+
+
+class Admitted:
+    """A slot reserved for one job enqueued in this process (``QueueWorkers.admit``)."""
+
+    def __init__(self, worker: QueueWorker, slot: Slot) -> None:
+        self.worker = worker
+        self.slot = slot
+
+    def start(self, row: Dict[str, Any]) -> None:
+        claimed = {field: row.get(field) for field in CLAIMED_FIELDS}
+        self.worker.dispatch(self.slot, claimed, reserved=True)
+
+    def cancel(self) -> None:
+        self.worker.workers.ended(self.slot)
 
 
 def start_workers(engine: Engine, max_dispatch: int, listen: Optional[Set[str]] = None) -> QueueWorkers:

@@ -29,6 +29,14 @@ def stream_key(workflow_id: str, key: str) -> str:
     return f"stream::{workflow_id}::{key}"
 
 
+QUEUE_PREFIX = "queue::"
+
+
+def queue_key(queue_name: str) -> str:
+    """Work was enqueued on the queue: its workers look now."""
+    return f"{QUEUE_PREFIX}{queue_name}"
+
+
 CANCEL_PREFIX = "cancel::"
 
 

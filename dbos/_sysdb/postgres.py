@@ -96,6 +96,7 @@ SET_EVENT = Statement(
 class PostgresSystemDatabase(SystemDatabase):
     dialect = "postgres"
     announces_after_commit = False  # NOTIFY is sent in the transaction and delivered at its COMMIT
+    notifies_enqueues = True
 
     def notify(self, keys: Sequence[str]) -> None:
         for key in dict.fromkeys(keys):

@@ -11,6 +11,7 @@ the transaction so two processes never both spend the same budget.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .._clock import now_ms
@@ -49,16 +50,31 @@ PICK = {False: Statement(_PICK.format(where=_WHOLE)), True: Statement(_PICK.form
 
 # has_steps: whether an earlier execution (or a fork's copy) recorded steps,
 # so that only such workflows read their steps before running.
-TAKE = Statement(f"""
-    UPDATE {{workflow_status}} SET status = 'PENDING', executor_id = :executor_id,
+_TAKE_SET = """
+    UPDATE {workflow_status} SET status = 'PENDING', executor_id = :executor_id,
         application_version = :app_version, application_name = :app_name,
         started_at_epoch_ms = :now, updated_at = :now,
         recovery_attempts = recovery_attempts + 1,
         workflow_deadline_epoch_ms = COALESCE(workflow_deadline_epoch_ms, :now + workflow_timeout_ms)
-    WHERE workflow_uuid IN (:workflow_ids) AND status = 'ENQUEUED'
+"""
+_TAKE_RETURNING = f"""
     RETURNING {", ".join(CLAIMED_FIELDS)}, EXISTS (SELECT 1 FROM {{operation_outputs}} o
         WHERE o.workflow_uuid = {{workflow_status}}.workflow_uuid)
-""")
+"""
+TAKE = Statement(_TAKE_SET + "WHERE workflow_uuid IN (:workflow_ids) AND status = 'ENQUEUED'" + _TAKE_RETURNING)
+
+# A claim that spends no shared budget picks and takes in one statement,
+# committed by itself: one round trip, where a transaction of PICK and TAKE
+# costs four. The pick is materialised so that it runs once, whatever plan
+# the UPDATE gets.
+def _claim_at_once(where: str) -> Statement:
+    pick = _PICK.format(where=where)
+    return Statement(f"WITH picked AS MATERIALIZED ({pick})" + _TAKE_SET
+                     + "WHERE workflow_uuid IN (SELECT workflow_uuid FROM picked) AND status = 'ENQUEUED'"
+                     + _TAKE_RETURNING)
+
+
+CLAIM_AT_ONCE = {False: _claim_at_once(_WHOLE), True: _claim_at_once(_PARTITION)}
 
 # What a claim whose COMMIT went through but whose answer was lost took: its
 # rows carry the claim's stamp, so its retry hands them over after all.
@@ -142,32 +158,44 @@ LATEST_VERSION = Statement(
     "SELECT version_name FROM {application_versions} ORDER BY version_timestamp DESC LIMIT 1")
 
 
+def _claimed(rows: List[Tuple[Any, ...]]) -> List[Dict[str, Any]]:
+    """Claimed rows as the dispatcher reads them."""
+    return [dict(zip(CLAIMED_FIELDS + ("has_steps",), r)) for r in rows]
+
+
 class QueueRows(Connection):
     def claim_queued(self, queue_name: str, limits: ClaimLimits, executor_id: str,
                      app_version: str, app_name: str) -> List[Dict[str, Any]]:
         """Move up to what the limits allow from ENQUEUED to PENDING here."""
         stamp = claim_stamp()  # the same in every try, so a retry finds what a lost COMMIT took
-        for attempt in self.attempts():
+        # Without a shared budget there is nothing to count under a lock, so no transaction.
+        for attempt in self.attempts(transaction=limits.shared):
             with attempt:
                 taken = self._reclaim(queue_name, executor_id, stamp) if repeating() else []
-                claimed = taken + self._claim(queue_name, limits, executor_id, app_version, app_name, stamp)
+                wanted = replace(limits, max_tasks=limits.max_tasks - len(taken))
+                claimed = taken + self._claim(queue_name, wanted, executor_id, app_version, app_name, stamp)
         return claimed
 
     def _reclaim(self, queue_name: str, executor_id: str, stamp: int) -> List[Dict[str, Any]]:
-        rows = self.rows(RECLAIM, queue_name=queue_name, executor_id=executor_id, now=stamp)
-        return [dict(zip(CLAIMED_FIELDS + ("has_steps",), r)) for r in rows]
+        return _claimed(self.rows(RECLAIM, queue_name=queue_name, executor_id=executor_id, now=stamp))
 
     def _claim(self, queue_name: str, limits: ClaimLimits, executor_id: str,
                app_version: str, app_name: str, stamp: int) -> List[Dict[str, Any]]:
-        if limits.shared:
-            self._lock_queue(queue_name)
+        partitioned = limits.partition_key is not None
+        where = {"queue_name": queue_name, "partition_key": limits.partition_key, "app_version": app_version,
+                 "app_name": app_name}
+        if not limits.shared:
+            if limits.max_tasks <= 0:
+                return []
+            rows = self.rows(CLAIM_AT_ONCE[partitioned], executor_id=executor_id, now=stamp,
+                             budget=limits.max_tasks, **where)
+            return _claimed(rows)
+        self._lock_queue(queue_name)
         budget = self._budget(queue_name, limits)
         if budget <= 0:
             return []
-        partitioned = limits.partition_key is not None
-        rows = self.rows(PICK[partitioned], queue_name=queue_name, partition_key=limits.partition_key,
-                         app_version=app_version, app_name=app_name, budget=budget)
-        return self._take([r[0] for r in rows], executor_id, app_version, app_name, stamp) if rows else []
+        picked = self.rows(PICK[partitioned], budget=budget, **where)
+        return self._take([r[0] for r in picked], executor_id, app_version, app_name, stamp) if picked else []
 
     def _lock_queue(self, queue_name: str) -> None:
         """Serialise the claimers of a queue with a shared budget, for the transaction."""
@@ -192,10 +220,8 @@ class QueueRows(Connection):
 
     def _take(self, ids: List[str], executor_id: str, app_version: str, app_name: str,
               stamp: int) -> List[Dict[str, Any]]:
-        rows = self.rows(TAKE, executor_id=executor_id, app_version=app_version, app_name=app_name, now=stamp,
-                         workflow_ids=ids)
-        names = CLAIMED_FIELDS + ("has_steps",)
-        return [dict(zip(names, r)) for r in rows]
+        return _claimed(self.rows(TAKE, executor_id=executor_id, app_version=app_version, app_name=app_name,
+                                  now=stamp, workflow_ids=ids))
 
     def queue_partitions(self, queue_name: str) -> List[str]:
         """Partition keys that have work waiting."""

@@ -20,7 +20,7 @@ from ..error import (
     DBOSWorkflowConflictIDError,
 )
 from .errors import UNIQUE, constraint_name, violation
-from .notifications import cancel_key
+from .notifications import cancel_key, queue_key
 from .records import Outcome, StartResult, StepWrite
 from .statements import Statement
 from .steps import RECORD_STEP, StepRows, step_params
@@ -37,8 +37,19 @@ _START = """
 @lru_cache(maxsize=64)
 def start_statement(columns: Tuple[str, ...]) -> Statement:
     """The start of a workflow whose row holds ``columns`` (each bound by its name)."""
+    return Statement(_start_sql(columns), prepare=True)
+
+
+def _start_sql(columns: Tuple[str, ...]) -> str:
     values = ", ".join(f":{column}" for column in columns)
-    return Statement(_START.format(columns=", ".join(columns), values=values), prepare=True)
+    return _START.format(columns=", ".join(columns), values=values)
+
+
+@lru_cache(maxsize=64)
+def notifying_start_statement(columns: Tuple[str, ...]) -> Statement:
+    """``start_statement`` that also notifies ``:notify_key`` (PostgreSQL only)."""
+    return Statement(f"WITH started AS ({_start_sql(columns)}) SELECT *, pg_notify('{{notify_channel}}', "
+                     ":notify_key) FROM started", prepare=True)
 
 
 RECORD_OUTCOME = Statement("""
@@ -127,6 +138,16 @@ DEAD_LETTER = Statement("""
 
 
 class WorkflowRows(StepRows):
+    # Whether an enqueue wakes the queue's workers in other processes as it
+    # commits (PostgreSQL's NOTIFY); elsewhere they find it at their next poll.
+    notifies_enqueues = False
+
+    def _start(self, row: Dict[str, Any]) -> Tuple[Statement, Dict[str, Any]]:
+        """The statement that starts ``row``, and its parameters."""
+        if self.notifies_enqueues and row.get("status") == "ENQUEUED" and row.get("queue_name"):
+            return notifying_start_statement(tuple(row)), {**row, "notify_key": queue_key(row["queue_name"])}
+        return start_statement(tuple(row)), row
+
     # ------------------------------------------------------------------
     # Starting and finishing
     # ------------------------------------------------------------------
@@ -138,17 +159,17 @@ class WorkflowRows(StepRows):
         transaction, so a child is never started without its parent knowing,
         nor by a parent that was cancelled (``DBOSWorkflowCancelledError``).
         """
-        statement = start_statement(tuple(row))
+        statement, params = self._start(row)
         try:
             if link is None:
-                found = self.one(statement, **row)
+                found = self.one(statement, **params)
             else:
-                found = self._start_linked(statement, row, link)
+                found = self._start_linked(statement, params, link)
         except DBOSSystemDatabaseError as exc:
             self._raise_if_deduplicated(exc, row)
             raise
         assert found is not None, "an upsert with RETURNING returns its row"
-        status, name, class_name, config_name, owner, queue, deadline = found
+        status, name, class_name, config_name, owner, queue, deadline = found[:7]
         return StartResult(owner == row.get("owner_xid"), status, name, class_name, config_name,
                            queue, deadline)
 
