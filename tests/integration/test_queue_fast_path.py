@@ -9,7 +9,8 @@ Reuses the queue tests' fixtures (``launch``, ``gates``) and helpers.
 
 from __future__ import annotations
 
-from typing import Callable, List
+import time
+from typing import Callable, List, TypeVar
 
 import pytest
 
@@ -19,6 +20,7 @@ from dbos._queues.queue import current_intake
 from tests.integration.test_queues import WAIT_S, Gates, Gauge, engine, gates, launch, wait_polls  # noqa: F401
 from tests.threads import result
 
+T = TypeVar("T")
 IDLE_POLL_S = 120.0  # longer than any wait here: a start cannot be a poll's doing
 
 
@@ -29,6 +31,15 @@ def polled_once(queue_name: str) -> None:
     assert worker is not None, f"no worker serves queue {queue_name}"
     with worker.polled:
         assert worker.polled.wait_for(lambda: worker.polls >= 1, WAIT_S), f"queue {queue_name} never polled"
+
+
+def enqueued_after_a_tick(enqueue: Callable[[], T]) -> T:
+    """Enqueue in a later millisecond: jobs of one priority are ordered by
+    creation time, and those created in the same millisecond in no order."""
+    start = time.time_ns() // 1_000_000
+    while time.time_ns() // 1_000_000 == start:
+        pass
+    return enqueue()
 
 
 def test_a_job_enqueued_on_an_idle_queue_is_written_claimed_and_starts_at_once(
@@ -74,7 +85,7 @@ def test_jobs_behind_a_full_worker_wait_in_order_and_the_drained_queue_is_skippe
     first = queue.enqueue(job, "a")
     assert status_row(first.workflow_id)["status"] == "PENDING"
     gauge.wait(lambda: gauge.total == 1, "the first job runs")
-    waiting = [queue.enqueue(job, label) for label in "bcd"]
+    waiting = [enqueued_after_a_tick(lambda: queue.enqueue(job, label)) for label in "bcd"]
     assert [status_row(h.workflow_id)["status"] for h in waiting] == ["ENQUEUED"] * 3
     for label in "abcd":
         gates.open(label)
