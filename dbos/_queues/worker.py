@@ -51,6 +51,7 @@ class QueueWorkers:
         # when room comes back, whichever queue's work gave it back.
         self._starved: Set[str] = set()
         self._claiming: Set[str] = set()  # queues whose worker is claiming now
+        self._passed_over: Set[str] = set()  # claiming queues that turned an enqueue away meanwhile
         self._halt = threading.Event()
         self._manager = threading.Thread(target=self._discover, name="dbos-queue-manager", daemon=True)
         self._manager.start()
@@ -142,6 +143,7 @@ class QueueWorkers:
         claims was counted against the room there was when it began."""
         with self._lock:
             if slot[0] in self._claiming:
+                self._passed_over.add(slot[0])
                 return False
             if self.free(slot, limits) <= 0:
                 self._starved.add(slot[0])
@@ -159,11 +161,16 @@ class QueueWorkers:
                 self._claiming.add(slot[0])
             return budget
 
-    def end_claim(self, slot: Slot, claimed: int) -> None:
+    def end_claim(self, slot: Slot, claimed: int) -> bool:
+        """Count what the claim took; whether an enqueue here was turned away
+        meanwhile (its row, written after the claim picked, waits in the queue)."""
         with self._lock:
             for _ in range(claimed):
                 self.started(slot)
             self._claiming.discard(slot[0])
+            passed_over = slot[0] in self._passed_over
+            self._passed_over.discard(slot[0])
+            return passed_over
 
     def release(self, slot: Slot, count: int) -> None:
         """Uncount ``count`` that ended (or never started), and wake the queues waiting for room."""
@@ -190,8 +197,14 @@ class QueueWorkers:
             self._total += 1
 
     def ended(self, slot: Slot) -> None:
+        """One dispatched from ``slot`` ended: its room may let a waiting job start.
+        A drained queue has none waiting here, so its worker sleeps on: waking
+        it for every job that ends would keep a claim in flight, which turns
+        the next enqueues away from starting at once."""
         self.release(slot, 1)
-        self.wake(slot[0])
+        worker = self._workers.get(slot[0])
+        if worker is not None and not worker.drained:
+            worker.wake.set()
 
 
 class QueueWorker(threading.Thread):
@@ -288,11 +301,12 @@ class QueueWorker(threading.Thread):
             self.drained = False
             return
         rows: List[Dict[str, Any]] = []
+        passed_over = True
         try:
             rows = self._claim(limits, key, budget)
         finally:
-            self.workers.end_claim(slot, len(rows))
-        self.drained = len(rows) < budget
+            passed_over = self.workers.end_claim(slot, len(rows))
+        self.drained = len(rows) < budget and not passed_over
         for row in rows:
             self.dispatch(slot, row, reserved=True)
 

@@ -68,6 +68,28 @@ def test_a_job_enqueued_on_an_idle_queue_is_written_claimed_and_starts_at_once(
     assert (status.status, status.recovery_attempts, status.queue_name) == ("SUCCESS", 1, "idle")
 
 
+def test_jobs_ending_on_a_drained_queue_do_not_wake_its_worker(launch: Callable[..., None]) -> None:
+    """A woken worker's claim in flight would turn the next enqueue away from
+    the fast path; a drained queue has nothing for it to claim."""
+    queue = Queue("quiet", polling_interval_sec=IDLE_POLL_S)
+
+    @DBOS.workflow()
+    def job(i: int) -> int:
+        return i
+
+    launch()
+    polled_once("quiet")
+    workers = current_intake()
+    worker = workers.worker("quiet") if workers is not None else None
+    assert worker is not None
+    polls = worker.polls
+    handles = [queue.enqueue(job, i) for i in range(20)]
+    assert [result(h) for h in handles] == list(range(20))
+    assert all(status_row(h.workflow_id)["started_at_epoch_ms"] == status_row(h.workflow_id)["created_at"]
+               for h in handles)
+    assert worker.polls == polls, "a job's end woke the drained queue's worker"
+
+
 def test_jobs_behind_a_full_worker_wait_in_order_and_the_drained_queue_is_skipped_again(
     launch: Callable[..., None], gates: Gates,
 ) -> None:
