@@ -283,79 +283,112 @@ def build_figures(ours: Values, reference: Optional[Values], ours_side: Side,
     return table
 
 
-# ---------------------------------------------------------------- targets (issue 8)
+# ---------------------------------------------------------------- targets (issue 19)
+
+Table = Dict[str, Dict[str, Any]]
+Check = Callable[[Table, str], Tuple[str, Optional[bool]]]
+
 
 @dataclass(frozen=True)
 class Target:
     name: str
     requirement: str
-    check: Callable[[Dict[str, Dict[str, Any]], str], Tuple[str, Optional[bool]]]
+    check: Check
 
 
-def _value(table: Dict[str, Dict[str, Any]], key: str, side: str = "ours") -> Optional[float]:
+def _value(table: Table, key: str, side: str = "ours") -> Optional[float]:
     row = table.get(key)
     return None if row is None else row.get(side)
 
 
-def _step_target(limit: float, backend: str) -> Callable[[Dict[str, Dict[str, Any]], str], Tuple[str, Optional[bool]]]:
-    def check(table: Dict[str, Dict[str, Any]], run_backend: str) -> Tuple[str, Optional[bool]]:
-        if run_backend != backend:
-            return "(other backend)", None
-        v = _value(table, "step_over_floor")
-        return ("n/a", None) if v is None else (f"{v:.2f}x the floor", v <= limit)
+def _by_backend(postgres: float, sqlite: float) -> Callable[[str], float]:
+    return lambda backend: postgres if backend == "postgres" else sqlite
+
+
+def _at_most(key: str, limit: Callable[[str], float], unit: str) -> Check:
+    def check(table: Table, backend: str) -> Tuple[str, Optional[bool]]:
+        v = _value(table, key)
+        return ("n/a", None) if v is None else (f"{v:.3g} {unit}", v <= limit(backend))
     return check
 
 
-def _seq_target(table: Dict[str, Dict[str, Any]], backend: str) -> Tuple[str, Optional[bool]]:
-    row = table.get("seq3_wps") or {}
-    adv = row.get("advantage")
-    return ("n/a (no reference)", None) if adv is None else (f"{adv:.2f}x the reference", adv >= 4)
-
-
-def _scaling_target(table: Dict[str, Dict[str, Any]], backend: str) -> Tuple[str, Optional[bool]]:
+def _scaling_target(table: Table, backend: str) -> Tuple[str, Optional[bool]]:
     v = _value(table, "thr16_over_1")
-    if v is None:
-        return "n/a", None
-    return (f"{v:.2f}x", v >= 2.5) if backend == "postgres" else (f"{v:.2f}x (PostgreSQL target)", None)
+    return ("n/a", None) if v is None else (f"{v:.2f}x", v >= (3.0 if backend == "postgres" else 2.0))
 
 
-def _queue_target(table: Dict[str, Dict[str, Any]], backend: str) -> Tuple[str, Optional[bool]]:
+def _queue_target(table: Table, backend: str) -> Tuple[str, Optional[bool]]:
     adv = (table.get("queue_jps") or {}).get("advantage")
     threads = _value(table, "queue_threads")
     if threads is None:
         return "n/a", None
     text = f"{'n/a' if adv is None else f'{adv:.2f}x'} the reference, {threads:.0f} threads"
-    return text, None if adv is None else (adv >= 5 and threads <= 64)
+    return text, None if adv is None else (adv >= 6 and threads <= 64)
 
 
-def _recovery_target(table: Dict[str, Dict[str, Any]], backend: str) -> Tuple[str, Optional[bool]]:
-    v = _value(table, "recovery_s")
-    return ("n/a", None) if v is None else (f"{v:.3f} s", v < 1.0)
+def _round_trip_target(table: Table, backend: str) -> Tuple[str, Optional[bool]]:
+    rt, floor = _value(table, "rt1_ms"), _value(table, "floor_ms")
+    if rt is None or not floor:
+        return "n/a", None
+    return f"{rt:.3f} ms = {rt / floor:.1f} floors", rt / floor <= 5
 
 
-def _round_trip_target(table: Dict[str, Dict[str, Any]], backend: str) -> Tuple[str, Optional[bool]]:
-    v = _value(table, "rt1_ms")
-    return ("n/a", None) if v is None else (f"{v:.3f} ms", v < 2.0)
+def _two_process_target(table: Table, backend: str) -> Tuple[str, Optional[bool]]:
+    rt, ev = _value(table, "rt2_ms"), _value(table, "ev2_ms")
+    if rt is None or ev is None:
+        return "n/a", None
+    text = f"send/recv {rt:.1f} ms, event {ev:.1f} ms"
+    return (text, rt < 10 and ev < 10) if backend == "sqlite" else (text + " (SQLite target)", None)
 
 
 TARGETS: Tuple[Target, ...] = (
-    Target("cost per step, PostgreSQL", "at most 1.5x the floor", _step_target(1.5, "postgres")),
-    Target("cost per step, SQLite (synchronous=FULL)", "at most 2x the floor", _step_target(2.0, "sqlite")),
-    Target("sequential 3-step workflows per second", "at least 4x the reference", _seq_target),
-    Target("3-step workflows, 16 threads over 1 thread, PostgreSQL", "at least 2.5x", _scaling_target),
-    Target("queue of 2,000 jobs: jobs/s, peak threads", "at least 5x the reference, at most 64 threads",
+    Target("queue of 2,000 jobs: jobs/s, peak threads", "at least 6x the reference, at most 64 threads",
            _queue_target),
-    Target("recovery of 1,000 pending workflows", "under 1 s", _recovery_target),
-    Target("send/recv round trip in one process", "under 2 ms on both", _round_trip_target),
+    Target("recovery of 1,000 pending workflows", "under 0.7 s",
+           _at_most("recovery_s", lambda _: 0.7, "s")),
+    Target("3-step workflows, 16 threads over 1 thread", "at least 3x (PostgreSQL), 2x (SQLite)",
+           _scaling_target),
+    Target("send/recv round trip in one process", "at most 5 commit floors", _round_trip_target),
+    Target("send/recv and event wake-up, two processes", "under 10 ms on SQLite", _two_process_target),
+    Target("CPU per step", "at most 60 us (PostgreSQL), 100 us (SQLite)",
+           _at_most("cpu_step_us", _by_backend(60, 100), "us")),
+    Target("CPU per empty workflow", "at most 120 us (PostgreSQL), 200 us (SQLite)",
+           _at_most("cpu_wf_us", _by_backend(120, 200), "us")),
 )
 
+# A figure this much worse than the baseline run's counts as a regression.
+REGRESSION = 1.10
 
-def evaluate_targets(table: Dict[str, Dict[str, Any]], backend: str) -> List[Dict[str, Any]]:
+
+def regressions(table: Table, baseline: Table) -> List[str]:
+    """The figures of ``table`` more than 10% worse than the same figure in ``baseline``."""
+    worse = []
+    for key, row in table.items():
+        now, then = row.get("ours"), (baseline.get(key) or {}).get("ours")
+        if now is None or then is None or key.startswith("floor") or not now or not then:
+            continue
+        ratio = then / now if row["higher_is_better"] else now / then
+        if ratio > REGRESSION:
+            worse.append(f"{key} {ratio:.2f}x worse")
+    return worse
+
+
+def _baseline_target(table: Table, baseline: Optional[Table]) -> Dict[str, Any]:
+    row: Dict[str, Any] = {"target": "no figure slower than the baseline run",
+                           "requirement": "by at most 10%", "measured": "n/a (no --baseline)", "met": None}
+    if baseline is not None:
+        worse = regressions(table, baseline)
+        row.update(measured=", ".join(worse) or "none slower", met=not worse)
+    return row
+
+
+def evaluate_targets(table: Table, backend: str, baseline: Optional[Table] = None) -> List[Dict[str, Any]]:
     rows = []
     for target in TARGETS:
         measured, met = target.check(table, backend)
         rows.append({"target": target.name, "requirement": target.requirement,
                      "measured": measured, "met": met})
+    rows.append(_baseline_target(table, baseline))
     return rows
 
 
@@ -381,7 +414,7 @@ def print_table(table: Dict[str, Dict[str, Any]], targets: List[Dict[str, Any]],
         print(line)
     _print_notes(table)
     print()
-    print(f"{'target (issue 8)':<56} {'requirement':<46} {'measured':<34} met")
+    print(f"{'target (issue 19)':<56} {'requirement':<46} {'measured':<34} met")
     for t in targets:
         met = "-" if t["met"] is None else ("yes" if t["met"] else "NO")
         print(f"{t['target']:<56} {t['requirement']:<46} {t['measured']:<34} {met}")
@@ -434,7 +467,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--only", nargs="+", choices=[w.name for w in PLAN], help="run only these workloads")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--json-out", metavar="FILE", help="also write the JSON here")
+    parser.add_argument("--baseline", metavar="FILE",
+                        help="an earlier run's JSON (--json-out): no figure may be more than 10%% worse")
     return parser.parse_args(argv)
+
+
+def _baseline(path: Optional[str]) -> Optional[Table]:
+    if path is None:
+        return None
+    with open(path) as f:
+        figures: Table = json.load(f)["figures"]
+    return figures
 
 
 def base_url(args: argparse.Namespace, scratch: str) -> str:
@@ -505,7 +548,7 @@ def run(args: argparse.Namespace, scratch: str) -> Dict[str, Any]:
         "ours": {"python": ours.python, **(ours.library or floor_side.library)},
         "reference": None if ref is None else {"python": ref.python, **ref.library},
         "figures": table,
-        "targets": evaluate_targets(table, args.backend),
+        "targets": evaluate_targets(table, args.backend, _baseline(args.baseline)),
     }
 
 

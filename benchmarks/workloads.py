@@ -321,11 +321,22 @@ def _throughput(n_threads: int, window_s: float) -> float:
     return sum(counts) / (max(ends) - started)
 
 
+def _declare_queue(url: str, name: str, poll: float) -> Queue:
+    """A queue declared here, not at import, so that no other workload runs
+    a queue poller; then launch. DBOS Transact 3.x has queues only in the
+    database, registered once launched."""
+    try:
+        declared = Queue(name, polling_interval_sec=poll)
+    except Exception:  # 3.x: "Queue objects cannot be constructed directly"
+        launch(url)
+        return DBOS.register_queue(name, polling_interval_sec=poll)
+    launch(url)
+    return declared
+
+
 def queue(url: str, p: Params) -> Result:
     """Enqueue N one-step jobs and wait for all; jobs/s, peak threads and RSS."""
-    # Declared here, not at import, so no other workload runs a queue poller.
-    bench_queue = Queue("bench_queue", polling_interval_sec=p["poll"])
-    launch(url)
+    bench_queue = _declare_queue(url, "bench_queue", p["poll"])
     sampler = ProcSampler()
     sampler.start()
     started = time.perf_counter()
