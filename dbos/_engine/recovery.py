@@ -12,7 +12,7 @@ import logging
 import threading
 from concurrent.futures import Future
 from functools import partial
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from .._portable_json import PORTABLE_JSON, coerce_to_hints
 from .._sysdb.records import StepRecord
@@ -36,6 +36,11 @@ RECOVERY_BATCH = 500
 # 1,000 recovered workflows finish sooner with 16 at a time than with 48 or
 # all at once, on SQLite and on PostgreSQL.
 RECOVERY_CONCURRENCY = 16
+
+# A claimed workflow ready to run: how to call it, and the state it resumes from.
+Prepared = Tuple[Launch, WorkflowRun]
+# What a batch's claim took: the rows by ID, and each one's recorded steps.
+Claimed = Tuple[Dict[str, Dict[str, Any]], Dict[str, Dict[int, StepRecord]]]
 
 
 def recover_pending(engine: Engine, seen: Optional[Dict[str, int]] = None) -> List[WorkflowHandle[Any]]:
@@ -92,24 +97,39 @@ class RecoveryReport:
 
 
 def _recover_batch(engine: Engine, seen: Dict[str, int], gate: Gate) -> List[WorkflowHandle[Any]]:
-    """Claim a batch in one statement and read all its steps in one query,
-    rather than two round trips (and, on SQLite, a commit) per workflow."""
-    ids = list(seen)
-    try:
-        rows = engine.sysdb.claim_many_for_recovery(seen, engine.identity.executor_id)
-        steps = engine.sysdb.load_steps_many(list(rows))
-    except Exception as exc:
-        logger.error(f"Could not recover workflows {ids[0]}..{ids[-1]}: {exc}")
+    """Claim a batch in one statement, read all its steps in one query and
+    dead-letter those out of attempts in one statement: a batch's recovery
+    costs three statements (and, on SQLite, commits), however many it holds;
+    what each workflow then writes is its own."""
+    claimed = _claim(engine, seen)
+    if claimed is None:
         return []
-    metrics.recovered(len(rows))
-    handles: List[WorkflowHandle[Any]] = []
-    gated: List[Tuple[int, str, Launch, WorkflowRun]] = []
-    for workflow_id in (w for w in ids if w in rows):  # the others were claimed by someone since
+    rows, steps = claimed
+    ids = [w for w in seen if w in rows]  # the others were claimed by someone since
+    functions = _functions(ids, rows)
+    dead = _dead_letter(engine, functions, rows)
+    prepared: List[Tuple[str, Optional[Prepared]]] = []
+    for workflow_id in (w for w in ids if w in functions):
+        if workflow_id in dead:
+            prepared.append((workflow_id, None))
+            continue
         try:
-            found = _prepare(engine, workflow_id, rows.get(workflow_id), steps.get(workflow_id))
+            found = _prepare(engine, functions[workflow_id], workflow_id, rows[workflow_id],
+                             steps[workflow_id])
         except Exception as exc:
             logger.error(f"Could not recover workflow {workflow_id}: {exc}")
             continue
+        prepared.append((workflow_id, found))
+    return _start(engine, prepared, gate)
+
+
+def _start(engine: Engine, prepared: List[Tuple[str, Optional[Prepared]]],
+           gate: Gate) -> List[WorkflowHandle[Any]]:
+    """A handle per prepared workflow: sync bodies start through ``gate``, async
+    ones at once on the loop; one not to run (None) gets a plain handle."""
+    handles: List[WorkflowHandle[Any]] = []
+    gated: List[Tuple[int, str, Launch, WorkflowRun]] = []
+    for workflow_id, found in prepared:
         if found is not None and not found[0].info.is_async:
             gated.append((len(handles), workflow_id, *found))  # its handle is set below
             found = None
@@ -120,10 +140,54 @@ def _recover_batch(engine: Engine, seen: Dict[str, int], gate: Gate) -> List[Wor
     return handles
 
 
+def _claim(engine: Engine, seen: Dict[str, int]) -> Optional[Claimed]:
+    """The rows this claim took (by ID) and their recorded steps; None, logged, if it failed."""
+    try:
+        rows = engine.sysdb.claim_many_for_recovery(seen, engine.identity.executor_id)
+        steps = engine.sysdb.load_steps_many(list(rows))
+    except Exception as exc:
+        ids = list(seen)
+        logger.error(f"Could not recover workflows {ids[0]}..{ids[-1]}: {exc}")
+        return None
+    metrics.recovered(len(rows))
+    return rows, steps
+
+
+def _functions(ids: List[str], rows: Dict[str, Dict[str, Any]]) -> Dict[str, FunctionInfo]:
+    """The function of each claimed workflow; one not registered here is logged and left out."""
+    found: Dict[str, FunctionInfo] = {}
+    for workflow_id in ids:
+        try:
+            found[workflow_id] = _function(workflow_id, rows[workflow_id]["name"])
+        except Exception as exc:
+            logger.error(f"Could not recover workflow {workflow_id}: {exc}")
+    return found
+
+
+def _dead_letter(engine: Engine, functions: Dict[str, FunctionInfo],
+                 rows: Dict[str, Dict[str, Any]]) -> Set[str]:
+    """Move the claimed workflows past their attempts out of PENDING, all in
+    one statement; their IDs. If it fails, they are logged and left out of ``functions``."""
+    dead = [w for w, info in functions.items() if _exhausted(info, rows[w])]
+    if not dead:
+        return set()
+    try:
+        engine.sysdb.dead_letter_many(dead)
+    except Exception as exc:
+        logger.error(f"Could not recover workflows {dead[0]}..{dead[-1]}: {exc}")
+        for workflow_id in dead:
+            del functions[workflow_id]
+        return set()
+    for workflow_id in dead:
+        _dead_lettered(engine, workflow_id, functions[workflow_id])
+    return set(dead)
+
+
 def recover_one(engine: Engine, workflow_id: str) -> WorkflowHandle[Any]:
     row = engine.sysdb.claim_for_recovery(workflow_id, engine.identity.executor_id)
     metrics.recovered(0 if row is None else 1)
-    found = _prepare(engine, workflow_id, row, None)
+    info = None if row is None else function_for(engine, workflow_id, row)
+    found = None if row is None or info is None else _prepare(engine, info, workflow_id, row, None)
     return WorkflowHandle(workflow_id) if found is None else _submit(engine, *found)
 
 
@@ -131,16 +195,10 @@ def _submit(engine: Engine, launch: Launch, run: WorkflowRun) -> WorkflowHandleF
     return WorkflowHandleFuture(run.workflow_id, submit(engine, launch, run))
 
 
-def _prepare(engine: Engine, workflow_id: str, row: Optional[Dict[str, Any]],
-             steps: Optional[Dict[int, StepRecord]]) -> Optional[Tuple[Launch, WorkflowRun]]:
+def _prepare(engine: Engine, info: FunctionInfo, workflow_id: str, row: Dict[str, Any],
+             steps: Optional[Dict[int, StepRecord]]) -> Optional[Prepared]:
     """What it takes to run a claimed workflow from its recorded steps; None
-    if it was not claimed (``row`` None) or is out of attempts. ``steps``
-    None: read them now."""
-    if row is None:
-        return None
-    info = function_for(engine, workflow_id, row)
-    if info is None:
-        return None
+    if its arguments failed its validator. ``steps`` None: read them now."""
     launch = launch_from_row(engine, info, workflow_id, row)
     if launch is None:
         return None
@@ -168,16 +226,25 @@ def _arguments(info: FunctionInfo, column: Optional[str], args: Tuple[Any, ...],
 def function_for(engine: Engine, workflow_id: str, row: Dict[str, Any]) -> Optional[FunctionInfo]:
     """The function to run a claimed workflow with; None if it is out of attempts."""
     info = _function(workflow_id, row["name"])
-    limit = info.max_recovery_attempts
-    if limit is None or int(row["recovery_attempts"]) <= limit + 1:
+    if not _exhausted(info, row):
         return info
     engine.sysdb.dead_letter(workflow_id)
+    _dead_lettered(engine, workflow_id, info)
+    return None
+
+
+def _exhausted(info: FunctionInfo, row: Dict[str, Any]) -> bool:
+    """Whether a claimed row has counted more recovery attempts than its function allows."""
+    limit = info.max_recovery_attempts
+    return limit is not None and int(row["recovery_attempts"]) > limit + 1
+
+
+def _dead_lettered(engine: Engine, workflow_id: str, info: FunctionInfo) -> None:
     engine.waiters.wake(workflow_id)
     logger.warning(
-        f"Workflow {workflow_id} exceeded its {limit} recovery attempts and was moved "
+        f"Workflow {workflow_id} exceeded its {info.max_recovery_attempts} recovery attempts and was moved "
         "to MAX_RECOVERY_ATTEMPTS_EXCEEDED"
     )
-    return None
 
 
 def _function(workflow_id: str, name: str) -> FunctionInfo:

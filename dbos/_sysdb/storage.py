@@ -136,6 +136,10 @@ class Storage(Protocol):
         """Move a workflow out of recovery attempts to MAX_RECOVERY_ATTEMPTS_EXCEEDED."""
         ...
 
+    def dead_letter_many(self, workflow_ids: Sequence[str]) -> int:
+        """``dead_letter`` for many workflows in one statement; how many it moved."""
+        ...
+
     # -- messages, events, streams (messages.py) ----------------------------
 
     def send_messages(self, messages: Sequence[Message], step: Optional[StepWrite] = None) -> Optional[str]:

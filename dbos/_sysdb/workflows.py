@@ -130,11 +130,13 @@ CLAIM_MANY_FOR_RECOVERY = Statement(f"""
     RETURNING workflow_uuid, {", ".join(RECOVERY_FIELDS)}
 """)
 
-DEAD_LETTER = Statement("""
+_DEAD_LETTER = """
     UPDATE {workflow_status} SET status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED', deduplication_id = NULL,
         queue_name = NULL, started_at_epoch_ms = NULL, completed_at = :now, updated_at = :now
-    WHERE workflow_uuid = :workflow_id AND status = 'PENDING'
-""")
+    WHERE status = 'PENDING' AND workflow_uuid"""
+DEAD_LETTER = Statement(f"{_DEAD_LETTER} = :workflow_id")
+# Recovery finds a batch's workflows out of attempts together: one statement for all.
+DEAD_LETTER_MANY = Statement(f"{_DEAD_LETTER} IN (:workflow_ids)")
 
 
 class WorkflowRows(StepRows):
@@ -308,6 +310,12 @@ class WorkflowRows(StepRows):
         rows = self.rows(CLAIM_MANY_FOR_RECOVERY, executor_id=executor_id, now=stamp,
                          workflow_ids=list(seen), seen=[(w, int(n)) for w, n in seen.items()])
         return {r[0]: dict(zip(RECOVERY_FIELDS, r[1:])) for r in rows}
+
+    def dead_letter_many(self, workflow_ids: Sequence[str]) -> int:
+        """``dead_letter`` for many workflows in one statement; how many it moved."""
+        if not workflow_ids:
+            return 0
+        return self.rowcount(DEAD_LETTER_MANY, now=now_ms(), workflow_ids=list(workflow_ids))
 
     def dead_letter(self, workflow_id: str) -> bool:
         """Move a workflow that exhausted its recovery attempts out of PENDING."""

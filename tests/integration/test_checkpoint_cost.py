@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import Counter
 
 from typing import Any, Iterator, List, Sequence, Tuple
 
@@ -141,6 +142,74 @@ def test_recovery_claims_and_reads_steps_once_per_batch(
     found = kinds(statements)
     assert found[:2] == ["UPDATE workflow_status", "SELECT operation_outputs"]
     assert sorted(found[2:]) == ["INSERT operation_outputs"] * 3 + ["UPDATE workflow_status"] * 3
+
+
+def _recovery_kind(sql: str) -> str:
+    """What a statement of a recovery pass is for, by what it writes."""
+    if "MAX_RECOVERY_ATTEMPTS_EXCEEDED" in sql:
+        return "dead letter"
+    if "recovery_attempts =" in sql:
+        return "claim"
+    return kinds([(sql, False)])[0]
+
+
+def test_recovery_costs_three_statements_a_batch_and_each_workflows_own_writes(
+    dbos: type[DBOS], statements: List[Statement], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recovering N workflows in batches of B: a claim, a read of the recorded
+    steps and a dead-lettering per batch (O(N/B)), then only what each
+    workflow that runs again writes itself (its step and its outcome)."""
+    from dbos._engine import recovery
+    from dbos._engine.engine import peek_engine
+    from dbos.error import DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded
+    from tests.integration.sysdb_sql import status_row, sys_sql, wait_for_launch_recovery
+
+    wait_for_launch_recovery()
+    monkeypatch.setattr(recovery, "RECOVERY_BATCH", 4)
+
+    @DBOS.step()
+    def step(n: int) -> int:
+        return n
+
+    @DBOS.workflow(max_recovery_attempts=1)
+    def limited(n: int) -> int:
+        return step(n)
+
+    @DBOS.workflow()
+    def unlimited(n: int) -> int:
+        return step(n)
+
+    ids = [f"w-{n}" for n in range(10)]  # batches of 4, 4 and 2, each with both kinds
+    for n, workflow_id in enumerate(ids):
+        with SetWorkflowID(workflow_id):
+            (limited if n % 2 == 0 else unlimited)(n)
+    # As if every one had been running when its process died; the limited ones
+    # have already been recovered twice, so this claim is one too many.
+    sys_sql("UPDATE {status} SET status = 'PENDING', output = NULL")
+    sys_sql("UPDATE {status} SET recovery_attempts = 2 WHERE name LIKE ?", ("%limited%",))
+    sys_sql("UPDATE {status} SET recovery_attempts = 0 WHERE name LIKE ?", ("%unlimited%",))
+    sys_sql("DELETE FROM {steps}")
+    engine = peek_engine()
+    assert engine is not None
+    pending = engine.sysdb.pending_attempts(engine.identity.executor_id, engine.identity.app_version)
+    statements.clear()
+    handles = recovery.recover_pending(engine, {w: pending[w] for w in ids})
+    assert [h.workflow_id for h in handles] == ids
+    assert [h.get_result() for h in handles[1::2]] == [1, 3, 5, 7, 9]  # ran here: read nothing
+    sent = list(statements)
+    for handle in handles[::2]:
+        with pytest.raises(DBOSAwaitedWorkflowMaxRecoveryAttemptsExceeded):
+            handle.get_result()
+    # Writes that share a transaction (SQLite's group commit) are framed in
+    # savepoints: framing, not statements of their own.
+    framing = ("SAVEPOINT", "RELEASE", "ROLLBACK")
+    assert Counter(_recovery_kind(sql) for sql, _ in sent if sql.split()[0] not in framing) == {
+        "claim": 3, "SELECT operation_outputs": 3, "dead letter": 3,  # one each per batch
+        "INSERT operation_outputs": 5, "UPDATE workflow_status": 5,  # each workflow that ran: step, outcome
+    }
+    assert {w: status_row(w)["status"] for w in ids[:4]} == {
+        "w-0": "MAX_RECOVERY_ATTEMPTS_EXCEEDED", "w-1": "SUCCESS", "w-2": "MAX_RECOVERY_ATTEMPTS_EXCEEDED",
+        "w-3": "SUCCESS"}
 
 
 def test_a_queue_poll_with_nothing_delayed_writes_nothing(

@@ -463,3 +463,25 @@ def test_a_statement_on_a_terminated_connection_is_retried(
     after = sysdb.statement("SELECT pg_backend_pid()", [], first_row)[0]
     assert after != before
     assert pool(sysdb)._in_use == {}
+
+
+def test_dead_letter_many_moves_only_the_pending_workflows_it_names(sysdb: SystemDatabase) -> None:
+    statuses = {"a": "PENDING", "b": "PENDING", "done": "SUCCESS", "other": "PENDING"}
+    table = sysdb.models.workflow_status
+
+    def work() -> None:
+        for workflow_id, status in statuses.items():
+            table.insert(workflow_uuid=workflow_id, status=status, created_at=1, updated_at=1,
+                         queue_name="q", deduplication_id=f"d-{workflow_id}").execute()
+
+    sysdb.run(work)
+    assert sysdb.dead_letter_many([]) == 0
+    assert sysdb.dead_letter_many(["a", "b", "done", "missing"]) == 2
+    rows = sysdb.run(lambda: {r.workflow_uuid: (r.status, r.queue_name, r.deduplication_id)
+                              for r in table.select()})
+    assert rows == {
+        "a": ("MAX_RECOVERY_ATTEMPTS_EXCEEDED", None, None),
+        "b": ("MAX_RECOVERY_ATTEMPTS_EXCEEDED", None, None),
+        "done": ("SUCCESS", "q", "d-done"),
+        "other": ("PENDING", "q", "d-other"),
+    }
