@@ -89,3 +89,37 @@ def test_calls_not_started_at_shutdown_fail_with_an_explanation() -> None:
     for future in futures:
         with pytest.raises(DBOSException, match="PENDING and is recovered at the next launch"):
             future.result(WAIT_S)
+
+
+def test_a_backlog_runs_in_at_most_limit_lanes(pool: ThreadPoolExecutor) -> None:
+    # Each lane takes the next call itself: 40 calls run on 3 pool threads.
+    threads: List[int] = []
+    calls = [lambda: threads.append(threading.get_ident()) for _ in range(40)]
+    futures = Gate(pool, limit=3, patience_s=WAIT_S).submit_all(calls)
+    for future in futures:
+        future.result(WAIT_S)
+    assert len(threads) == 40
+    assert len(set(threads)) <= 3
+
+
+def test_batches_submitted_apart_share_the_limit(pool: ThreadPoolExecutor) -> None:
+    log, releases = Log(), [threading.Event() for _ in range(3)]
+    gate = Gate(pool, limit=2, patience_s=WAIT_S)
+    first = gate.submit_all([blocking(log, str(n), releases[n]) for n in range(2)])
+    log.wait_for("start 0", "start 1")
+    second = gate.submit_all([blocking(log, "2", releases[2])])
+    releases[1].set()
+    log.wait_for("start 2")
+    releases[0].set()
+    releases[2].set()
+    assert [f.result(WAIT_S) for f in first + second] == ["0", "1", "2"]
+    assert log.entries.index("start 2") > log.entries.index("end 1")
+
+
+def test_calls_still_waiting_when_shutdown_begins_fail_with_an_explanation(pool: ThreadPoolExecutor) -> None:
+    open_ = threading.Event()
+    open_.set()
+    futures = Gate(pool, limit=1, patience_s=WAIT_S, admit=open_.is_set).submit_all([open_.clear, lambda: 2])
+    assert futures[0].result(WAIT_S) is None
+    with pytest.raises(DBOSException, match="PENDING and is recovered at the next launch"):
+        futures[1].result(WAIT_S)
