@@ -263,14 +263,14 @@ class Connection:
             backoff = backoff or Backoff(self.backoff_cap, self._closings)
             self._pause(failure, backoff)
 
-    def once(self, work: Callable[[], None]) -> bool:
-        """``work()`` in one transaction, tried once: False if an outage lost
-        the try (rolled back), which the caller handles instead of waiting."""
-        attempt = Attempt(self, True)
-        if attempt.open() is not None:
-            return False
-        with attempt:
-            work()
+    def once(self, work: Callable[[], None], *, transaction: bool = True) -> bool:
+        """``work()`` as a unit of work, tried once: False if an outage lost it (rolled back)."""
+        attempt = Attempt(self, transaction)
+        if attempt.open() is None:
+            with attempt:
+                work()
+        if attempt.done:
+            self.outage.succeeded(retried=False)
         return attempt.done
 
     def run(self, work: Callable[[], T], *, transaction: bool = True) -> T:

@@ -15,11 +15,13 @@ raises in its own thread alone, as the exception it would have raised by
 itself; the others commit. The leader then hands the lead to the first write
 that queued meanwhile, whose thread does the same.
 
-An outage (``outage.py``) abandons the batch, rolled back: each thread then
-runs its own write by itself, retried or given up on as its own call would be
-(new work gives up where work under way waits), and counts the lost try as a
-repeat (``tries.py``), so a write that finds its own row takes it for the one
-it wrote. Only bare statements join a group (``Connection``'s ``grouped_*``),
+The leader tries once. An outage (``outage.py``) abandons the try, rolled
+back, and the lead passes on: each thread then runs its own write by itself,
+retried or given up on as its own call would be (new work gives up at once on
+a full disk, where work under way waits for space), so no write ever waits
+out an outage behind another's lead. Each counts the lost try as a repeat
+(``tries.py``), so a write that finds its own row takes it for the one it
+wrote. Only bare statements join a group (``Connection``'s ``grouped_*``),
 never one inside a unit of work, whose transaction is its own.
 """
 
@@ -44,7 +46,7 @@ class Sender(Protocol):
 
     def statement(self, sql: str, params: Sequence[Any], read: Callable[[Any], T]) -> T: ...
 
-    def once(self, work: Callable[[], None]) -> bool: ...
+    def once(self, work: Callable[[], None], *, transaction: bool = True) -> bool: ...
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
 
@@ -124,7 +126,7 @@ class Group:
 
     def _delivered(self, write: Write[T]) -> T:
         if write.alone:
-            count_retry()  # the batch's lost try, as if it had been this thread's own
+            count_retry()  # the group's lost try, as if it had been this thread's own
             return self._sender.statement(write.sql, write.params, write.read)
         return write.outcome()
 
@@ -160,14 +162,19 @@ class Group:
         successor.wake()
 
     def _commit(self, batch: List[Write[Any]]) -> None:
+        """One try of ``batch``; lost to an outage, each write goes back to its
+        own thread, so the lead is never held while an outage is waited out."""
         self.writes += len(batch)
         self.commits += 1
-        if len(batch) == 1:  # nobody waiting: the write by itself, as without grouping
-            own = batch[0]
-            own.result = self._sender.statement(own.sql, own.params, own.read)
-        elif not self._sender.once(lambda: self._each(batch)):
-            for write in batch:
-                write.alone = True
+        if len(batch) == 1:  # nobody waiting: the write by itself, in autocommit, as without grouping
+            done = self._sender.once(lambda: self._alone(batch[0]), transaction=False)
+        else:
+            done = self._sender.once(lambda: self._each(batch))
+        for write in batch:
+            write.alone = not done
+
+    def _alone(self, write: Write[Any]) -> None:
+        write.result = write.read(self._sender.execute(write.sql, write.params))
 
     def _each(self, batch: List[Write[Any]]) -> None:
         for write in batch:
