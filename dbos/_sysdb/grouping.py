@@ -68,7 +68,7 @@ class Write(Generic[T]):
         self.error: Optional[BaseException] = None
         self.cause: Optional[BaseException] = None  # the driver's error behind ``error``
         self.lead = False  # woken to lead the next batch
-        self.alone = False  # woken to run by itself: an outage abandoned its batch
+        self.alone = False  # to run by itself: an outage lost its group's try
         self._wake: Optional[Any] = None
 
     def outcome(self) -> T:
@@ -131,6 +131,8 @@ class Group:
         return write.outcome()
 
     def _lead(self, own: Write[Any]) -> None:
+        """Commit ``own`` and the writes queued behind it, then pass the lead on
+        and wake the others; whatever the leader raises, each of them raises."""
         batch = self._take(own)
         try:
             self._commit(batch)
