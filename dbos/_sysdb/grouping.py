@@ -114,7 +114,11 @@ class Group:
                 self._queue.append(write)
             self._leading = True
         if follower:
-            write.sleep()
+            try:
+                write.sleep()
+            except BaseException:
+                self._withdraw(write)
+                raise
             if not write.lead:
                 return self._delivered(write)
         self._lead(write)
@@ -123,6 +127,19 @@ class Group:
     def counts(self) -> Tuple[int, int]:
         """(writes, commits) so far: fewer commits than writes means groups formed."""
         return self.writes, self.commits
+
+    def _withdraw(self, write: Write[Any]) -> None:
+        """A follower interrupted as it waited (Ctrl-C on the main thread): its
+        write leaves the queue; if a leader took it already, the thread waits
+        for that leader and passes on the lead it may have been handed, which
+        no other thread would (every later write would wait for good)."""
+        with self._lock:
+            if write in self._queue:
+                self._queue.remove(write)
+                return
+        write.sleep()
+        if write.lead:
+            self._pass_lead()
 
     def _delivered(self, write: Write[T]) -> T:
         if write.alone:

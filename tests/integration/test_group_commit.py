@@ -226,6 +226,28 @@ def test_a_batch_lost_to_an_outage_runs_each_write_by_itself(
     assert all(1 in store.load_steps(w) for w in ids)
 
 
+def test_a_follower_interrupted_as_it_waits_leaves_the_group_working(
+    store: SystemDatabase, sqlite_url: str, hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [f"wf-{n}" for n in range(4)]
+    add_workflows(store, ids)
+    sleep = Write.sleep
+    interrupted = threading.Event()
+
+    def interrupted_once(self: Write[Any]) -> None:
+        if self.params[0] == ids[1] and not interrupted.is_set():
+            interrupted.set()
+            raise KeyboardInterrupt  # as Ctrl-C raises it in the main thread's wait
+        sleep(self)
+
+    monkeypatch.setattr(Write, "sleep", interrupted_once)
+    outcomes = in_one_batch(store, sqlite_url, hooks, [lambda w=w: store.record_step(step(w, 1)) for w in ids])
+    assert outcomes[1][0] == "error" and isinstance(outcomes[1][1], KeyboardInterrupt)
+    assert [outcomes[i] for i in (0, 2, 3)] == [("ok", "PENDING")] * 3
+    assert store.load_steps(ids[1]) == {}  # withdrawn before any leader took it
+    assert store.record_step(step(ids[1], 1)) == "PENDING"  # and the group still has a leader to come
+
+
 CHILD = textwrap.dedent(
     """
     import sys, threading
