@@ -59,6 +59,10 @@ PLAN: Tuple[Workload, ...] = (
     Workload("launch", 5, 1, {}, {}, setup=("migrate",), timeout_s=120),
     Workload("sequential", 5, 1, {"warmup": 20, "batches": 4, "per_batch": 50},
              {"warmup": 10, "batches": 2, "per_batch": 25}),
+    # CPU time, not wall time: what a workflow and a step cost the process
+    # whatever the disk's fsync takes.
+    Workload("cpu", 5, 1, {"warmup": 50, "steps": 10, "batches": 4, "per_batch": 100},
+             {"warmup": 20, "steps": 10, "batches": 2, "per_batch": 50}),
     Workload("threads", 3, 1, {"warmup": 20, "threads": [1, 4, 16], "window_s": 2.0},
              {"warmup": 10, "threads": [1, 4, 16], "window_s": 0.5}),
     # Both libraries' queues poll once a second by default; 0.1 s for both
@@ -93,6 +97,8 @@ FIGURES: Tuple[Figure, ...] = (
     Figure("seq3_wps", "sequential 3-step workflows", "wf/s", True, 0, "sequential"),
     Figure("step_ms", "cost per step ((3-step - 0-step) / 3)", "ms", False, 3, "sequential"),
     Figure("step_over_floor", "cost per step / floor", "x", False, 2, "sequential"),
+    Figure("cpu_wf_us", "CPU per empty workflow (sequential)", "us", False, 1, "cpu"),
+    Figure("cpu_step_us", "CPU per step ((k-step - empty) / k)", "us", False, 1, "cpu"),
     Figure("thr1_wps", "3-step workflows, 1 thread", "wf/s", True, 0, "threads"),
     Figure("thr4_wps", "3-step workflows, 4 threads", "wf/s", True, 0, "threads"),
     Figure("thr16_wps", "3-step workflows, 16 threads", "wf/s", True, 0, "threads"),

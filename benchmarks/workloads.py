@@ -78,6 +78,13 @@ def three_steps(x: int) -> int:
 
 
 @DBOS.workflow()
+def k_steps(k: int) -> int:
+    for i in range(k):
+        noop_step(i)
+    return k
+
+
+@DBOS.workflow()
 def queued_job(x: int) -> int:
     return noop_step(x)
 
@@ -279,6 +286,29 @@ def sequential(url: str, p: Params) -> Result:
         total3 += timed_calls(three_steps, p["per_batch"], lat3)
     return {"seq0_ms": statistics.median(lat0), "seq0_wps": len(lat0) / total0,
             "seq3_ms": statistics.median(lat3), "seq3_wps": len(lat3) / total3}
+
+
+def cpu(url: str, p: Params) -> Result:
+    """CPU time (this process's, every thread) per empty workflow and per step, run sequentially."""
+    launch(url)
+    for _ in range(p["warmup"]):
+        zero_steps(0)
+        k_steps(p["steps"])
+    empty = stepped = 0.0
+    # Alternating batches, as in ``sequential``, so drift falls on both kinds.
+    for _ in range(p["batches"]):
+        empty += _cpu_seconds(lambda: zero_steps(0), p["per_batch"])
+        stepped += _cpu_seconds(lambda: k_steps(p["steps"]), p["per_batch"])
+    count = p["batches"] * p["per_batch"]
+    per_wf, per_stepped = empty / count, stepped / count
+    return {"cpu_wf_us": per_wf * 1e6, "cpu_step_us": (per_stepped - per_wf) / p["steps"] * 1e6}
+
+
+def _cpu_seconds(call: Callable[[], Any], count: int) -> float:
+    started = time.process_time()
+    for _ in range(count):
+        call()
+    return time.process_time() - started
 
 
 def threads(url: str, p: Params) -> Result:
@@ -483,6 +513,7 @@ WORKLOADS: Dict[str, Callable[[str, Params], Result]] = {
     "floor": floor,
     "sequential": sequential,
     "threads": threads,
+    "cpu": cpu,
     "queue": queue,
     "recovery": recovery,
     "recovery-child": recovery_child,

@@ -76,6 +76,8 @@ class Backend(ABC):
     statement_tokens: Dict[str, str]
     # Single statements may bypass Peewee's per-thread connection state.
     direct_statements: bool = False
+    # Writes several threads wait on at once share one transaction (``grouping.py``).
+    groups_commits: bool = False
 
     def __init__(self, url: DatabaseURL, schema: Optional[str]) -> None:
         self.url = url
@@ -194,6 +196,8 @@ class SqliteBackend(Backend):
         "random_id": "(lower(hex(randomblob(16))))",
         "boolean": "INTEGER",
     }
+    # One writer per file and an fsync per commit: a group's one commit serves many threads.
+    groups_commits = True
 
     def __init__(self, url: DatabaseURL, schema: Optional[str] = None) -> None:
         super().__init__(url, None)

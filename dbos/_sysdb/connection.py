@@ -31,9 +31,11 @@ from ..error import DBOSSystemDatabaseError
 from .backend import Backend, backend_for
 from .errors import PEEWEE_ERRORS, at_connect, connecting, disk_full, is_driver_error
 from .failures import describe_failure, operation_of
+from .grouping import Group, Write
 from .models import BoundModels
 from .outage import BACKOFF_CAP_SEC, NEW_WORK_LIMIT_SEC, Backoff, OutageTracker, is_outage, starting_new_work
 from .statements import Catalog, Statement
+from .tries import begin_try, count_retry, end_try
 from .url import DatabaseURL
 
 logger = logging.getLogger("dbos")
@@ -42,11 +44,6 @@ _peewee_log = logging.getLogger("peewee")
 T = TypeVar("T")
 Row = Tuple[Any, ...]
 
-# How many tries this context has repeated after an outage, and whether the
-# unit of work at hand is such a repeat: a write that finds its own row then
-# knows the first try's COMMIT went through (see ``retried_since``).
-_retries: ContextVar[int] = ContextVar("dbos_sysdb_retries", default=0)
-_repeating: ContextVar[bool] = ContextVar("dbos_sysdb_repeating", default=False)
 # The SQL this context sent last, so an error can say what it was doing.
 _sending: ContextVar[Optional[str]] = ContextVar("dbos_sysdb_sending", default=None)
 # A caller's own DB-API connection (``DBOSClient.*_in_transaction``): while
@@ -57,22 +54,6 @@ _foreign: ContextVar[Optional[Any]] = ContextVar("dbos_sysdb_foreign", default=N
 # which announces them once that unit of work commits.
 _held: ContextVar[Optional[Tuple[Any, List[str]]]] = ContextVar("dbos_sysdb_held", default=None)
 
-
-def retried_since(count: int) -> bool:
-    """Whether work begun when ``retries()`` was ``count`` may have been
-    applied already: the unit of work at hand, or a statement since, was
-    tried again after losing its connection."""
-    return _repeating.get() or _retries.get() != count
-
-
-def repeating() -> bool:
-    """Whether the unit of work at hand is a try repeated after an outage."""
-    return _repeating.get()
-
-
-def retries() -> int:
-    """This context's count of tries repeated after an outage."""
-    return _retries.get()
 
 # The system tables, as statements name them: {workflow_status} and so on.
 TABLES = (
@@ -149,6 +130,8 @@ class Connection:
         self._compiled = self.sql.compiled
         # The SQL of statements already marked as worth preparing.
         self._marked: Set[str] = set()
+        # SQLite's group commit (``grouping.py``); None where each write commits by itself.
+        self._group = Group(self) if self.backend.groups_commits else None
 
     @property
     def database(self) -> Any:
@@ -183,12 +166,28 @@ class Connection:
         """How many rows ``statement`` changed."""
         return self._send(statement, params, _rowcount)
 
-    def _send(self, statement: Statement, params: Dict[str, Any], read: Callable[[Any], T]) -> T:
+    def grouped_one(self, statement: Statement, **params: Any) -> Optional[Row]:
+        """``one`` for a write others may wait on at once: on SQLite, committed with theirs (``grouping.py``)."""
+        return self._send(statement, params, _first, grouped=True)
+
+    def grouped_rowcount(self, statement: Statement, **params: Any) -> int:
+        """``rowcount`` for a write, grouped as ``grouped_one``."""
+        return self._send(statement, params, _rowcount, grouped=True)
+
+    def group_commit_counts(self) -> Tuple[int, int]:
+        """(writes, commits) of the grouped writes so far; (0, 0) where none are grouped."""
+        return (0, 0) if self._group is None else self._group.counts()
+
+    def _send(self, statement: Statement, params: Dict[str, Any], read: Callable[[Any], T],
+              grouped: bool = False) -> T:
         compiled = self._compiled.get(statement) or self.sql.compile(statement)
         sql, values = compiled.bind(params)
         if compiled.prepare and sql not in self._marked and compiled.worth_preparing(params):
             self._marked.add(sql)
             self.backend.mark_prepared(sql)
+        # Not in a unit of work (nor a caller's transaction): its transaction is its own.
+        if grouped and self._group is not None and self._db._state.closed and _foreign.get() is None:
+            return self._group.run(Write(sql, values, read))
         return self.statement(sql, values, read)
 
     # Whether notified keys are held until the unit of work commits, then
@@ -252,17 +251,27 @@ class Connection:
             if failure is None:
                 if held:
                     held.clear()  # a try lost to an outage: the next notifies again
-                token = _repeating.set(backoff is not None or _repeating.get())
+                token = begin_try(backoff is not None)
                 try:
                     yield attempt
                 finally:
-                    _repeating.reset(token)
+                    end_try(token)
                 if attempt.done:
                     self.outage.succeeded(retried=backoff is not None)
                     return
                 failure = attempt.lost
             backoff = backoff or Backoff(self.backoff_cap, self._closings)
             self._pause(failure, backoff)
+
+    def once(self, work: Callable[[], None], *, transaction: bool = True) -> bool:
+        """``work()`` as a unit of work, tried once: False if an outage lost it (rolled back)."""
+        attempt = Attempt(self, transaction)
+        if attempt.open() is None:
+            with attempt:
+                work()
+        if attempt.done:
+            self.outage.succeeded(retried=False)
+        return attempt.done
 
     def run(self, work: Callable[[], T], *, transaction: bool = True) -> T:
         """``work()`` as one unit of work (see ``attempts``)."""
@@ -368,7 +377,7 @@ class Connection:
         if not self._reached or self._closings != backoff.generation:
             self._fail(failure)
         self.outage.failed(failure, again=backoff.tries > 0)
-        _retries.set(_retries.get() + 1)
+        count_retry()
         delay = backoff.next()
         if self.bounded or starting_new_work():
             self._give_up_on_new_work(failure, backoff)
@@ -452,6 +461,10 @@ class Connection:
         if operation is None:
             operation = "connecting" if at_connect(exc) else operation_of(_sending.get())
         return describe_failure(self.url, operation, exc)
+
+    def failure(self, exc: BaseException, sql: str) -> DBOSSystemDatabaseError:
+        """What the driver error ``exc`` of statement ``sql`` is raised as."""
+        return self._wrap(exc, operation_of(sql))
 
     def _fail(self, exc: BaseException, operation: Optional[str] = None) -> NoReturn:
         """Raise ``exc`` as a DBOS exception (``_wrap``), chained; one already is raised as it is."""

@@ -15,12 +15,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from .._clock import now_ms
 from ..error import DBOSNonExistentWorkflowError, DBOSSystemDatabaseError
-from .connection import retried_since, retries
 from .errors import FOREIGN_KEY, UNIQUE, violation
 from .notifications import NULL_TOPIC, event_key, message_key, stream_key
 from .records import Message, StepWrite
 from .statements import Statement
 from .steps import RECORDED_STEP
+from .tries import retried_since, retries
 from .workflows import WorkflowRows
 
 MESSAGE_INSERT = ("INSERT INTO {notifications} (destination_uuid, topic, message, message_uuid, "

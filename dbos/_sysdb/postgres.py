@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Callable, Optional, Sequence, Tuple
 
 from .._clock import now_ms
-from .connection import retries
 from .database import SystemDatabase
 from .listener import Listener
 from .messages import MESSAGE_INSERT, message_keys
@@ -27,6 +26,7 @@ from .notifications import NULL_TOPIC, event_key
 from .records import Message, StepWrite
 from .statements import Statement
 from .steps import SAVE_STEP, STEP_INSERT, step_params
+from .tries import retries
 
 NOTIFY = Statement("SELECT pg_notify('{notify_channel}', :key)")
 LOCK_QUEUE = Statement("SELECT pg_advisory_xact_lock(hashtext(:lock_key))")

@@ -17,9 +17,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from .._clock import now_ms
 from .._clock import unique_now_ms as claim_stamp
 from ..error import DBOSException
-from .connection import Connection, repeating
+from .connection import Connection
 from .records import ClaimLimits
 from .statements import Statement
+from .tries import repeating
 from .workflows import RECOVERY_FIELDS
 
 # What running a claimed workflow needs, as recovery claims it, and its place in the queue.

@@ -1,6 +1,7 @@
 """Step checkpoints: ``operation_outputs``, one row per recorded operation.
 
-A checkpoint is one autocommit INSERT. Its RETURNING clause reads the
+A checkpoint is one autocommit INSERT (on SQLite committed together with
+those other threads write at the same moment: ``grouping.py``). Its RETURNING clause reads the
 workflow's status too, so the cancellation check costs no round trip, and
 its ON CONFLICT clause makes a second execution of the same workflow, which
 would record the same step again, find out instead (nothing is returned).
@@ -12,9 +13,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from .._clock import now_ms
 from ..error import DBOSWorkflowConflictIDError
-from .connection import Connection, Row, retried_since, retries
+from .connection import Connection, Row
 from .records import StepRecord, StepWrite
 from .statements import Statement
+from .tries import retried_since, retries
 
 # The columns of a checkpoint, in the order StepWrite holds them.
 STEP_COLUMNS = (
@@ -87,7 +89,7 @@ class StepRows(Connection):
         same workflow recorded this step first.
         """
         before = retries()
-        row = self.one(RECORD_STEP, **step_params(step))
+        row = self.grouped_one(RECORD_STEP, **step_params(step))
         if row is None:
             return self.same_step_status(step, before)
         return str(row[0])

@@ -164,7 +164,7 @@ class WorkflowRows(StepRows):
         statement, params = self._start(row)
         try:
             if link is None:
-                found = self.one(statement, **params)
+                found = self.grouped_one(statement, **params)
             else:
                 found = self._start_linked(statement, params, link)
         except DBOSSystemDatabaseError as exc:
@@ -202,7 +202,7 @@ class WorkflowRows(StepRows):
     def record_outcome(self, workflow_id: str, status: str, output: Optional[str],
                        error: Optional[str]) -> bool:
         """Record the outcome if the workflow is still PENDING; False if it was not."""
-        changed = self.rowcount(RECORD_OUTCOME, status=status, output=output, error=error,
+        changed = self.grouped_rowcount(RECORD_OUTCOME, status=status, output=output, error=error,
                                 now=now_ms(), workflow_id=workflow_id)
         return changed == 1
 
@@ -267,7 +267,7 @@ class WorkflowRows(StepRows):
 
     def set_attributes(self, workflow_id: str, attributes: Optional[str]) -> bool:
         """Replace a workflow's attributes (JSON text; None clears them); False if there is no such workflow."""
-        return self.rowcount(SET_ATTRIBUTES, attributes=attributes, now=now_ms(), workflow_id=workflow_id) == 1
+        return self.grouped_rowcount(SET_ATTRIBUTES, attributes=attributes, now=now_ms(), workflow_id=workflow_id) == 1
 
     def delete_workflows(self, workflow_ids: Sequence[str]) -> int:
         """Delete workflows; their steps, events, messages and streams go with them."""
@@ -319,4 +319,4 @@ class WorkflowRows(StepRows):
 
     def dead_letter(self, workflow_id: str) -> bool:
         """Move a workflow that exhausted its recovery attempts out of PENDING."""
-        return self.rowcount(DEAD_LETTER, now=now_ms(), workflow_id=workflow_id) == 1
+        return self.grouped_rowcount(DEAD_LETTER, now=now_ms(), workflow_id=workflow_id) == 1

@@ -139,7 +139,9 @@ def test_recovery_claims_and_reads_steps_once_per_batch(
     statements.clear()
     handles = recover_pending(engine, {w: pending[w] for w in ids})
     assert [h.get_result() for h in handles] == [11, 22, 33]
-    found = kinds(statements)
+    # On SQLite the three workflows' checkpoints may share a transaction
+    # (group commit), each in a savepoint: still one INSERT or UPDATE apiece.
+    found = [kind for kind in kinds(statements) if kind.split()[0] not in ("SAVEPOINT", "RELEASE")]
     assert found[:2] == ["UPDATE workflow_status", "SELECT operation_outputs"]
     assert sorted(found[2:]) == ["INSERT operation_outputs"] * 3 + ["UPDATE workflow_status"] * 3
 
