@@ -314,9 +314,12 @@ def test_dbos_dashboard_command_serves_until_ctrl_c(sys_db_url: str, tmp_path: A
     if where == "config file":  # found in the working directory, as by the other commands
         (tmp_path / "dbos_config.yaml").write_text(f"name: shop\nsystem_database_url: '{sys_db_url}'\n")
         named = []
+    # SIGINT restored for the child: a shell running the tests in the
+    # background (as CI runs the two backends) has its children ignore it.
     proc = subprocess.Popen([*DBOS_CLI, "dashboard", *named, "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(tmp_path),
-                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+                            env={**os.environ, "PYTHONPATH": os.getcwd()},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
