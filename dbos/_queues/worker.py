@@ -301,14 +301,13 @@ class QueueWorker(threading.Thread):
             self.drained = False
             return
         rows: List[Dict[str, Any]] = []
-        passed_over = True
         try:
             rows = self._claim(limits, key, budget)
         finally:
             passed_over = self.workers.end_claim(slot, len(rows))
         self.drained = len(rows) < budget and not passed_over
         for row in rows:
-            self.dispatch(slot, row, reserved=True)
+            self.dispatch(slot, row)
 
     def _claim(self, limits: Limits, key: Optional[str], budget: int) -> List[Dict[str, Any]]:
         limiter, partition_limiter = limits.limiter, limits.partition_limiter
@@ -321,26 +320,21 @@ class QueueWorker(threading.Thread):
         return self.workers.engine.sysdb.claim_queued(self.queue.name, claim, identity.executor_id,
                                                       identity.app_version, identity.app_name)
 
-    def dispatch(self, slot: Slot, row: Dict[str, Any], reserved: bool = False) -> None:
-        """Run a claimed row in ``slot`` (counted already when ``reserved``)."""
+    def dispatch(self, slot: Slot, row: Dict[str, Any]) -> None:
+        """Run a claimed row in ``slot``, whose room was counted for it; a row
+        that cannot run gives the room back."""
         engine, workflow_id = self.workers.engine, row["workflow_uuid"]
         try:
             info = function_for(engine, workflow_id, row)
             launch = launch_from_row(engine, info, workflow_id, row) if info is not None else None
             if info is None or launch is None:
-                return self._unreserve(slot, reserved)
+                return self.workers.ended(slot)
             steps = engine.sysdb.load_steps(workflow_id) if row.get("has_steps") else {}
             run = run_from_row(info, workflow_id, row, steps)
         except Exception:
             logger.error(f"Could not start queued workflow {workflow_id}", exc_info=True)
-            return self._unreserve(slot, reserved)
-        if not reserved:
-            self.workers.started(slot)
+            return self.workers.ended(slot)
         submit(engine, launch, run).add_done_callback(lambda _: self.workers.ended(slot))
-
-    def _unreserve(self, slot: Slot, reserved: bool) -> None:
-        if reserved:
-            self.workers.ended(slot)
 
 
 class Admitted:
@@ -352,7 +346,7 @@ class Admitted:
 
     def start(self, row: Dict[str, Any]) -> None:
         claimed = {field: row.get(field) for field in CLAIMED_FIELDS}
-        self.worker.dispatch(self.slot, claimed, reserved=True)
+        self.worker.dispatch(self.slot, claimed)
 
     def cancel(self) -> None:
         self.worker.workers.ended(self.slot)

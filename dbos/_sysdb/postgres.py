@@ -16,19 +16,28 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Tuple
+from functools import lru_cache
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from .._clock import now_ms
 from .database import SystemDatabase
 from .listener import Listener
 from .messages import MESSAGE_INSERT, message_keys
-from .notifications import NULL_TOPIC, event_key
+from .notifications import NULL_TOPIC, event_key, queue_key
 from .records import Message, StepWrite
 from .statements import Statement
 from .steps import SAVE_STEP, STEP_INSERT, step_params
 from .tries import retries
+from .workflows import start_sql
 
 NOTIFY = Statement("SELECT pg_notify('{notify_channel}', :key)")
+
+
+@lru_cache(maxsize=64)
+def notifying_start_statement(columns: Tuple[str, ...]) -> Statement:
+    """A workflow's start (``start_statement``) that also notifies ``:notify_key``."""
+    return Statement(f"WITH started AS ({start_sql(columns)}) SELECT *, pg_notify('{{notify_channel}}', "
+                     ":notify_key) FROM started", prepare=True)
 LOCK_QUEUE = Statement("SELECT pg_advisory_xact_lock(hashtext(:lock_key))")
 
 _SAVE_STEP = f"saved AS ({SAVE_STEP} RETURNING function_id)"
@@ -96,7 +105,12 @@ SET_EVENT = Statement(
 class PostgresSystemDatabase(SystemDatabase):
     dialect = "postgres"
     announces_after_commit = False  # NOTIFY is sent in the transaction and delivered at its COMMIT
-    notifies_enqueues = True
+
+    def _start(self, row: Dict[str, Any]) -> Tuple[Statement, Dict[str, Any]]:
+        """An enqueue's start also wakes the queue's workers in every process as it commits."""
+        if row.get("status") == "ENQUEUED" and row.get("queue_name"):
+            return notifying_start_statement(tuple(row)), {**row, "notify_key": queue_key(row["queue_name"])}
+        return super()._start(row)
 
     def notify(self, keys: Sequence[str]) -> None:
         for key in dict.fromkeys(keys):

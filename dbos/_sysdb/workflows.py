@@ -20,7 +20,7 @@ from ..error import (
     DBOSWorkflowConflictIDError,
 )
 from .errors import UNIQUE, constraint_name, violation
-from .notifications import cancel_key, queue_key
+from .notifications import cancel_key
 from .records import Outcome, StartResult, StepWrite
 from .statements import Statement
 from .steps import RECORD_STEP, StepRows, step_params
@@ -37,19 +37,13 @@ _START = """
 @lru_cache(maxsize=64)
 def start_statement(columns: Tuple[str, ...]) -> Statement:
     """The start of a workflow whose row holds ``columns`` (each bound by its name)."""
-    return Statement(_start_sql(columns), prepare=True)
+    return Statement(start_sql(columns), prepare=True)
 
 
-def _start_sql(columns: Tuple[str, ...]) -> str:
+def start_sql(columns: Tuple[str, ...]) -> str:
+    """The SQL of ``start_statement``, for a backend that wraps it."""
     values = ", ".join(f":{column}" for column in columns)
     return _START.format(columns=", ".join(columns), values=values)
-
-
-@lru_cache(maxsize=64)
-def notifying_start_statement(columns: Tuple[str, ...]) -> Statement:
-    """``start_statement`` that also notifies ``:notify_key`` (PostgreSQL only)."""
-    return Statement(f"WITH started AS ({_start_sql(columns)}) SELECT *, pg_notify('{{notify_channel}}', "
-                     ":notify_key) FROM started", prepare=True)
 
 
 RECORD_OUTCOME = Statement("""
@@ -140,14 +134,10 @@ DEAD_LETTER_MANY = Statement(f"{_DEAD_LETTER} IN (:workflow_ids)")
 
 
 class WorkflowRows(StepRows):
-    # Whether an enqueue wakes the queue's workers in other processes as it
-    # commits (PostgreSQL's NOTIFY); elsewhere they find it at their next poll.
-    notifies_enqueues = False
-
     def _start(self, row: Dict[str, Any]) -> Tuple[Statement, Dict[str, Any]]:
-        """The statement that starts ``row``, and its parameters."""
-        if self.notifies_enqueues and row.get("status") == "ENQUEUED" and row.get("queue_name"):
-            return notifying_start_statement(tuple(row)), {**row, "notify_key": queue_key(row["queue_name"])}
+        """The statement that starts ``row``, and its parameters. Here an
+        enqueue's row is found by other processes' workers at their next poll;
+        PostgreSQL's wakes them as it commits (``postgres.py``)."""
         return start_statement(tuple(row)), row
 
     # ------------------------------------------------------------------
