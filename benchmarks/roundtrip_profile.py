@@ -4,8 +4,9 @@
     .venv/bin/python benchmarks/roundtrip_profile.py postgresql://postgres@127.0.0.1/rt
 
 Unlike the benchmarks this reaches inside the library: it times each call of
-the system database's message calls (a send, a receive that found its
-message, one that found none) during the same ping-pong that bench.py measures, and prints medians.
+the system database's message calls (a send, which also consumes the
+message its workflow received last, and a look for a message, which found
+one or none) during the same ping-pong that bench.py measures, and prints medians.
 The database must not exist yet (it is created).
 """
 
@@ -40,9 +41,10 @@ def main() -> None:
     engine = peek_engine()
     assert engine is not None, "launched"
     sysdb: Any = engine.sysdb
-    sysdb.send_messages = timed(sysdb.send_messages, lambda _: "send (insert + checkpoint, one commit)")
-    sysdb.consume_message = timed(sysdb.consume_message, lambda found: (
-        "receive that found its message (one commit)" if found else "receive that found none (a read)"))
+    sysdb.send_messages = timed(sysdb.send_messages, lambda _: "send, with the receive before it (one commit)")
+    sysdb.consume_received = timed(sysdb.consume_received, lambda _: "receive consumed by itself (one commit)")
+    sysdb.find_message = timed(sysdb.find_message, lambda found: (
+        "look that found a message (a read)" if found else "look that found none (a read)"))
     for _ in range(2):  # the first pass warms up; the second is reported
         TIMES.clear()
         peer = f"echo-{uuid.uuid4().hex[:8]}"

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Type
 
 from .._status import StepStatus
 from .._sysdb.ids import check_workflow_id
-from .._sysdb.records import StepRecord
+from .._sysdb.records import Received, StepRecord
 from ..error import DBOSException, DBOSUnexpectedStepError
 
 
@@ -45,6 +45,10 @@ class WorkflowRun:
         self._function_id = 0
         self._lock = threading.Lock()
         self.reading_stream = False  # a checkpointed stream read is in progress (streams.py)
+        # A message received and not yet consumed in the database: written
+        # with the next operation's write, or at its start (``operation.settle``).
+        self.received: Optional[Received] = None
+        self.receiving = threading.Lock()  # held from finding a message to holding or consuming it
 
     def next_function_id(self) -> int:
         # Async workflows may start operations from several tasks at once;

@@ -6,6 +6,10 @@ returns the message it consumed. The storage writes the message (or
 consumes it) together with the operation's checkpoint, in one statement or
 transaction. A waiting ``recv`` or ``get_event`` has a durable timeout
 (``sleep.py``).
+
+A ``recv`` in a sync workflow reads its message and holds its consumption
+for the workflow's next write (``operation.settle``): the next send carries
+it in its own transaction, so a workflow answering a message commits once.
 """
 
 from __future__ import annotations
@@ -18,11 +22,11 @@ from .._serialization import Codec
 from .._sysdb import Storage
 from .._sysdb.ids import check_workflow_id
 from .._sysdb.notifications import event_key, message_key
-from .._sysdb.records import ListQuery, Message
+from .._sysdb.records import ListQuery, Message, Received
 from ..error import DBOSException
 from .context import WorkflowRun, get_context
 from .engine import Engine
-from .operation import Operation, codec_for, durable, durable_async, workflow_write
+from .operation import Operation, carrying_received, codec_for, durable, durable_async, workflow_write
 from .sleep import SLEEP, timed_waits
 from .waiting import Waitable, watching
 
@@ -49,7 +53,7 @@ def send(engine: Engine, messages: Sequence[SendMessage], name: str, to_forks: b
     ``to_forks``: also to every workflow forked from each destination.
     ``serialization_type`` DEFAULT: the sending workflow's format."""
     codec = codec_for(engine, _sender(), serialization_type)
-    _send(engine, Operation.begin(engine, name), messages, codec, to_forks)
+    _send(engine, Operation.begin(engine, name, carries_received=True), messages, codec, to_forks)
 
 
 async def send_async(engine: Engine, messages: Sequence[SendMessage], name: str, to_forks: bool = False,
@@ -73,10 +77,18 @@ def _send(engine: Engine, op: Optional[Operation], messages: Sequence[SendMessag
     if to_forks:  # looked up here, not before: a replay neither sends nor looks
         messages = to_every_fork(engine.sysdb, messages)
         rows = [message_row(codec, m) for m in messages]
-    step = None if op is None else op.write(output=engine.codec.dump_value(None, what="a step output"))
-    status = engine.sysdb.send_messages(rows, step)
-    for m in messages:
-        engine.waiters.wake(message_key(m.destination_id, m.topic))
+    keys = [message_key(m.destination_id, m.topic) for m in messages]
+    # Only a message's own destination receives it: one waiting here is woken
+    # here, so other processes need hear of it only when one is not.
+    announce = not all(engine.waiters.waiting(key) for key in keys)
+    if op is None:
+        status = engine.sysdb.send_messages(rows, announce=announce)
+    else:
+        step = op.write(output=engine.codec.dump_value(None, what="a step output"))
+        status = carrying_received(op.workflow, lambda received: engine.sysdb.send_messages(
+            rows, step, received, announce))
+    for key in keys:
+        engine.waiters.wake(key)
     if op is not None:
         op.confirm(status)
 
@@ -134,34 +146,55 @@ def begin_recv(engine: Engine) -> Tuple[Operation, Operation]:
 
 def recv(engine: Engine, topic: Optional[str], timeout_seconds: float) -> Any:
     op, timer = begin_recv(engine)
-    return _recv(engine, op, timer, topic, timeout_seconds)
+    return _recv(engine, op, timer, topic, timeout_seconds, hold=True)
 
 
 async def recv_async(engine: Engine, topic: Optional[str], timeout_seconds: float) -> Any:
+    # Not held: the next operation's begin runs on the event loop, which
+    # must not write; and concurrent receives each consume their own.
     op, timer = begin_recv(engine)
-    return await engine.in_pool(_recv, engine, op, timer, topic, timeout_seconds)
+    return await engine.in_pool(_recv, engine, op, timer, topic, timeout_seconds, False)
 
 
 def _recv(engine: Engine, op: Operation, timer: Operation, topic: Optional[str],
-          timeout_seconds: float) -> Any:
-    """The oldest message on ``topic``, consumed; None after the timeout."""
+          timeout_seconds: float, hold: bool) -> Any:
+    """The oldest message on ``topic``, consumed (or ``hold``: to be consumed
+    with the workflow's next write); None after the timeout."""
     if op.replaying:
         return op.replay()
-    step, workflow_id = op.write(), op.workflow.workflow_id
-    with watching(engine, [message_key(workflow_id, topic)], op.workflow) as watch:
-        got = engine.sysdb.consume_message(workflow_id, topic, step)
+    with watching(engine, [message_key(op.workflow.workflow_id, topic)], op.workflow) as watch:
+        got = _take(engine, op, topic, hold)
         if got is None:
             for _ in timed_waits(watch, timer, timeout_seconds):
-                # Woken by a send, the message is most likely there: no look first.
-                got = engine.sysdb.consume_message(workflow_id, topic, step, look_first=not watch.rang)
+                got = _take(engine, op, topic, hold)
                 if got is not None:
                     break
     if got is None:
         op.checkpoint(output=engine.codec.dump_value(None, what="a recv timeout"))
         return None
-    text, status, stored = got
-    op.confirm(status)
+    text, stored = got
     return engine.codec.for_stored(stored).load_value(text)
+
+
+def _take(engine: Engine, op: Operation, topic: Optional[str], hold: bool) -> Optional[Tuple[str, Optional[str]]]:
+    """The oldest unread message's text and stored format, held on the
+    workflow's run or consumed now; None if there is none."""
+    run = op.workflow
+    with run.receiving:
+        if run.received is not None:  # not in sync code (its begin settled it), but never dropped
+            engine.sysdb.consume_received(run.received)
+            run.received = None
+        found = engine.sysdb.find_message(run.workflow_id, topic)
+        if found is None:
+            return None
+        message_uuid, text, stored = found
+        received = Received(message_uuid, replace(op.write(output=text), serialization=stored))
+        if hold:
+            run.received = received
+            return text, stored
+        status = engine.sysdb.consume_received(received)
+    op.confirm(status)
+    return text, stored
 
 
 # ----------------------------------------------------------------------

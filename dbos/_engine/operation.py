@@ -19,6 +19,14 @@ Every checkpoint returns the workflow's status, so a workflow cancelled
 meanwhile stops at its next operation (``DBOSWorkflowCancelledError``).
 Async code calls ``begin`` before its first ``await``, so concurrent
 operations are numbered in the order they begin.
+
+A receive in a sync workflow only reads its message; the consumption and
+its checkpoint are held on the run (``WorkflowRun.received``) and written
+with the workflow's next write: a send carries them in its own transaction
+(``carrying_received``), and any other operation, or the workflow's end,
+writes them first (``settle``). Until then only the workflow's own code has
+run, so a crash loses nothing: the message is still unread, and the replay
+receives it again.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from typing import Any, Callable, Optional, TypeVar
 from .._clock import now_ms
 from .._portable_json import format_of
 from .._serialization import Codec
-from .._sysdb.records import StepRecord, StepWrite
+from .._sysdb.records import Received, StepRecord, StepWrite
 from ..error import DBOSException, DBOSWorkflowCancelledError
 from .context import WorkflowRun, current_run, get_context
 from .engine import Engine
@@ -48,9 +56,11 @@ class Operation:
     started_at_ms: int
 
     @classmethod
-    def begin(cls, engine: Engine, name: str) -> Optional["Operation"]:
+    def begin(cls, engine: Engine, name: str, *, carries_received: bool = False) -> Optional["Operation"]:
         """Take the next function ID of the workflow running here; None outside
         a workflow, or inside one of its steps, where operations are plain calls.
+        A message the workflow received is consumed first, unless the
+        operation ``carries_received`` in its own write.
 
         Raises ``DBOSUnexpectedStepError`` if an earlier execution recorded
         another operation at this ID (the workflow's code changed).
@@ -58,6 +68,8 @@ class Operation:
         workflow = current_run()
         if workflow is None:
             return None
+        if not carries_received:
+            settle(engine, workflow)
         function_id = workflow.next_function_id()
         record = workflow.recorded_step(function_id, name)
         return cls(engine, workflow, function_id, name, record, now_ms())
@@ -72,6 +84,7 @@ class Operation:
         workflow = current_run()
         if workflow is None:
             return None
+        settle(engine, workflow)
         function_id = workflow.next_function_id_if(accept)
         if function_id is None:
             return None
@@ -133,6 +146,30 @@ class Operation:
                 self.fail(exc, child_workflow_id=child_workflow_id)
             raise
         return self.succeed(value, what=what, child_workflow_id=child_workflow_id)
+
+
+def settle(engine: Engine, run: WorkflowRun, *, stop_if_cancelled: bool = True) -> None:
+    """Consume the message ``run`` received and still holds, with its
+    receive's checkpoint; stop if the workflow was cancelled meanwhile."""
+    if run.received is None:  # almost always: a look without the lock
+        return
+    with run.receiving:
+        received, run.received = run.received, None
+        if received is None:
+            return
+        status = engine.sysdb.consume_received(received)
+    if stop_if_cancelled and status == "CANCELLED":
+        raise DBOSWorkflowCancelledError(f"Workflow {run.workflow_id} was cancelled")
+
+
+def carrying_received(run: WorkflowRun, write: Callable[[Optional[Received]], T]) -> T:
+    """``write(received)``, given the message ``run`` received and still
+    holds (or None), to consume in the same transaction; held again if
+    ``write`` fails, for the next write."""
+    with run.receiving:
+        result = write(run.received)
+        run.received = None
+    return result
 
 
 def durable(engine: Engine, name: str, work: Callable[[], T], *, what: str, record_error: bool = True,

@@ -36,6 +36,10 @@ class Waiters:
             if not events:
                 self._events.pop(key, None)
 
+    def waiting(self, key: str) -> bool:
+        """Whether anything here waits on ``key`` now."""
+        return key in self._events
+
     def wake(self, key: str) -> None:
         """Set every event registered under ``key``."""
         with self._lock:

@@ -32,6 +32,7 @@ from .context import WorkflowRun, reset_context, set_context
 from .engine import Engine, get_engine, peek_engine
 from . import metrics
 from .launch import Launch, check_same_function, prepare
+from .operation import settle
 from .registry import FunctionInfo, register_function, wrapper_for
 from .tracing import Traced, span
 from .validation import ValidateArgsCallable, resolve_validator
@@ -115,6 +116,10 @@ def conclude(engine: Engine, run: WorkflowRun, value: Any, error: Optional[Excep
     """Record the body's outcome; a return value that cannot be stored is an error."""
     if engine.closed:
         return _left_pending(run)
+    try:
+        settle(engine, run, stop_if_cancelled=False)  # the row's status decides below
+    except DBOSException as exc:  # another execution took the message: the body's receive failed
+        value, error = None, error or exc
     codec = engine.codec.for_stored(run.serialization)
     if error is None:
         what = f"the output of workflow {run.name!r} ({run.workflow_id})"

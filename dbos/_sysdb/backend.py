@@ -198,6 +198,7 @@ class SqliteBackend(Backend):
     }
     # One writer per file and an fsync per commit: a group's one commit serves many threads.
     groups_commits = True
+    direct_statements = True
 
     def __init__(self, url: DatabaseURL, schema: Optional[str] = None) -> None:
         super().__init__(url, None)

@@ -34,7 +34,7 @@ from .failures import describe_failure, operation_of
 from .grouping import Group, Write
 from .models import BoundModels
 from .outage import BACKOFF_CAP_SEC, NEW_WORK_LIMIT_SEC, Backoff, OutageTracker, is_outage, starting_new_work
-from .statements import Catalog, Statement
+from .statements import Catalog, Statement, all_rows, first_row, row_count, row_records
 from .tries import begin_try, count_retry, end_try
 from .url import DatabaseURL
 
@@ -61,25 +61,6 @@ TABLES = (
     "workflow_events_history", "streams", "application_versions", "queues", "workflow_schedules",
     "executors", "dbos_migrations",
 )
-
-
-def _first(cursor: Any) -> Optional[Row]:
-    row: Optional[Row] = cursor.fetchone()
-    return row
-
-
-def _all(cursor: Any) -> List[Row]:
-    rows: List[Row] = cursor.fetchall()
-    return rows
-
-
-def _rowcount(cursor: Any) -> int:
-    return int(cursor.rowcount or 0)
-
-
-def _records(cursor: Any) -> List[Dict[str, Any]]:
-    names = [column[0] for column in cursor.description]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
 class _Lost(Exception):
@@ -152,27 +133,27 @@ class Connection:
 
     def one(self, statement: Statement, **params: Any) -> Optional[Row]:
         """The first row of ``statement`` (None if it returned none)."""
-        return self._send(statement, params, _first)
+        return self._send(statement, params, first_row)
 
     def rows(self, statement: Statement, **params: Any) -> List[Row]:
         """Every row of ``statement``."""
-        return self._send(statement, params, _all)
+        return self._send(statement, params, all_rows)
 
     def records(self, statement: Statement, **params: Any) -> List[Dict[str, Any]]:
         """The rows of ``statement`` as dicts keyed by column name."""
-        return self._send(statement, params, _records)
+        return self._send(statement, params, row_records)
 
     def rowcount(self, statement: Statement, **params: Any) -> int:
         """How many rows ``statement`` changed."""
-        return self._send(statement, params, _rowcount)
+        return self._send(statement, params, row_count)
 
     def grouped_one(self, statement: Statement, **params: Any) -> Optional[Row]:
         """``one`` for a write others may wait on at once: on SQLite, committed with theirs (``grouping.py``)."""
-        return self._send(statement, params, _first, grouped=True)
+        return self._send(statement, params, first_row, grouped=True)
 
     def grouped_rowcount(self, statement: Statement, **params: Any) -> int:
         """``rowcount`` for a write, grouped as ``grouped_one``."""
-        return self._send(statement, params, _rowcount, grouped=True)
+        return self._send(statement, params, row_count, grouped=True)
 
     def group_commit_counts(self) -> Tuple[int, int]:
         """(writes, commits) of the grouped writes so far; (0, 0) where none are grouped."""
@@ -262,6 +243,17 @@ class Connection:
                 failure = attempt.lost
             backoff = backoff or Backoff(self.backoff_cap, self._closings)
             self._pause(failure, backoff)
+
+    def statement_once(self, sql: str, params: Sequence[Any], read: Callable[[Any], T]) -> Tuple[bool, Optional[T]]:
+        """``statement`` outside a unit of work, tried once: (False, None) if an outage lost it."""
+        if not self._direct:
+            box: List[T] = []
+            done = self.once(lambda: box.append(read(self.execute(sql, params))), transaction=False)
+            return done, (box[0] if done else None)
+        try:
+            return True, self._direct_once(sql, params, read)
+        except _Lost:
+            return False, None
 
     def once(self, work: Callable[[], None], *, transaction: bool = True) -> bool:
         """``work()`` as a unit of work, tried once: False if an outage lost it (rolled back)."""

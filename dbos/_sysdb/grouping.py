@@ -46,6 +46,8 @@ class Sender(Protocol):
 
     def statement(self, sql: str, params: Sequence[Any], read: Callable[[Any], T]) -> T: ...
 
+    def statement_once(self, sql: str, params: Sequence[Any], read: Callable[[Any], T]) -> Tuple[bool, Any]: ...
+
     def once(self, work: Callable[[], None], *, transaction: bool = True) -> bool: ...
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
@@ -186,14 +188,17 @@ class Group:
         self.writes += len(batch)
         self.commits += 1
         if len(batch) == 1:  # nobody waiting: the write by itself, in autocommit, as without grouping
-            done = self._sender.once(lambda: self._alone(batch[0]), transaction=False)
+            done = self._alone(batch[0])
         else:
             done = self._sender.once(lambda: self._each(batch))
         for write in batch:
             write.alone = not done
 
-    def _alone(self, write: Write[Any]) -> None:
-        write.result = write.read(self._sender.execute(write.sql, write.params))
+    def _alone(self, write: Write[Any]) -> bool:
+        done, result = self._sender.statement_once(write.sql, write.params, write.read)
+        if done:
+            write.result = result
+        return done
 
     def _each(self, batch: List[Write[Any]]) -> None:
         for write in batch:

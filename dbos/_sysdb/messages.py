@@ -10,16 +10,14 @@ workflow is replayed. Every write someone may wait for also notifies its key
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .._clock import now_ms
-from ..error import DBOSNonExistentWorkflowError, DBOSSystemDatabaseError
+from ..error import DBOSNonExistentWorkflowError, DBOSSystemDatabaseError, DBOSWorkflowConflictIDError
 from .errors import FOREIGN_KEY, UNIQUE, violation
 from .notifications import NULL_TOPIC, event_key, message_key, stream_key
-from .records import Message, StepWrite
+from .records import Message, Received, StepWrite
 from .statements import Statement
-from .steps import RECORDED_STEP
 from .tries import retried_since, retries
 from .workflows import WorkflowRows
 
@@ -31,23 +29,17 @@ INSERT_MESSAGE = Statement(MESSAGE_INSERT + """
     ON CONFLICT (message_uuid) DO NOTHING
 """)
 
-# Most receives find nothing: a look without a write transaction costs one
-# statement and never takes SQLite's write lock (a writer waiting on it
-# sleeps in the busy handler for milliseconds).
-PEEK_MESSAGE = Statement("""
-    SELECT 1 FROM {notifications}
-    WHERE destination_uuid = :destination_id AND topic = :topic AND {unread} LIMIT 1
-""")
+# A receive reads; the message is consumed with the workflow's next write
+# (``consume_received``), so a look costs no write lock and no commit.
+FIND_MESSAGE = Statement("""
+    SELECT message_uuid, message, serialization FROM {notifications}
+    WHERE destination_uuid = :destination_id AND topic = :topic AND {unread}
+    ORDER BY {arrival_order} LIMIT 1
+""", prepare=True)
 
-# Inside a write transaction (SQLite's holds the write lock), picking and
-# marking the oldest unread message is one UPDATE ... RETURNING.
-TAKE_MESSAGE = Statement("""
-    UPDATE {notifications} SET consumed = TRUE WHERE message_uuid = (
-        SELECT message_uuid FROM {notifications}
-        WHERE destination_uuid = :destination_id AND topic = :topic AND {unread}
-        ORDER BY {arrival_order} LIMIT 1)
-    RETURNING message, serialization
-""")
+MARK_CONSUMED = Statement("""
+    UPDATE {notifications} SET consumed = TRUE WHERE message_uuid = :message_uuid AND {unread}
+""", prepare=True)
 
 SET_LATEST_EVENT = Statement("""
     INSERT INTO {workflow_events} (workflow_uuid, key, value, serialization)
@@ -92,26 +84,35 @@ class MessageRows(WorkflowRows):
     # Messages
     # ------------------------------------------------------------------
 
-    def send_messages(self, messages: Sequence[Message], step: Optional[StepWrite] = None) -> Optional[str]:
-        """Insert the messages and checkpoint ``step`` with them, atomically.
+    def send_messages(self, messages: Sequence[Message], step: Optional[StepWrite] = None,
+                      received: Optional[Received] = None, announce: bool = True) -> Optional[str]:
+        """Insert the messages and checkpoint ``step`` with them, atomically;
+        ``received``, a message the sender took, is consumed in the same
+        transaction (``consume_received``). ``announce`` False: no other
+        process is told (every destination waits in the sender's, woken there).
 
         A message whose UUID exists already (an idempotency key reused) is
         skipped. Returns the sending workflow's status when ``step`` is given.
         """
         try:
-            return self._send_messages(messages, step)
+            return self._send_messages(messages, step, received, announce)
         except DBOSSystemDatabaseError as exc:
             self._raise_missing_destination(exc, [m[0] for m in messages])
             raise
 
-    def _send_messages(self, messages: Sequence[Message], step: Optional[StepWrite]) -> Optional[str]:
+    def _send_messages(self, messages: Sequence[Message], step: Optional[StepWrite],
+                       received: Optional[Received], announce: bool) -> Optional[str]:
+        before = retries()
         for attempt in self.attempts():
             with attempt:
+                if received is not None:
+                    self._consume(received, before)
                 stamp = now_ms()
                 for destination, topic, text, uuid, stored in messages:
                     self.rowcount(INSERT_MESSAGE, destination_id=destination, topic=topic or NULL_TOPIC,
                                   message=text, message_uuid=uuid, serialization=stored, now=stamp)
-                self.notify(message_keys(messages))
+                if announce:
+                    self.notify(message_keys(messages))
                 status = self._checkpoint(step)
         return status
 
@@ -127,41 +128,29 @@ class MessageRows(WorkflowRows):
         """Checkpoint ``step`` in the unit of work at hand; the workflow's status."""
         return None if step is None else self.record_step(step)
 
-    def consume_message(self, destination_id: str, topic: Optional[str], step: StepWrite,
-                        look_first: bool = True) -> Optional[Tuple[str, str, Optional[str]]]:
-        """Take the oldest unread message and checkpoint it as ``step``, atomically.
+    def find_message(self, destination_id: str, topic: Optional[str]) -> Optional[Tuple[str, str, Optional[str]]]:
+        """The oldest unread message: ``(message UUID, message, stored format)``,
+        or None. Only a read: the receiver consumes it with ``consume_received``."""
+        row = self.one(FIND_MESSAGE, destination_id=destination_id, topic=topic or NULL_TOPIC)
+        return None if row is None else (str(row[0]), str(row[1]), row[2])
 
-        Returns ``(message, workflow status, stored format)``, or None when there is none.
-        ``look_first`` False skips the lock-free look that spares an empty
-        poll the write lock, when a message is expected.
-        """
-        where = {"destination_id": destination_id, "topic": topic or NULL_TOPIC}
-        if look_first and self.one(PEEK_MESSAGE, **where) is None:
-            return None
+    def consume_received(self, received: Received) -> str:
+        """Mark the received message consumed and checkpoint its receive,
+        atomically; the workflow's status. ``DBOSWorkflowConflictIDError``
+        when another execution of the workflow took it or recorded the receive."""
         before = retries()
         for attempt in self.attempts():
             with attempt:
-                found = self.consumed_before(step, before) or self._take_message(where, step)
-        return found
+                status = self._consume(received, before)
+        return status
 
-    def _take_message(self, where: Dict[str, str], step: StepWrite) -> Optional[Tuple[str, str, Optional[str]]]:
-        taken = self.one(TAKE_MESSAGE, **where)
-        if taken is None:
-            return None
-        status = self._checkpoint(replace(step, output=taken[0], serialization=taken[1]))
-        return taken[0], str(status), taken[1]
-
-    def consumed_before(self, step: StepWrite, before: int) -> Optional[Tuple[str, str, Optional[str]]]:
-        """After a receive tried again (since ``retries()`` was ``before``):
-        ``(message, workflow status, stored format)`` if the first try's COMMIT went through
-        and recorded ``step``, so that the retry neither takes the next
-        message nor waits for one already taken."""
-        if not retried_since(before):
-            return None
-        row = self.one(RECORDED_STEP, workflow_id=step.workflow_id, function_id=step.function_id)
-        if row is None or row[0] != step.function_name or row[1] is None:
-            return None
-        return str(row[1]), str(row[4]), row[5]
+    def _consume(self, received: Received, before: int) -> str:
+        status = self.record_step(received.step)
+        # None marked: taken by another execution, or by this one's try whose
+        # COMMIT went through unanswered (which recorded the step as given).
+        if self.rowcount(MARK_CONSUMED, message_uuid=received.message_uuid) == 0 and not retried_since(before):
+            raise DBOSWorkflowConflictIDError(received.step.workflow_id)
+        return status
 
     # ------------------------------------------------------------------
     # Events

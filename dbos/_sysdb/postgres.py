@@ -24,9 +24,9 @@ from .database import SystemDatabase
 from .listener import Listener
 from .messages import MESSAGE_INSERT, message_keys
 from .notifications import NULL_TOPIC, event_key, queue_key
-from .records import Message, StepWrite
+from .records import Message, Received, StepWrite
 from .statements import Statement
-from .steps import SAVE_STEP, STEP_INSERT, step_params
+from .steps import SAVE_STEP, STEP_INSERT, STEP_PARAMS, step_params
 from .tries import retries
 from .workflows import start_sql
 
@@ -40,42 +40,66 @@ def notifying_start_statement(columns: Tuple[str, ...]) -> Statement:
                      ":notify_key) FROM started", prepare=True)
 LOCK_QUEUE = Statement("SELECT pg_advisory_xact_lock(hashtext(:lock_key))")
 
-_SAVE_STEP = f"saved AS ({SAVE_STEP} RETURNING function_id)"
 # The cast lets PREPARE type the VALUES list, which has no column to infer from.
 _NEW_MESSAGES = MESSAGE_INSERT + " SELECT d, t, m, u, s, c::BIGINT FROM (VALUES :messages) AS v(d, t, m, u, s, c)"
 _STATUS = "(SELECT status FROM {workflow_status} WHERE workflow_uuid = :workflow_id)"
-
-# One row per key notified: (sender's status, whether the step was saved).
-SEND_AND_RECORD = Statement(f"""
-    WITH {_SAVE_STEP},
-    sent AS ({_NEW_MESSAGES} WHERE EXISTS (SELECT 1 FROM saved)
-        ON CONFLICT (message_uuid) DO NOTHING RETURNING 1)
-    SELECT {_STATUS}, EXISTS (SELECT 1 FROM saved), pg_notify('{{notify_channel}}', k.key)
-    FROM (VALUES :keys) AS k(key)
-""", prepare=True)
+_SAVE_STEP = f"saved AS ({SAVE_STEP} RETURNING function_id)"
 
 SEND = Statement(f"""
     WITH sent AS ({_NEW_MESSAGES} ON CONFLICT (message_uuid) DO NOTHING RETURNING 1)
     SELECT NULL, NULL, pg_notify('{{notify_channel}}', k.key) FROM (VALUES :keys) AS k(key)
 """, prepare=True)
 
-# One row (message, receiver's status, whether the step was saved) when a message was there.
-CONSUME_AND_RECORD = Statement(f"""
-    WITH picked AS (
-        SELECT message_uuid, message, serialization FROM {{notifications}}
-        WHERE destination_uuid = :destination_id AND topic = :topic AND NOT consumed
-        ORDER BY {{arrival_order}} LIMIT 1 FOR UPDATE SKIP LOCKED),
-    saved AS (
+# A received message's consumption, its receive's checkpoint first: one row
+# (receiver's status, whether the checkpoint was saved). The checkpoint is
+# written only while the message is unread, and the message marked only
+# when the checkpoint was written, so another execution's take or record of
+# either one changes nothing here.
+_RECEIVED = "r_"
+_TOOK = f"""took AS (
         {STEP_INSERT}
-        SELECT :workflow_id, :function_id, :function_name, message, :error,
-            :child_workflow_id, :started_at_ms, :completed_at_ms, serialization FROM picked
+        SELECT {", ".join(f":{_RECEIVED}{p}" for p in STEP_PARAMS)} FROM {{notifications}}
+        WHERE message_uuid = :{_RECEIVED}message_uuid AND NOT consumed
         ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING function_id),
     marked AS (
         UPDATE {{notifications}} SET consumed = TRUE
-        WHERE message_uuid IN (SELECT message_uuid FROM picked) AND EXISTS (SELECT 1 FROM saved)
-        RETURNING message_uuid)
-    SELECT message, {_STATUS}, EXISTS (SELECT 1 FROM saved), serialization FROM picked
-""", prepare=True)
+        WHERE message_uuid = :{_RECEIVED}message_uuid AND EXISTS (SELECT 1 FROM took) RETURNING 1)"""
+_RECEIVED_STATUS = "(SELECT status FROM {workflow_status} WHERE workflow_uuid = :r_workflow_id)"
+
+CONSUME_RECEIVED = Statement(f"WITH {_TOOK} SELECT {_RECEIVED_STATUS}, EXISTS (SELECT 1 FROM took)", prepare=True)
+
+
+@lru_cache(maxsize=4)
+def send_and_record(consumes: bool, notifies: bool) -> Statement:
+    """A send from a workflow, with its checkpoint: the checkpoint goes first,
+    and the messages are written only if it was. ``consumes``: the sender's
+    received message too (``CONSUME_RECEIVED``), first of all, and the rest
+    only if it was. ``notifies``: every key, for other processes' waiters.
+    Rows (sender's status, whether the send was saved, None, whether the
+    receive was): one per key notified, else one."""
+    took = f"{_TOOK}," if consumes else ""
+    only_if_took = "WHERE EXISTS (SELECT 1 FROM took)" if consumes else ""
+    notify = "pg_notify('{notify_channel}', k.key)" if notifies else "NULL"
+    return Statement(f"""
+    WITH {took}
+    saved AS (
+        {STEP_INSERT}
+        SELECT {", ".join(f":{p}" for p in STEP_PARAMS)} {only_if_took}
+        ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING function_id),
+    sent AS ({_NEW_MESSAGES} WHERE EXISTS (SELECT 1 FROM saved)
+        ON CONFLICT (message_uuid) DO NOTHING RETURNING 1)
+    SELECT {_STATUS}, EXISTS (SELECT 1 FROM saved), {notify},
+        {"EXISTS (SELECT 1 FROM took)" if consumes else "TRUE"}
+    {"FROM (VALUES :keys) AS k(key)" if notifies else ""}
+    """, prepare=True)
+
+
+def received_params(received: Received) -> Dict[str, Any]:
+    """``CONSUME_RECEIVED``'s parameters: the receive's checkpoint, named apart from a send's."""
+    params = {f"{_RECEIVED}{k}": v for k, v in step_params(received.step).items()}
+    params[f"{_RECEIVED}message_uuid"] = received.message_uuid
+    return params
+
 
 _EVENT_WRITES = """
     latest AS (
@@ -124,9 +148,10 @@ class PostgresSystemDatabase(SystemDatabase):
     def _lock_queue(self, queue_name: str) -> None:
         self.one(LOCK_QUEUE, lock_key=f"dbos-queue:{queue_name}")
 
-    def _send_messages(self, messages: Sequence[Message], step: Optional[StepWrite]) -> Optional[str]:
-        if not messages:  # nothing to send: only the checkpoint
-            return super()._send_messages(messages, step)
+    def _send_messages(self, messages: Sequence[Message], step: Optional[StepWrite],
+                       received: Optional[Received], announce: bool) -> Optional[str]:
+        if not messages or (received is not None and step is None):
+            return super()._send_messages(messages, step, received, announce)
         stamp = now_ms()
         rows = [(d, t or NULL_TOPIC, text, uuid, stored, stamp) for d, t, text, uuid, stored in messages]
         keys = [(key,) for key in message_keys(messages)]
@@ -134,23 +159,19 @@ class PostgresSystemDatabase(SystemDatabase):
             self.one(SEND, messages=rows, keys=keys)
             return None
         before = retries()
-        row = self.one(SEND_AND_RECORD, messages=rows, keys=keys, **step_params(step))
-        assert row is not None, "a send notifies at least one key"
+        params = {**step_params(step), **(received_params(received) if received else {})}
+        statement = send_and_record(received is not None, announce)
+        row = self.one(statement, messages=rows, **({"keys": keys} if announce else {}), **params)
+        assert row is not None, "the statement returns a row"
+        if received is not None and not row[3]:
+            self.same_step_status(received.step, before)  # raises unless this was our own try
         return self._checked_status(step, row[0], row[1], before)
 
-    def consume_message(self, destination_id: str, topic: Optional[str], step: StepWrite,
-                        look_first: bool = True) -> Optional[Tuple[str, str, Optional[str]]]:
-        # No look first: when nothing is there this statement locks and writes nothing.
+    def consume_received(self, received: Received) -> str:
         before = retries()
-        row = self.one(CONSUME_AND_RECORD, destination_id=destination_id, topic=topic or NULL_TOPIC,
-                       **step_params(step))
-        if row is None or not row[2]:
-            earlier = self.consumed_before(step, before)
-            if earlier is not None:
-                return earlier
-        if row is None:
-            return None
-        return row[0], str(self._checked_status(step, row[1], row[2], before)), row[3]
+        row = self.one(CONSUME_RECEIVED, **received_params(received))
+        assert row is not None, "the statement returns one row"
+        return self._checked_status(received.step, row[0], row[1], before)
 
     def set_event(self, workflow_id: str, key: str, value: str, function_id: int,
                   step: Optional[StepWrite] = None, serialization: Optional[str] = None) -> Optional[str]:

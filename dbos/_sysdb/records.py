@@ -38,6 +38,16 @@ class StepWrite:
 
 
 @dataclass(frozen=True)
+class Received:
+    """A message a workflow received and has not yet consumed in the database:
+    its consumption and the receive's checkpoint (``step``, whose output is
+    the message) are written together, with the workflow's next write."""
+
+    message_uuid: str
+    step: StepWrite
+
+
+@dataclass(frozen=True)
 class StartResult:
     """What the upsert that starts a workflow found or created."""
 

@@ -22,7 +22,7 @@ import functools
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 # ':name', but not the second half of a PostgreSQL cast ('x::BIGINT').
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
@@ -133,3 +133,24 @@ class Catalog:
                 self.compiled.pop(next(iter(self.compiled)))  # the oldest first
             self.compiled[statement] = compiled
         return compiled
+
+
+# How a statement's cursor is read (``Connection.one``, ``rows``, ...).
+
+def first_row(cursor: Any) -> Optional[Tuple[Any, ...]]:
+    row: Optional[Tuple[Any, ...]] = cursor.fetchone()
+    return row
+
+
+def all_rows(cursor: Any) -> List[Tuple[Any, ...]]:
+    rows: List[Tuple[Any, ...]] = cursor.fetchall()
+    return rows
+
+
+def row_count(cursor: Any) -> int:
+    return int(cursor.rowcount or 0)
+
+
+def row_records(cursor: Any) -> List[Dict[str, Any]]:
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]

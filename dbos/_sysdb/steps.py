@@ -26,9 +26,11 @@ STEP_COLUMNS = (
 
 # A checkpoint's INSERT, its columns taking the parameters ``step_params`` binds.
 STEP_INSERT = f"INSERT INTO {{operation_outputs}} (workflow_uuid, {', '.join(STEP_COLUMNS)})"
-SAVE_STEP = STEP_INSERT + """
-    VALUES (:workflow_id, :function_id, :function_name, :output, :error,
-        :child_workflow_id, :started_at_ms, :completed_at_ms, :serialization)
+# The parameters ``step_params`` binds, in the order of STEP_INSERT's columns.
+STEP_PARAMS = ("workflow_id", "function_id", "function_name", "output", "error",
+               "child_workflow_id", "started_at_ms", "completed_at_ms", "serialization")
+SAVE_STEP = STEP_INSERT + f"""
+    VALUES ({", ".join(f":{p}" for p in STEP_PARAMS)})
     ON CONFLICT (workflow_uuid, function_id) DO NOTHING"""
 
 RECORD_STEP = Statement(SAVE_STEP + """

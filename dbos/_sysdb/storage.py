@@ -23,6 +23,7 @@ from .records import (
     ListQuery,
     Message,
     Outcome,
+    Received,
     ScheduleQuery,
     StartResult,
     StepRecord,
@@ -142,13 +143,20 @@ class Storage(Protocol):
 
     # -- messages, events, streams (messages.py) ----------------------------
 
-    def send_messages(self, messages: Sequence[Message], step: Optional[StepWrite] = None) -> Optional[str]:
-        """Insert messages with ``step``'s checkpoint, atomically; the sender's status."""
+    def send_messages(self, messages: Sequence[Message], step: Optional[StepWrite] = None,
+                      received: Optional[Received] = None, announce: bool = True) -> Optional[str]:
+        """Insert messages with ``step``'s checkpoint, and consume ``received``
+        (``consume_received``), atomically; the sender's status. ``announce``
+        False: other processes are not told (every destination waits here)."""
         ...
 
-    def consume_message(self, destination_id: str, topic: Optional[str], step: StepWrite,
-                        look_first: bool = True) -> Optional[Tuple[str, str, Optional[str]]]:
-        """Take the oldest unread message as ``step``'s output; (message, status, format) or None."""
+    def find_message(self, destination_id: str, topic: Optional[str]) -> Optional[Tuple[str, str, Optional[str]]]:
+        """The oldest unread message, only read: (message UUID, message, format) or None."""
+        ...
+
+    def consume_received(self, received: Received) -> str:
+        """Mark a found message consumed with its receive's checkpoint, atomically; the status.
+        ``DBOSWorkflowConflictIDError`` if another execution took it or recorded the receive."""
         ...
 
     def set_event(self, workflow_id: str, key: str, value: str, function_id: int,

@@ -12,7 +12,7 @@ import pytest
 
 from dbos._sysdb import SystemDatabase
 from dbos._sysdb.outage import Backoff, is_outage, new_work
-from dbos._sysdb.records import ClaimLimits, StepWrite
+from dbos._sysdb.records import ClaimLimits, Received, StepWrite
 from dbos.error import DBOSSystemDatabaseError
 from tests.chaos.proxy import FaultProxy
 from tests.chaos.support import OUTAGE_END, OUTAGE_WARNING, Records, dbos_log, proxy, require_postgres, through
@@ -146,9 +146,11 @@ def test_a_receive_whose_commit_answer_was_lost_returns_the_message_it_took(
     proxied.run(lambda: proxied.models.workflow_status.insert(
         workflow_uuid="wf-recv", status="PENDING", created_at=1, updated_at=1).execute())
     proxied.send_messages([("wf-recv", None, '"first"', "m-1", None), ("wf-recv", None, '"second"', "m-2", None)])
+    found = proxied.find_message("wf-recv", None)
+    assert found is not None and found[1] == '"first"'
     proxy.drop_on(b"lost-recv-marker")
-    taken = proxied.consume_message("wf-recv", None, StepWrite("wf-recv", 1, "lost-recv-marker"))
+    step = StepWrite("wf-recv", 1, "lost-recv-marker", output=found[1])
+    assert proxied.consume_received(Received(found[0], step)) == "PENDING"  # not a conflict
     assert proxy.dropped.is_set()
-    assert taken == ('"first"', "PENDING", None)  # not the second message, not a conflict
-    again = proxied.consume_message("wf-recv", None, StepWrite("wf-recv", 2, "DBOS.recv"))
-    assert again == ('"second"', "PENDING", None)
+    again = proxied.find_message("wf-recv", None)
+    assert again is not None and again[1] == '"second"'  # the first is consumed, once

@@ -37,10 +37,11 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[List[Statement]]:
         return original(self, sql, params)
 
     def execute_on(self: SystemDatabase, conn: Any, sql: str, params: Sequence[Any]) -> Any:
-        # A statement sent on a connection taken straight from the pool
-        # (PostgreSQL): in a transaction if the driver has one open.
+        # A statement sent on a connection taken straight from the pool:
+        # in a transaction if the driver has one open.
         if watched():
-            log.append((sql, conn.get_transaction_status() != TRANSACTION_STATUS_IDLE))
+            status = getattr(conn, "get_transaction_status", None)  # psycopg2's; sqlite3 has in_transaction
+            log.append((sql, status() != TRANSACTION_STATUS_IDLE if status else bool(conn.in_transaction)))
         return original_on(self, conn, sql, params)
 
     monkeypatch.setattr(SystemDatabase, "execute", execute)

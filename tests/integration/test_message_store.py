@@ -13,8 +13,8 @@ import pytest
 
 from dbos._sysdb import SystemDatabase
 from dbos._sysdb.notifications import NULL_TOPIC
-from dbos._sysdb.records import StepWrite
-from dbos.error import DBOSWorkflowConflictIDError
+from dbos._sysdb.records import Received, StepWrite
+from dbos.error import DBOSNonExistentWorkflowError, DBOSWorkflowConflictIDError
 
 
 def add_workflow(sysdb: SystemDatabase, workflow_id: str, status: str = "PENDING") -> None:
@@ -73,29 +73,75 @@ def test_a_send_outside_a_workflow_skips_a_message_it_already_has(store: SystemD
     assert messages(store) == [("receiver", "t", "m", False)]
 
 
-def test_consume_takes_the_oldest_message_as_the_step_output(store: SystemDatabase) -> None:
-    assert store.consume_message("receiver", "t", StepWrite("receiver", 1, "DBOS.recv")) is None
+def received(store: SystemDatabase, function_id: int = 1, topic: str = "t") -> Received:
+    """What a receive in workflow "receiver" holds after finding the oldest message."""
+    found = store.find_message("receiver", topic)
+    assert found is not None
+    uuid, text, stored = found
+    return Received(uuid, StepWrite("receiver", function_id, "DBOS.recv", output=text, serialization=stored))
+
+
+def test_find_reads_the_oldest_message_and_consuming_it_records_the_step(store: SystemDatabase) -> None:
+    assert store.find_message("receiver", "t") is None
     for n, text in enumerate(("old", "new"), start=1):
         store.send_messages([("receiver", "t", text, f"u{n}", None)])
-    got = store.consume_message("receiver", "t", StepWrite("receiver", 1, "DBOS.recv"))
-    assert got == ("old", "PENDING", None)
+    assert store.find_message("receiver", "t") == ("u1", "old", None)
+    assert store.find_message("receiver", "t") == ("u1", "old", None)  # only a read
+    assert store.consume_received(received(store)) == "PENDING"
     assert steps(store, "receiver") == [(1, "DBOS.recv", "old")]
     assert messages(store) == [("receiver", "t", "old", True), ("receiver", "t", "new", False)]
+    assert store.find_message("receiver", "t") == ("u2", "new", None)
 
 
-def test_consume_for_a_recorded_step_leaves_the_message_unread(store: SystemDatabase) -> None:
+def test_consuming_for_a_recorded_step_leaves_the_message_unread(store: SystemDatabase) -> None:
     store.send_messages([("receiver", "t", "one", "u1", None), ("receiver", "t", "two", "u2", None)])
-    store.consume_message("receiver", "t", StepWrite("receiver", 1, "DBOS.recv"))
+    store.consume_received(received(store))
     with pytest.raises(DBOSWorkflowConflictIDError, match="receiver"):
-        store.consume_message("receiver", "t", StepWrite("receiver", 1, "DBOS.recv"))
+        store.consume_received(received(store))  # "two", at the recorded step 1
     assert messages(store) == [("receiver", "t", "one", True), ("receiver", "t", "two", False)]
     assert steps(store, "receiver") == [(1, "DBOS.recv", "one")]
 
 
+def test_consuming_a_message_another_execution_took_records_nothing(store: SystemDatabase) -> None:
+    store.send_messages([("receiver", "t", "one", "u1", None)])
+    first, second = received(store, 1), received(store, 2)  # two executions found the same message
+    store.consume_received(first)
+    with pytest.raises(DBOSWorkflowConflictIDError, match="receiver"):
+        store.consume_received(second)
+    assert steps(store, "receiver") == [(1, "DBOS.recv", "one")]
+
+
+def test_a_send_carries_the_senders_received_message_in_its_transaction(store: SystemDatabase) -> None:
+    store.send_messages([("receiver", "t", "ping", "u1", None)])
+    status = store.send_messages([("sender", "t", "pong", "u2", None)], StepWrite("receiver", 2, "DBOS.send"),
+                                 received(store))
+    assert status == "PENDING"
+    assert steps(store, "receiver") == [(1, "DBOS.recv", "ping"), (2, "DBOS.send", None)]
+    assert messages(store) == [("receiver", "t", "ping", True), ("sender", "t", "pong", False)]
+
+
+def test_a_send_whose_received_message_was_taken_sends_nothing(store: SystemDatabase) -> None:
+    store.send_messages([("receiver", "t", "ping", "u1", None)])
+    mine, other = received(store, 1), received(store, 1)
+    store.consume_received(other)
+    with pytest.raises(DBOSWorkflowConflictIDError, match="receiver"):
+        store.send_messages([("sender", "t", "pong", "u2", None)], StepWrite("receiver", 2, "DBOS.send"), mine)
+    assert steps(store, "receiver") == [(1, "DBOS.recv", "ping")]
+    assert messages(store) == [("receiver", "t", "ping", True)]
+
+
+def test_a_failed_send_leaves_the_received_message_unread(store: SystemDatabase) -> None:
+    store.send_messages([("receiver", "t", "ping", "u1", None)])
+    with pytest.raises(DBOSNonExistentWorkflowError, match="nobody"):
+        store.send_messages([("nobody", "t", "pong", "u2", None)], StepWrite("receiver", 2, "DBOS.send"),
+                            received(store))
+    assert steps(store, "receiver") == []
+    assert messages(store) == [("receiver", "t", "ping", False)]
+
+
 def test_a_message_keeps_its_stored_format_into_the_receiving_step(store: SystemDatabase) -> None:
     store.send_messages([("receiver", "t", '{"a":1}', "u1", "portable_json")])
-    got = store.consume_message("receiver", "t", StepWrite("receiver", 1, "DBOS.recv"))
-    assert got == ('{"a":1}', "PENDING", "portable_json")
+    assert store.consume_received(received(store)) == "PENDING"
     assert store.load_steps("receiver")[1].serialization == "portable_json"
     store.set_event("sender", "k", "[1]", 1, StepWrite("sender", 1, "DBOS.setEvent"), "portable_json")
     assert store.get_event("sender", "k") == ("[1]", "portable_json")
