@@ -8,8 +8,9 @@ transaction. A waiting ``recv`` or ``get_event`` has a durable timeout
 (``sleep.py``).
 
 A ``recv`` in a sync workflow reads its message and holds its consumption
-for the workflow's next write (``operation.settle``): the next send carries
-it in its own transaction, so a workflow answering a message commits once.
+for the workflow's next write (``operation.settle``): a send, an event or a
+stream value carries it in its own transaction, so a workflow answering a
+message commits once.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .._sysdb.records import ListQuery, Message, Received
 from ..error import DBOSException
 from .context import WorkflowRun, get_context
 from .engine import Engine
-from .operation import Operation, carrying_received, codec_for, durable, durable_async, workflow_write
+from .operation import Operation, carrying_received, codec_for, durable, durable_async, settle, workflow_write
 from .sleep import SLEEP, timed_waits
 from .waiting import Waitable, watching
 
@@ -72,6 +73,7 @@ def _sender() -> Optional[WorkflowRun]:
 def _send(engine: Engine, op: Optional[Operation], messages: Sequence[SendMessage], codec: Codec,
           to_forks: bool) -> None:
     if op is not None and op.replaying:
+        settle(engine, op.workflow)
         return
     rows = message_rows(codec, messages)  # refuses an idempotency key given twice
     if to_forks:  # looked up here, not before: a replay neither sends nor looks

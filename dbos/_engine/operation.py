@@ -22,9 +22,9 @@ operations are numbered in the order they begin.
 
 A receive in a sync workflow only reads its message; the consumption and
 its checkpoint are held on the run (``WorkflowRun.received``) and written
-with the workflow's next write: a send carries them in its own transaction
-(``carrying_received``), and any other operation, or the workflow's end,
-writes them first (``settle``). Until then only the workflow's own code has
+with the workflow's next write: a send, an event or a stream value carries
+them in its own transaction (``carrying_received``), and any other
+operation, or the workflow's end, writes them first (``settle``). Until then only the workflow's own code has
 run, so a crash loses nothing: the message is still unread, and the replay
 receives it again.
 """
@@ -199,9 +199,9 @@ async def durable_async(engine: Engine, name: str, work: Callable[[], T], *, wha
 
 
 # How a keyed write reaches the storage: (workflow ID, key, value text,
-# function ID, the checkpoint to write with it, the value's stored format)
-# -> the workflow's status.
-KeyedWrite = Callable[[str, str, str, int, Optional[StepWrite], Optional[str]], Optional[str]]
+# function ID, the checkpoint to write with it, the value's stored format,
+# the workflow's received message to consume with it) -> the workflow's status.
+KeyedWrite = Callable[[str, str, str, int, Optional[StepWrite], Optional[str], Optional[Received]], Optional[str]]
 
 
 def codec_for(engine: Engine, run: Optional[WorkflowRun], serialization_type: Any) -> Codec:
@@ -225,12 +225,14 @@ def workflow_write(engine: Engine, name: str, store: KeyedWrite, key: str, value
     codec = codec_for(engine, ctx.run, serialization_type)
     workflow_id, text = ctx.run.workflow_id, codec.dump_value(value, what=what)
     if ctx.step_id is not None:
-        store(workflow_id, key, text, ctx.step_id, None, codec.column)
+        store(workflow_id, key, text, ctx.step_id, None, codec.column, None)
         return workflow_id
-    op = Operation.begin(engine, name)
+    op = Operation.begin(engine, name, carries_received=True)
     assert op is not None, "in the workflow's own code"
     if op.replaying:
+        settle(engine, op.workflow)
         return None
-    done = engine.codec.dump_value(None, what="a step output")
-    op.confirm(store(workflow_id, key, text, op.function_id, op.write(output=done), codec.column))
+    step = op.write(output=engine.codec.dump_value(None, what="a step output"))
+    op.confirm(carrying_received(op.workflow, lambda received: store(
+        workflow_id, key, text, op.function_id, step, codec.column, received)))
     return workflow_id

@@ -105,8 +105,7 @@ class MessageRows(WorkflowRows):
         before = retries()
         for attempt in self.attempts():
             with attempt:
-                if received is not None:
-                    self._consume(received, before)
+                self._consume_carried(received, before)
                 stamp = now_ms()
                 for destination, topic, text, uuid, stored in messages:
                     self.rowcount(INSERT_MESSAGE, destination_id=destination, topic=topic or NULL_TOPIC,
@@ -144,6 +143,11 @@ class MessageRows(WorkflowRows):
                 status = self._consume(received, before)
         return status
 
+    def _consume_carried(self, received: Optional[Received], before: int) -> None:
+        """In the unit of work at hand: consume the message its writer received, if any."""
+        if received is not None:
+            self._consume(received, before)
+
     def _consume(self, received: Received, before: int) -> str:
         status = self.record_step(received.step)
         # None marked: taken by another execution, or by this one's try whose
@@ -157,12 +161,16 @@ class MessageRows(WorkflowRows):
     # ------------------------------------------------------------------
 
     def set_event(self, workflow_id: str, key: str, value: str, function_id: int,
-                  step: Optional[StepWrite] = None, serialization: Optional[str] = None) -> Optional[str]:
-        """Upsert the latest value and its per-step history; checkpoint ``step``."""
+                  step: Optional[StepWrite] = None, serialization: Optional[str] = None,
+                  received: Optional[Received] = None) -> Optional[str]:
+        """Upsert the latest value and its per-step history; checkpoint ``step``
+        (and consume ``received``, as ``send_messages`` does)."""
         event = {"workflow_id": workflow_id, "key": key, "value": value, "function_id": function_id,
                  "serialization": serialization}
+        before = retries()
         for attempt in self.attempts():
             with attempt:
+                self._consume_carried(received, before)
                 self.rowcount(SET_LATEST_EVENT, **event)
                 self.rowcount(KEEP_EVENT, **event)
                 self.notify([event_key(workflow_id, key)])
@@ -183,20 +191,24 @@ class MessageRows(WorkflowRows):
     # ------------------------------------------------------------------
 
     def write_stream(self, workflow_id: str, key: str, value: str, function_id: int,
-                     step: Optional[StepWrite] = None, serialization: Optional[str] = None) -> Optional[str]:
-        """Append at the next offset (0 first); checkpoint ``step`` with it."""
+                     step: Optional[StepWrite] = None, serialization: Optional[str] = None,
+                     received: Optional[Received] = None) -> Optional[str]:
+        """Append at the next offset (0 first); checkpoint ``step`` with it
+        (and consume ``received``, as ``send_messages`` does)."""
         for tries_left in range(STREAM_WRITE_TRIES - 1, -1, -1):
             try:
-                return self._append(workflow_id, key, (value, serialization), function_id, step)
+                return self._append(workflow_id, key, (value, serialization), function_id, step, received)
             except DBOSSystemDatabaseError as exc:
                 if not tries_left or violation(exc) != UNIQUE:
                     raise
         return None
 
     def _append(self, workflow_id: str, key: str, value: Tuple[str, Optional[str]], function_id: int,
-                step: Optional[StepWrite]) -> Optional[str]:
+                step: Optional[StepWrite], received: Optional[Received]) -> Optional[str]:
+        before = retries()
         for attempt in self.attempts():
             with attempt:
+                self._consume_carried(received, before)
                 self.rowcount(WRITE_STREAM, workflow_id=workflow_id, key=key, value=value[0],
                               serialization=value[1], function_id=function_id)
                 self.notify([stream_key(workflow_id, key)])

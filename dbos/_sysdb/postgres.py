@@ -50,6 +50,8 @@ SEND = Statement(f"""
     SELECT NULL, NULL, pg_notify('{{notify_channel}}', k.key) FROM (VALUES :keys) AS k(key)
 """, prepare=True)
 
+SEND_QUIETLY = Statement(f"{_NEW_MESSAGES} ON CONFLICT (message_uuid) DO NOTHING", prepare=True)
+
 # A received message's consumption, its receive's checkpoint first: one row
 # (receiver's status, whether the checkpoint was saved). The checkpoint is
 # written only while the message is unread, and the message marked only
@@ -67,6 +69,13 @@ _TOOK = f"""took AS (
 _RECEIVED_STATUS = "(SELECT status FROM {workflow_status} WHERE workflow_uuid = :r_workflow_id)"
 
 CONSUME_RECEIVED = Statement(f"WITH {_TOOK} SELECT {_RECEIVED_STATUS}, EXISTS (SELECT 1 FROM took)", prepare=True)
+
+# A writer's checkpoint, written only if its received message was (``took``).
+_SAVED_IF_TOOK = f"""
+    saved AS (
+        {STEP_INSERT}
+        SELECT {", ".join(f":{p}" for p in STEP_PARAMS)} WHERE EXISTS (SELECT 1 FROM took)
+        ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING function_id)"""
 
 
 @lru_cache(maxsize=4)
@@ -117,7 +126,16 @@ _EVENT_WRITES = """
 SET_EVENT_AND_RECORD = Statement(
     f"WITH {_SAVE_STEP},"
     + _EVENT_WRITES.format(only_if_saved=" WHERE EXISTS (SELECT 1 FROM saved)")
-    + f"\n    SELECT {_STATUS}, EXISTS (SELECT 1 FROM saved), pg_notify('{{notify_channel}}', :notify_key)",
+    + f"\n    SELECT {_STATUS}, EXISTS (SELECT 1 FROM saved), pg_notify('{{notify_channel}}', :notify_key), TRUE",
+    prepare=True)
+
+# The same, consuming the setter's received message first (as ``send_and_record``
+# does), and whether it did: the step and the event are written only if it was.
+CONSUME_AND_SET_EVENT = Statement(
+    f"WITH {_TOOK},{_SAVED_IF_TOOK},"
+    + _EVENT_WRITES.format(only_if_saved=" WHERE EXISTS (SELECT 1 FROM saved)")
+    + f"""\n    SELECT {_STATUS}, EXISTS (SELECT 1 FROM saved), pg_notify('{{notify_channel}}', :notify_key),
+        EXISTS (SELECT 1 FROM took)""",
     prepare=True)
 
 SET_EVENT = Statement(
@@ -156,16 +174,17 @@ class PostgresSystemDatabase(SystemDatabase):
         rows = [(d, t or NULL_TOPIC, text, uuid, stored, stamp) for d, t, text, uuid, stored in messages]
         keys = [(key,) for key in message_keys(messages)]
         if step is None:
-            self.one(SEND, messages=rows, keys=keys)
+            if announce:
+                self.one(SEND, messages=rows, keys=keys)
+            else:
+                self.rowcount(SEND_QUIETLY, messages=rows)
             return None
         before = retries()
         params = {**step_params(step), **(received_params(received) if received else {})}
         statement = send_and_record(received is not None, announce)
         row = self.one(statement, messages=rows, **({"keys": keys} if announce else {}), **params)
         assert row is not None, "the statement returns a row"
-        if received is not None and not row[3]:
-            self.same_step_status(received.step, before)  # raises unless this was our own try
-        return self._checked_status(step, row[0], row[1], before)
+        return self._carried_status(step, received, row, before)
 
     def consume_received(self, received: Received) -> str:
         before = retries()
@@ -174,16 +193,29 @@ class PostgresSystemDatabase(SystemDatabase):
         return self._checked_status(received.step, row[0], row[1], before)
 
     def set_event(self, workflow_id: str, key: str, value: str, function_id: int,
-                  step: Optional[StepWrite] = None, serialization: Optional[str] = None) -> Optional[str]:
+                  step: Optional[StepWrite] = None, serialization: Optional[str] = None,
+                  received: Optional[Received] = None) -> Optional[str]:
         # Its own name: the step's serialization (step_params) is that of the step's output.
         event = {"workflow_id": workflow_id, "key": key, "value": value, "function_id": function_id,
                  "notify_key": event_key(workflow_id, key), "event_serialization": serialization}
-        if step is None:
+        if step is None:  # from a step: no checkpoint, nothing received to carry
+            assert received is None, "a receive is carried by the workflow's own write"
             self.one(SET_EVENT, **event)
             return None
         before = retries()
-        row = self.one(SET_EVENT_AND_RECORD, **{**step_params(step), **event})
+        if received is None:
+            row = self.one(SET_EVENT_AND_RECORD, **{**step_params(step), **event})
+        else:
+            row = self.one(CONSUME_AND_SET_EVENT, **{**step_params(step), **event, **received_params(received)})
         assert row is not None, "the statement returns one row"
+        return self._carried_status(step, received, row, before)
+
+    def _carried_status(self, step: StepWrite, received: Optional[Received], row: Sequence[Any],
+                        before: int) -> str:
+        """The writer's status from a row (status, saved, ..., took): a receive
+        carried and not taken was this writer's own earlier try, or a conflict."""
+        if received is not None and not row[3]:
+            self.same_step_status(received.step, before)  # raises unless this was our own try
         return self._checked_status(step, row[0], row[1], before)
 
     def _checked_status(self, step: StepWrite, status: object, saved: object, before: int) -> str:

@@ -160,7 +160,8 @@ class Storage(Protocol):
         ...
 
     def set_event(self, workflow_id: str, key: str, value: str, function_id: int,
-                  step: Optional[StepWrite] = None, serialization: Optional[str] = None) -> Optional[str]:
+                  step: Optional[StepWrite] = None, serialization: Optional[str] = None,
+                  received: Optional[Received] = None) -> Optional[str]:
         """Set an event's value and history, with ``step``'s checkpoint; the status."""
         ...
 
@@ -173,7 +174,8 @@ class Storage(Protocol):
         ...
 
     def write_stream(self, workflow_id: str, key: str, value: str, function_id: int,
-                     step: Optional[StepWrite] = None, serialization: Optional[str] = None) -> Optional[str]:
+                     step: Optional[StepWrite] = None, serialization: Optional[str] = None,
+                     received: Optional[Received] = None) -> Optional[str]:
         """Append to a stream with ``step``'s checkpoint; the status."""
         ...
 

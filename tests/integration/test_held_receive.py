@@ -80,6 +80,30 @@ def test_a_received_message_is_consumed_with_the_send_that_answers_it(dbos: type
     assert consumed(sys_db_url, asker_id) == [False]
 
 
+def test_a_received_message_is_consumed_with_the_event_it_publishes(dbos: type[DBOS], sys_db_url: str) -> None:
+    received, go = threading.Event(), threading.Event()
+
+    @DBOS.workflow()
+    def publisher() -> None:
+        order = DBOS.recv(timeout_seconds=WAIT_S)
+        received.set()
+        assert go.wait(WAIT_S)
+        DBOS.set_event("status", f"{order} accepted")
+        DBOS.write_stream("log", order)
+
+    workflow_id = new_id("publisher")
+    with SetWorkflowID(workflow_id):
+        handle = DBOS.start_workflow(publisher)
+    DBOS.send(workflow_id, "o-1")
+    assert received.wait(WAIT_S)
+    assert consumed(sys_db_url, workflow_id) == [False]
+    go.set()
+    assert DBOS.get_event(workflow_id, "status", timeout_seconds=WAIT_S) == "o-1 accepted"
+    handle.get_result()
+    assert consumed(sys_db_url, workflow_id) == [True]
+    assert [name for _, name in steps(sys_db_url, workflow_id)] == ["DBOS.recv", "DBOS.setEvent", "DBOS.writeStream"]
+
+
 def test_a_received_message_is_consumed_before_the_next_step_runs(dbos: type[DBOS], sys_db_url: str) -> None:
     @DBOS.step()
     def look(workflow_id: str) -> List[bool]:
@@ -270,11 +294,18 @@ def test_a_send_to_a_workflow_waiting_here_tells_no_other_process(
         threading.Event().wait(0.01)
     sender(waiting_id)
     assert handle.get_result() == "here"
+    with SetWorkflowID(waiting_id + "-again"):
+        handle = DBOS.start_workflow(waiter)
+    while not engine.waiters.waiting(f"msg::{waiting_id}-again::__null__topic__"):
+        threading.Event().wait(0.01)
+    DBOS.send(waiting_id + "-again", "from outside a workflow")
+    assert handle.get_result() == "from outside a workflow"
     with SetWorkflowID(finished_id):
         idle()  # a workflow that has ended: nothing here waits for its messages
     sender(finished_id)
     payloads = heard()
     assert f"msg::{waiting_id}::__null__topic__" not in payloads  # woken here, not announced
+    assert f"msg::{waiting_id}-again::__null__topic__" not in payloads
     assert f"msg::{finished_id}::__null__topic__" in payloads  # nobody here waits: announced
 
 

@@ -130,6 +130,30 @@ def test_a_send_whose_received_message_was_taken_sends_nothing(store: SystemData
     assert messages(store) == [("receiver", "t", "ping", True)]
 
 
+def test_an_event_or_a_stream_value_carries_the_setters_received_message(store: SystemDatabase) -> None:
+    store.send_messages([("receiver", "t", "one", "u1", None), ("receiver", "t", "two", "u2", None)])
+    status = store.set_event("receiver", "k", "v", 2, StepWrite("receiver", 2, "DBOS.setEvent"), None,
+                             received(store, 1))
+    assert status == "PENDING"
+    assert store.get_event("receiver", "k") == ("v", None)
+    status = store.write_stream("receiver", "s", "x", 4, StepWrite("receiver", 4, "DBOS.writeStream"), None,
+                                received(store, 3))
+    assert status == "PENDING"
+    assert store.read_stream("receiver", "s", 0) == ("x", None)
+    assert steps(store, "receiver") == [(1, "DBOS.recv", "one"), (2, "DBOS.setEvent", None),
+                                        (3, "DBOS.recv", "two"), (4, "DBOS.writeStream", None)]
+    assert messages(store) == [("receiver", "t", "one", True), ("receiver", "t", "two", True)]
+
+
+def test_an_event_whose_received_message_was_taken_is_not_set(store: SystemDatabase) -> None:
+    store.send_messages([("receiver", "t", "ping", "u1", None)])
+    mine, other = received(store, 1), received(store, 1)
+    store.consume_received(other)
+    with pytest.raises(DBOSWorkflowConflictIDError, match="receiver"):
+        store.set_event("receiver", "k", "v", 2, StepWrite("receiver", 2, "DBOS.setEvent"), None, mine)
+    assert store.get_event("receiver", "k") is None
+
+
 def test_a_failed_send_leaves_the_received_message_unread(store: SystemDatabase) -> None:
     store.send_messages([("receiver", "t", "ping", "u1", None)])
     with pytest.raises(DBOSNonExistentWorkflowError, match="nobody"):
