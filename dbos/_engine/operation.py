@@ -24,9 +24,9 @@ A receive in a sync workflow only reads its message; the consumption and
 its checkpoint are held on the run (``WorkflowRun.received``) and written
 with the workflow's next write: a send, an event or a stream value carries
 them in its own transaction (``carrying_received``), and any other
-operation, or the workflow's end, writes them first (``settle``). Until then only the workflow's own code has
-run, so a crash loses nothing: the message is still unread, and the replay
-receives it again.
+operation, or the workflow's end, writes them first (``settle``). Until
+then only the workflow's own code has run, so a crash loses nothing: the
+message is still unread, and the replay receives it again.
 """
 
 from __future__ import annotations
