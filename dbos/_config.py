@@ -7,7 +7,6 @@ the rule it breaks, before anything touches a database.
 
 from __future__ import annotations
 
-import copy
 import difflib
 import json
 import logging
@@ -15,19 +14,18 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, TypedDict
 
 import yaml
 
+from ._schema_check import config_schema_read, conforms, jsonschema_validator
 from ._sysdb.url import DatabaseURL, URLError, mask_url
 from ._telemetry import telemetry_from_yaml, telemetry_settings
 from .error import DBOSConfigError, DBOSInitializationError
 
 if TYPE_CHECKING:  # imported where a configuration is validated: a command given a URL never needs it
-    from jsonschema import Draft202012Validator, ValidationError
+    from jsonschema import ValidationError
 
 logger = logging.getLogger("dbos")
 
@@ -245,19 +243,6 @@ _YAML_SECTIONS = ("language", "database", "runtimeConfig", "telemetry", "env")
 # --------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def _validator() -> "Draft202012Validator":
-    from jsonschema import Draft202012Validator
-    text = resources.files("dbos").joinpath("config.schema.json").read_text()
-    return Draft202012Validator(json.loads(text))
-
-
-def config_schema() -> Dict[str, Any]:
-    """The JSON Schema both configuration sources are validated against (a copy)."""
-    schema: Dict[str, Any] = copy.deepcopy(_any(_validator().schema))
-    return schema
-
-
 def validate_config(config: Any) -> None:
     """Raise ``DBOSConfigError`` for the first rule the configuration breaks."""
     if not isinstance(config, dict):
@@ -265,9 +250,12 @@ def validate_config(config: Any) -> None:
     for key, reason in UNSUPPORTED_KEYS.items():
         if key in config:
             raise DBOSConfigError(key, reason)
-    errors = sorted(_validator().iter_errors(config), key=_error_order)
-    if errors:
-        raise DBOSConfigError(*_explain(errors[0]))
+    # jsonschema is asked only about a configuration the quick check does not
+    # pass (its import is most of a launch); its verdict and messages rule.
+    if not conforms(config, config_schema_read(), config_schema_read()):
+        errors = sorted(jsonschema_validator().iter_errors(config), key=_error_order)
+        if errors:
+            raise DBOSConfigError(*_explain(errors[0]))
     _check_numbers(config, "")
     _check_urls(config)
     _check_serializer(config.get("serializer"))

@@ -17,7 +17,7 @@ import uuid
 from typing import Any, Dict, List, Optional, Sequence, Tuple, TypedDict
 
 from .._clock import now_ms
-from .._config import config_schema
+from .._schema_check import config_schema
 from .._engine.attributes import attributes_text
 from .._engine.engine import Engine
 from .._engine.messages import with_forks

@@ -25,7 +25,7 @@ PACKAGE = REPO / "dbos"
 # those below. Each module belongs to the layer of its longest prefix.
 LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
     ("base", ("dbos.error", "dbos._error", "dbos._clock", "dbos._status", "dbos._serialization",
-              "dbos._portable_json", "dbos._logger", "dbos._versions")),
+              "dbos._portable_json", "dbos._logger", "dbos._versions", "dbos._schema_check")),
     ("storage", ("dbos._sysdb",)),
     ("application database", ("dbos._datasource", "dbos.contrib.sqlalchemy", "dbos.contrib.sqlalchemy_async",
                               "dbos.contrib.django.datasource")),

@@ -21,9 +21,9 @@ import pytest
 
 import dbos._config
 from dbos import DBOS, DBOSConfig
+from dbos._schema_check import config_schema
 from dbos._config import (
     config_from_yaml,
-    config_schema,
     default_app_name,
     default_sqlite_url,
     load_config_file,
