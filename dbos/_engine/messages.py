@@ -183,9 +183,7 @@ def _take(engine: Engine, op: Operation, topic: Optional[str], hold: bool) -> Op
     workflow's run or consumed now; None if there is none."""
     run = op.workflow
     with run.receiving:
-        if run.received is not None:  # not in sync code (its begin settled it), but never dropped
-            engine.sysdb.consume_received(run.received)
-            run.received = None
+        assert run.received is None, "the receive's begin consumed the one received before"
         found = engine.sysdb.find_message(run.workflow_id, topic)
         if found is None:
             return None

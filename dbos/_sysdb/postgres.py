@@ -70,35 +70,37 @@ _RECEIVED_STATUS = "(SELECT status FROM {workflow_status} WHERE workflow_uuid = 
 
 CONSUME_RECEIVED = Statement(f"WITH {_TOOK} SELECT {_RECEIVED_STATUS}, EXISTS (SELECT 1 FROM took)", prepare=True)
 
-# A writer's checkpoint, written only if its received message was (``took``).
-_SAVED_IF_TOOK = f"""
+def _writer_checkpoint(consumes: bool) -> str:
+    """``WITH`` and the CTEs of a write from a workflow: its checkpoint
+    (``saved``), and with ``consumes`` first the writer's received message
+    (``took``), the checkpoint then written only if that was."""
+    if not consumes:
+        return f"WITH {_SAVE_STEP},"
+    return f"""WITH {_TOOK},
     saved AS (
         {STEP_INSERT}
         SELECT {", ".join(f":{p}" for p in STEP_PARAMS)} WHERE EXISTS (SELECT 1 FROM took)
-        ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING function_id)"""
+        ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING function_id),"""
+
+
+def _took(consumes: bool) -> str:
+    """The last column of a writer's row: whether its received message was consumed."""
+    return "EXISTS (SELECT 1 FROM took)" if consumes else "TRUE"
 
 
 @lru_cache(maxsize=4)
 def send_and_record(consumes: bool, notifies: bool) -> Statement:
-    """A send from a workflow, with its checkpoint: the checkpoint goes first,
-    and the messages are written only if it was. ``consumes``: the sender's
-    received message too (``CONSUME_RECEIVED``), first of all, and the rest
-    only if it was. ``notifies``: every key, for other processes' waiters.
-    Rows (sender's status, whether the send was saved, None, whether the
-    receive was): one per key notified, else one."""
-    took = f"{_TOOK}," if consumes else ""
-    only_if_took = "WHERE EXISTS (SELECT 1 FROM took)" if consumes else ""
+    """A send from a workflow, with its checkpoint (``_writer_checkpoint``):
+    the messages are written only if the checkpoint was. ``notifies``: every
+    key, for other processes' waiters. Rows (sender's status, whether the
+    send was saved, None, whether the receive was): one per key notified,
+    else one."""
     notify = "pg_notify('{notify_channel}', k.key)" if notifies else "NULL"
     return Statement(f"""
-    WITH {took}
-    saved AS (
-        {STEP_INSERT}
-        SELECT {", ".join(f":{p}" for p in STEP_PARAMS)} {only_if_took}
-        ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING function_id),
+    {_writer_checkpoint(consumes)}
     sent AS ({_NEW_MESSAGES} WHERE EXISTS (SELECT 1 FROM saved)
         ON CONFLICT (message_uuid) DO NOTHING RETURNING 1)
-    SELECT {_STATUS}, EXISTS (SELECT 1 FROM saved), {notify},
-        {"EXISTS (SELECT 1 FROM took)" if consumes else "TRUE"}
+    SELECT {_STATUS}, EXISTS (SELECT 1 FROM saved), {notify}, {_took(consumes)}
     {"FROM (VALUES :keys) AS k(key)" if notifies else ""}
     """, prepare=True)
 
@@ -122,21 +124,19 @@ _EVENT_WRITES = """
         ON CONFLICT (workflow_uuid, key, function_id)
             DO UPDATE SET value = EXCLUDED.value, serialization = EXCLUDED.serialization RETURNING 1)"""
 
-# One row (setter's status, whether the step was saved); both NULL without a step.
-SET_EVENT_AND_RECORD = Statement(
-    f"WITH {_SAVE_STEP},"
-    + _EVENT_WRITES.format(only_if_saved=" WHERE EXISTS (SELECT 1 FROM saved)")
-    + f"\n    SELECT {_STATUS}, EXISTS (SELECT 1 FROM saved), pg_notify('{{notify_channel}}', :notify_key), TRUE",
-    prepare=True)
 
-# The same, consuming the setter's received message first (as ``send_and_record``
-# does), and whether it did: the step and the event are written only if it was.
-CONSUME_AND_SET_EVENT = Statement(
-    f"WITH {_TOOK},{_SAVED_IF_TOOK},"
-    + _EVENT_WRITES.format(only_if_saved=" WHERE EXISTS (SELECT 1 FROM saved)")
-    + f"""\n    SELECT {_STATUS}, EXISTS (SELECT 1 FROM saved), pg_notify('{{notify_channel}}', :notify_key),
-        EXISTS (SELECT 1 FROM took)""",
-    prepare=True)
+@lru_cache(maxsize=2)
+def set_event_and_record(consumes: bool) -> Statement:
+    """An event set from a workflow, with its checkpoint (``_writer_checkpoint``):
+    the event is written only if the checkpoint was. One row (setter's
+    status, whether the step was saved, None, whether the receive was)."""
+    return Statement(
+        _writer_checkpoint(consumes)
+        + _EVENT_WRITES.format(only_if_saved=" WHERE EXISTS (SELECT 1 FROM saved)")
+        + f"\n    SELECT {_STATUS}, EXISTS (SELECT 1 FROM saved), pg_notify('{{notify_channel}}', :notify_key), "
+        + _took(consumes),
+        prepare=True)
+
 
 SET_EVENT = Statement(
     "WITH" + _EVENT_WRITES.format(only_if_saved="")
@@ -168,7 +168,8 @@ class PostgresSystemDatabase(SystemDatabase):
 
     def _send_messages(self, messages: Sequence[Message], step: Optional[StepWrite],
                        received: Optional[Received], announce: bool) -> Optional[str]:
-        if not messages or (received is not None and step is None):
+        assert step is not None or received is None, "a receive is carried by the workflow's own write"
+        if not messages:  # nothing to send: only the checkpoint
             return super()._send_messages(messages, step, received, announce)
         stamp = now_ms()
         rows = [(d, t or NULL_TOPIC, text, uuid, stored, stamp) for d, t, text, uuid, stored in messages]
@@ -203,10 +204,8 @@ class PostgresSystemDatabase(SystemDatabase):
             self.one(SET_EVENT, **event)
             return None
         before = retries()
-        if received is None:
-            row = self.one(SET_EVENT_AND_RECORD, **{**step_params(step), **event})
-        else:
-            row = self.one(CONSUME_AND_SET_EVENT, **{**step_params(step), **event, **received_params(received)})
+        params = {**step_params(step), **event, **(received_params(received) if received else {})}
+        row = self.one(set_event_and_record(received is not None), **params)
         assert row is not None, "the statement returns one row"
         return self._carried_status(step, received, row, before)
 

@@ -120,10 +120,16 @@ def test_a_send_carries_the_senders_received_message_in_its_transaction(store: S
     assert messages(store) == [("receiver", "t", "ping", True), ("sender", "t", "pong", False)]
 
 
-def test_a_send_whose_received_message_was_taken_sends_nothing(store: SystemDatabase) -> None:
+def taken_elsewhere(store: SystemDatabase) -> Received:
+    """"ping", as a receive holds it after another execution consumed it."""
     store.send_messages([("receiver", "t", "ping", "u1", None)])
     mine, other = received(store, 1), received(store, 1)
     store.consume_received(other)
+    return mine
+
+
+def test_a_send_whose_received_message_was_taken_sends_nothing(store: SystemDatabase) -> None:
+    mine = taken_elsewhere(store)
     with pytest.raises(DBOSWorkflowConflictIDError, match="receiver"):
         store.send_messages([("sender", "t", "pong", "u2", None)], StepWrite("receiver", 2, "DBOS.send"), mine)
     assert steps(store, "receiver") == [(1, "DBOS.recv", "ping")]
@@ -146,9 +152,7 @@ def test_an_event_or_a_stream_value_carries_the_setters_received_message(store: 
 
 
 def test_an_event_whose_received_message_was_taken_is_not_set(store: SystemDatabase) -> None:
-    store.send_messages([("receiver", "t", "ping", "u1", None)])
-    mine, other = received(store, 1), received(store, 1)
-    store.consume_received(other)
+    mine = taken_elsewhere(store)
     with pytest.raises(DBOSWorkflowConflictIDError, match="receiver"):
         store.set_event("receiver", "k", "v", 2, StepWrite("receiver", 2, "DBOS.setEvent"), None, mine)
     assert store.get_event("receiver", "k") is None
